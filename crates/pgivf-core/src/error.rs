@@ -34,4 +34,9 @@ pub enum VectorError {
     Overflow,
     #[error("value out of range: underflow")]
     Underflow,
+    /// Binary input shorter than its header says (PostgreSQL's own message for short messages).
+    #[error("insufficient data left in message")]
+    InsufficientData,
+    #[error("expected unused to be 0, not {0}")]
+    UnusedNotZero(u16),
 }

@@ -8,6 +8,8 @@
 pub mod distance;
 pub mod error;
 pub mod kmeans;
+pub mod sample;
+pub mod page;
 pub mod text;
 pub mod topk;
 
@@ -15,3 +17,16 @@ pub use error::VectorError;
 
 /// Largest number of dimensions a `vector` value may have (pgvector's `VECTOR_MAX_DIM`).
 pub const VECTOR_MAX_DIM: usize = 16000;
+
+pub mod binary;
+
+/// pgvector's `CheckElement`: vectors never hold NaN or infinity.
+pub fn check_element(value: f32) -> Result<(), VectorError> {
+    if value.is_nan() {
+        Err(VectorError::NaN)
+    } else if value.is_infinite() {
+        Err(VectorError::Infinite)
+    } else {
+        Ok(())
+    }
+}

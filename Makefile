@@ -1,0 +1,11 @@
+# The two commands of the README, plus the benchmark.
+.PHONY: demo test bench setup
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash tests/run.sh
+
+setup:
+	bash scripts/setup.sh

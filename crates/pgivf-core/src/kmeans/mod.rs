@@ -1,0 +1,352 @@
+//! k-means for the IVFFlat index build: the centroids ("lists") the table rows are filed under.
+//!
+//! [`train`] seeds with k-means++ and refines with Lloyd iterations accelerated by Hamerly's
+//! bounds (one upper and one lower bound per sample, so O(n) extra memory, unlike Elkan's O(n·k)
+//! matrix). Nearest-centroid searches compare blocks of samples with blocks of centroids (see
+//! `panels`). Everything parallel runs on the caller's rayon pool; the [`Progress`] callback runs
+//! on the calling thread between bounded chunks of work so the backend can react to query cancel.
+//!
+//! Results are deterministic for a given seed and input, whatever the number of threads: every
+//! floating-point sum is taken in an order fixed by the data alone.
+
+mod init;
+mod lloyd;
+mod panels;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use thiserror::Error;
+
+use crate::distance;
+use panels::{Panels, ROWS};
+
+pub use init::SEEDING_WORK_LIMIT;
+
+/// pgvector's iteration cap for IVFFlat k-means.
+pub const DEFAULT_MAX_ITERATIONS: usize = 500;
+
+/// Multiply-adds per thread between two progress checkpoints, counted as if no distance were
+/// skipped. About 100 ms with scalar kernels, 10-20 ms with the SIMD ones; bounds and k-means++'s
+/// triangle test only ever make the real gap shorter.
+const WORK_PER_CHECKPOINT_PER_THREAD: usize = 100_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KMeansError {
+    #[error("k-means needs at least one cluster")]
+    NoClusters,
+    #[error("k-means needs vectors of at least one dimension")]
+    NoDimensions,
+    #[error("sample buffer of {len} values is not a whole number of {dim}-dimensional vectors")]
+    RaggedSamples { len: usize, dim: usize },
+    #[error("k-means supports at most {max} samples and clusters, got {got}")]
+    TooLarge { got: usize, max: usize },
+    /// The callback's way to stop the computation, e.g. on query cancel.
+    #[error("k-means was interrupted")]
+    Interrupted,
+    /// Only a bug (or non-finite input) can get here; returned rather than storing garbage.
+    #[error("k-means produced a non-finite centroid")]
+    NonFiniteCentroid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KMeansMetric {
+    /// Squared Euclidean distance.
+    L2,
+    /// Samples are L2-normalised by the caller; centroids are re-normalised after every update
+    /// and the nearest centroid is the one with the largest dot product.
+    Spherical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KMeansParams {
+    pub k: usize,
+    pub max_iterations: usize,
+    pub seed: u64,
+    pub metric: KMeansMetric,
+}
+
+impl KMeansParams {
+    /// `DEFAULT_MAX_ITERATIONS` and seed 0.
+    pub fn new(k: usize, metric: KMeansMetric) -> Self {
+        Self {
+            k,
+            max_iterations: DEFAULT_MAX_ITERATIONS,
+            seed: 0,
+            metric,
+        }
+    }
+}
+
+/// Where [`train`] is when it calls [`Progress::checkpoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KMeansStage {
+    /// Seeding has placed `chosen` of the `k` initial centroids.
+    Seeding { chosen: usize, k: usize },
+    /// Lloyd iteration `iteration` (1-based) has assigned `done` of `total` samples.
+    Assigning {
+        iteration: usize,
+        done: usize,
+        total: usize,
+    },
+    /// Lloyd iteration `iteration` is recomputing centroids from its assignments.
+    Updating { iteration: usize },
+}
+
+/// Called by [`train`] on the calling thread, never from a pool worker, between chunks of at
+/// most roughly [`WORK_PER_CHECKPOINT_PER_THREAD`] multiply-adds per thread (well under 0.2 s),
+/// and often much more frequently, so it must be cheap. Returning an error abandons the
+/// computation promptly and `train` returns that error. Panicking (e.g. a PostgreSQL error raised
+/// through pgrx) is safe as well: no lock is held and no worker is running at that point.
+pub trait Progress {
+    fn checkpoint(&mut self, stage: KMeansStage) -> Result<(), KMeansError>;
+}
+
+impl<F: FnMut(KMeansStage) -> Result<(), KMeansError>> Progress for F {
+    fn checkpoint(&mut self, stage: KMeansStage) -> Result<(), KMeansError> {
+        self(stage)
+    }
+}
+
+/// Computes `params.k` centroids (k·dim values, row-major) from `samples` (n·dim values).
+///
+/// Fewer than k distinct samples is fine: the distinct ones come first and the remaining
+/// centroids repeat samples (or, with no samples at all, are uniform random in [0, 1)^dim,
+/// normalised for [`KMeansMetric::Spherical`]).
+pub fn train(
+    samples: &[f32],
+    dim: usize,
+    params: &KMeansParams,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn Progress,
+) -> Result<Vec<f32>, KMeansError> {
+    let k = params.k;
+    validate(samples.len(), dim, k)?;
+    let n = samples.len() / dim;
+    let mut centroids = vec![0.0f32; k * dim];
+    let mut rng = StdRng::seed_from_u64(params.seed);
+    init::seed(
+        samples,
+        dim,
+        &mut centroids,
+        params.metric,
+        &mut rng,
+        pool,
+        progress,
+    )?;
+    if n > 0 {
+        lloyd::run(
+            samples,
+            dim,
+            &mut centroids,
+            params.metric,
+            params.max_iterations,
+            pool,
+            progress,
+        )?;
+    }
+    if centroids.iter().all(|v| v.is_finite()) {
+        Ok(centroids)
+    } else {
+        Err(KMeansError::NonFiniteCentroid)
+    }
+}
+
+fn validate(values: usize, dim: usize, k: usize) -> Result<(), KMeansError> {
+    if k == 0 {
+        return Err(KMeansError::NoClusters);
+    }
+    if dim == 0 {
+        return Err(KMeansError::NoDimensions);
+    }
+    if values % dim != 0 {
+        return Err(KMeansError::RaggedSamples { len: values, dim });
+    }
+    let max = u32::MAX as usize;
+    let largest = k.max(values / dim);
+    if largest > max {
+        return Err(KMeansError::TooLarge { got: largest, max });
+    }
+    Ok(())
+}
+
+/// Upper bound on the bytes [`train`] allocates for `n` samples (the returned centroids
+/// included, the samples themselves not), for checking against `maintenance_work_mem` before
+/// starting. Monotone in each argument. Per sample it is 4 bytes × (cluster, upper bound, lower
+/// bound, sort index) plus up to 16 for the list of samples that changed cluster; per centroid
+/// value it is 4 (result) + 4 (next centroids) + 8 (f64 sums) + 4 (packed copy for the blocked
+/// search).
+pub fn memory_required(n: usize, dim: usize, k: usize) -> usize {
+    let result = k * dim * size_of::<f32>();
+    // Seeding's buffers are freed before the iterations start, but adding them keeps this simple
+    // and monotone; they are small next to the samples.
+    result + init::bytes_required(n, k) + lloyd::bytes_required(n, dim, k)
+}
+
+/// Index of the nearest centroid of every row (n·dim values), computed in parallel on `pool`.
+/// The result equals [`nearest`] row by row, ties included: the blocked search is only used to
+/// shortlist the centroids within its rounding error of the best, which are then compared with
+/// the exact distance kernels.
+///
+/// Cost is about rows·k·dim multiply-adds, with scratch of 16·k bytes per worker; call it on
+/// batches small enough to check for interrupts between them.
+///
+/// # Panics
+/// If `dim` is 0, there are no centroids, or a buffer is not a whole number of vectors.
+pub fn assign(
+    rows: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    metric: KMeansMetric,
+    pool: &rayon::ThreadPool,
+) -> Vec<u32> {
+    assert!(dim > 0, "dimension must be positive");
+    assert!(
+        !centroids.is_empty() && centroids.len() % dim == 0 && rows.len() % dim == 0,
+        "buffers must hold whole {dim}-dimensional vectors and at least one centroid"
+    );
+    let n = rows.len() / dim;
+    let mut labels = vec![0u32; n];
+    if n == 0 {
+        return labels;
+    }
+    let panels = Panels::new(centroids, dim);
+    let max_centroid_norm = panels.max_norm();
+    const ROWS_PER_TASK: usize = 16 * ROWS;
+    pool.install(|| {
+        labels
+            .par_chunks_mut(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, labels)| {
+                let stride = panels.padded_len();
+                let mut scores = vec![0.0f32; ROWS * stride];
+                let first_row = task * ROWS_PER_TASK;
+                for (group, labels) in labels.chunks_mut(ROWS).enumerate() {
+                    let first = first_row + group * ROWS;
+                    let group_rows: [&[f32]; ROWS] = std::array::from_fn(|r| {
+                        let row = (first + r).min(n - 1);
+                        &rows[row * dim..][..dim]
+                    });
+                    let group_rows = &group_rows[..labels.len()];
+                    panels.scores(group_rows, metric == KMeansMetric::Spherical, &mut scores);
+                    for (r, (label, row)) in labels.iter_mut().zip(group_rows).enumerate() {
+                        let row_scores = &scores[r * stride..][..stride];
+                        *label = confirm_nearest(row, row_scores, centroids, metric, max_centroid_norm);
+                    }
+                }
+            })
+    });
+    labels
+}
+
+/// Picks the exact nearest centroid among those whose approximate score is within rounding
+/// error of the best one.
+fn confirm_nearest(
+    row: &[f32],
+    scores: &[f32],
+    centroids: &[f32],
+    metric: KMeansMetric,
+    max_centroid_norm: f32,
+) -> u32 {
+    let dim = row.len();
+    let best_score = scores.iter().fold(f32::INFINITY, |best, &s| best.min(s));
+    // Worst-case error of an f32 sum of `dim` products is about dim·ε/2 of the sum of absolute
+    // terms; each side of the comparison (blocked dot and norm versus exact kernel) contributes
+    // such a term. The margin doubles that so that the true winner is always shortlisted.
+    let row_norm = f64::from(distance::dot(row, row)).sqrt();
+    let centroid_norm = f64::from(max_centroid_norm);
+    let eps = f64::from(f32::EPSILON);
+    let margin = match metric {
+        KMeansMetric::L2 => (3.0 * dim as f64 + 8.0) * eps * (row_norm + centroid_norm).powi(2),
+        KMeansMetric::Spherical => (2.0 * dim as f64 + 4.0) * eps * row_norm * centroid_norm,
+    };
+    let limit = f64::from(best_score) + 2.0 * margin;
+    let shortlist = scores
+        .iter()
+        .enumerate()
+        .filter(|&(_, &score)| f64::from(score) <= limit || score.is_nan())
+        .map(|(j, _)| j);
+    let centroid = |j: usize| &centroids[j * dim..][..dim];
+    let mut best = 0;
+    match metric {
+        KMeansMetric::L2 => {
+            let mut best_distance = f32::INFINITY;
+            for j in shortlist {
+                let d = distance::l2_squared(row, centroid(j));
+                if d < best_distance {
+                    best_distance = d;
+                    best = j;
+                }
+            }
+        }
+        KMeansMetric::Spherical => {
+            let mut best_dot = f32::NEG_INFINITY;
+            for j in shortlist {
+                let d = distance::dot(row, centroid(j));
+                if d > best_dot {
+                    best_dot = d;
+                    best = j;
+                }
+            }
+        }
+    }
+    best as u32
+}
+
+/// Index of the centroid nearest to `row`: smallest squared Euclidean distance for L2, largest
+/// dot product for spherical; ties go to the lowest index.
+///
+/// # Panics
+/// If `dim` is 0 or there is no centroid.
+pub fn nearest(row: &[f32], centroids: &[f32], dim: usize, metric: KMeansMetric) -> u32 {
+    assert!(dim > 0 && centroids.len() >= dim, "need at least one centroid");
+    let mut best = 0;
+    match metric {
+        KMeansMetric::L2 => {
+            let mut best_distance = f32::INFINITY;
+            for (j, c) in centroids.chunks_exact(dim).enumerate() {
+                let d = distance::l2_squared(row, c);
+                if d < best_distance {
+                    best_distance = d;
+                    best = j;
+                }
+            }
+        }
+        KMeansMetric::Spherical => {
+            let mut best_dot = f32::NEG_INFINITY;
+            for (j, c) in centroids.chunks_exact(dim).enumerate() {
+                let d = distance::dot(row, c);
+                if d > best_dot {
+                    best_dot = d;
+                    best = j;
+                }
+            }
+        }
+    }
+    best as u32
+}
+
+/// Samples per parallel chunk between checkpoints when each sample may cost `work_per_sample`
+/// multiply-adds.
+fn chunk_len(work_per_sample: usize, pool: &rayon::ThreadPool) -> usize {
+    let threads = pool.current_num_threads().max(1);
+    (WORK_PER_CHECKPOINT_PER_THREAD * threads / work_per_sample.max(1)).max(threads * ROWS)
+}
+
+/// Scales to unit length; a zero vector becomes the first basis vector so the result is still a
+/// valid unit centroid.
+fn normalize(vector: &mut [f32]) {
+    let norm = vector
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        vector
+            .iter_mut()
+            .for_each(|v| *v = (f64::from(*v) / norm) as f32);
+    } else {
+        vector.fill(0.0);
+        vector[0] = 1.0;
+    }
+}

@@ -1,0 +1,757 @@
+//! The on-page format of an ivfflat index.
+//!
+//! Every page is a standard PostgreSQL page (24-byte header, `pd_lower` marking the end of the used
+//! data so that full-page images skip the free space) with a 16-byte special area:
+//! `next block (u32), first entry offset (u16), page kind (u16), reserved (u32, u16), page id (u16)`.
+//! All integers are little-endian.
+//!
+//! ```text
+//! block 0                  meta page: magic, format version, dimensions, lists, metric, build id,
+//!                          where the centroid and directory pages are
+//! blocks 1 ..              centroid pages: whole f32 centroids back to back (read once per backend)
+//! then                     directory pages: per list {head block, tail block, free-slot hint, 0}
+//! then                     entry pages: one chain per list, linked by `next`
+//! ```
+//!
+//! A list's entry pages hold one byte stream of fixed-size entries, `{heap block u32, heap offset u16,
+//! flags u16, f32[dim]}`, and an entry may continue from the end of one page onto the start of the next.
+//! That is what makes the index dense: pgvector stores one whole IndexTuple per page slot and so
+//! wastes 25-50% of each page at 512, 768, 1024 and 1536 dimensions; here every page is full except a
+//! list's tail. Because entries never move (VACUUM only sets the dead flag, and inserts reuse dead
+//! slots in place), the entry stream of a list only ever grows at its tail. `first entry offset` is the
+//! offset in the page's data of the first entry that starts on that page, so an entry can be located
+//! from its page alone (VACUUM and slot reuse need that); a scan follows the stream from the list head.
+
+use thiserror::Error;
+
+pub const BLOCK_SIZE: usize = 8192;
+pub const PAGE_HEADER_SIZE: usize = 24;
+pub const SPECIAL_SIZE: usize = 16;
+/// Bytes of data per page, between the page header and the special area.
+pub const DATA_CAPACITY: usize = BLOCK_SIZE - PAGE_HEADER_SIZE - SPECIAL_SIZE;
+const _: () = assert!(DATA_CAPACITY % 8 == 0);
+pub const INVALID_BLOCK: u32 = u32::MAX;
+/// Identifies our pages in the last two bytes, like pg_filedump expects (pgvector's is 0xFF84).
+pub const PAGE_ID: u16 = 0xFF85;
+pub const MAGIC: u32 = 0x5049_5646; // "PIVF"
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of an entry's header: heap block, heap offset, flags.
+pub const ENTRY_HEADER_SIZE: usize = 8;
+const FLAG_DEAD: u16 = 1;
+const PD_LOWER: usize = 12;
+const SPECIAL_START: usize = BLOCK_SIZE - SPECIAL_SIZE;
+pub const DIRECTORY_ENTRY_SIZE: usize = 16;
+pub const DIRECTORY_ENTRIES_PER_PAGE: usize = DATA_CAPACITY / DIRECTORY_ENTRY_SIZE;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FormatError {
+    #[error("ivfflat index is not valid: bad magic number {0:#x}")]
+    BadMagic(u32),
+    #[error("ivfflat index has format version {0}, this pgivf reads version {FORMAT_VERSION}; REINDEX it")]
+    UnsupportedVersion(u32),
+    #[error("ivfflat index page is corrupted: {0}")]
+    Corrupted(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum PageKind {
+    Meta = 1,
+    Centroids = 2,
+    Directory = 3,
+    Entries = 4,
+}
+
+/// How distances are computed and what is stored, fixed at build time by the operator class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum Metric {
+    /// `<->`: squared L2 in the index.
+    L2 = 0,
+    /// `<#>`: negative inner product of raw vectors; lists come from spherical k-means.
+    InnerProduct = 1,
+    /// `<=>`: vectors normalised on the way in, then negative inner product.
+    Cosine = 2,
+}
+
+impl Metric {
+    fn from_u8(value: u8) -> Result<Self, FormatError> {
+        match value {
+            0 => Ok(Metric::L2),
+            1 => Ok(Metric::InnerProduct),
+            2 => Ok(Metric::Cosine),
+            _ => Err(FormatError::Corrupted("unknown metric")),
+        }
+    }
+}
+
+/// A heap tuple identifier (PostgreSQL's ItemPointer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tid {
+    pub block: u32,
+    pub offset: u16,
+}
+
+impl Tid {
+    /// Packs into a u64 that sorts like the TID, for top-k payloads.
+    pub fn to_u64(self) -> u64 {
+        ((self.block as u64) << 16) | self.offset as u64
+    }
+
+    pub fn from_u64(packed: u64) -> Self {
+        Tid {
+            block: (packed >> 16) as u32,
+            offset: packed as u16,
+        }
+    }
+}
+
+/// The special area of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Special {
+    pub next: u32,
+    /// Data offset of the first entry that starts on this page (entry pages only).
+    pub first_entry: u16,
+    pub kind: PageKind,
+}
+
+fn get_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+fn get_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+fn get_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+fn put_u16(bytes: &mut [u8], at: usize, value: u16) {
+    bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Writes the special area. The page must already be initialised by PostgreSQL's `PageInit` with
+/// `SPECIAL_SIZE` bytes of special space.
+pub fn write_special(page: &mut [u8], special: Special) {
+    let s = SPECIAL_START;
+    put_u32(page, s, special.next);
+    put_u16(page, s + 4, special.first_entry);
+    put_u16(page, s + 6, special.kind as u16);
+    page[s + 8..s + 14].fill(0);
+    put_u16(page, s + 14, PAGE_ID);
+}
+
+pub fn read_special(page: &[u8]) -> Result<Special, FormatError> {
+    check_page_len(page)?;
+    let s = SPECIAL_START;
+    if get_u16(page, s + 14) != PAGE_ID {
+        return Err(FormatError::Corrupted("page is not an ivfflat page"));
+    }
+    let kind = match get_u16(page, s + 6) {
+        1 => PageKind::Meta,
+        2 => PageKind::Centroids,
+        3 => PageKind::Directory,
+        4 => PageKind::Entries,
+        _ => return Err(FormatError::Corrupted("unknown page kind")),
+    };
+    Ok(Special {
+        next: get_u32(page, s),
+        first_entry: get_u16(page, s + 4),
+        kind,
+    })
+}
+
+pub fn set_next(page: &mut [u8], next: u32) {
+    put_u32(page, SPECIAL_START, next);
+}
+
+fn check_page_len(page: &[u8]) -> Result<(), FormatError> {
+    if page.len() != BLOCK_SIZE {
+        return Err(FormatError::Corrupted("page has the wrong size"));
+    }
+    Ok(())
+}
+
+/// Bytes of data in use on the page (from `pd_lower`).
+pub fn used(page: &[u8]) -> Result<usize, FormatError> {
+    check_page_len(page)?;
+    let lower = get_u16(page, PD_LOWER) as usize;
+    if !(PAGE_HEADER_SIZE..=PAGE_HEADER_SIZE + DATA_CAPACITY).contains(&lower) {
+        return Err(FormatError::Corrupted("pd_lower out of range"));
+    }
+    Ok(lower - PAGE_HEADER_SIZE)
+}
+
+pub fn set_used(page: &mut [u8], used: usize) {
+    debug_assert!(used <= DATA_CAPACITY);
+    put_u16(page, PD_LOWER, (PAGE_HEADER_SIZE + used) as u16);
+}
+
+pub fn data(page: &[u8]) -> &[u8] {
+    &page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + DATA_CAPACITY]
+}
+
+pub fn data_mut(page: &mut [u8]) -> &mut [u8] {
+    &mut page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + DATA_CAPACITY]
+}
+
+/// Reinterprets little-endian f32 bytes without copying when they are aligned (they always are on
+/// PostgreSQL buffers: pages are aligned and every offset we use is a multiple of 4), copying into
+/// `scratch` otherwise.
+pub fn floats<'a>(bytes: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    debug_assert_eq!(bytes.len() % 4, 0);
+    if cfg!(target_endian = "little") && (bytes.as_ptr() as usize) % std::mem::align_of::<f32>() == 0 {
+        // SAFETY: the pointer is aligned for f32, the length is a whole number of f32s inside
+        // `bytes`, every bit pattern is a valid f32, and the result borrows `bytes`.
+        #[allow(unsafe_code)]
+        unsafe {
+            return std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4);
+        }
+    }
+    scratch.clear();
+    scratch.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+    );
+    scratch
+}
+
+fn put_floats(out: &mut [u8], values: &[f32]) {
+    for (chunk, value) in out.chunks_exact_mut(4).zip(values) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// The meta page's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub dimensions: u32,
+    pub lists: u32,
+    pub metric: Metric,
+    /// Random per build: lets backends tell a cached copy of the centroids from a rebuilt index.
+    pub build_id: u64,
+    pub centroid_start: u32,
+    pub centroid_pages: u32,
+    pub directory_start: u32,
+    pub directory_pages: u32,
+    /// Rows indexed by the build (for statistics).
+    pub rows_at_build: u64,
+}
+
+const META_SIZE: usize = 56;
+
+impl Meta {
+    pub fn write(&self, page: &mut [u8]) {
+        let d = data_mut(page);
+        put_u32(d, 0, MAGIC);
+        put_u32(d, 4, FORMAT_VERSION);
+        put_u32(d, 8, self.dimensions);
+        put_u32(d, 12, self.lists);
+        put_u32(d, 16, self.metric as u8 as u32);
+        put_u32(d, 20, 0);
+        put_u64(d, 24, self.build_id);
+        put_u32(d, 32, self.centroid_start);
+        put_u32(d, 36, self.centroid_pages);
+        put_u32(d, 40, self.directory_start);
+        put_u32(d, 44, self.directory_pages);
+        put_u64(d, 48, self.rows_at_build);
+        set_used(page, META_SIZE);
+    }
+
+    pub fn read(page: &[u8]) -> Result<Meta, FormatError> {
+        let special = read_special(page)?;
+        let d = data(page);
+        let magic = get_u32(d, 0);
+        if magic != MAGIC || special.kind != PageKind::Meta {
+            return Err(FormatError::BadMagic(magic));
+        }
+        let version = get_u32(d, 4);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
+        let meta = Meta {
+            dimensions: get_u32(d, 8),
+            lists: get_u32(d, 12),
+            metric: Metric::from_u8(get_u32(d, 16) as u8)?,
+            build_id: get_u64(d, 24),
+            centroid_start: get_u32(d, 32),
+            centroid_pages: get_u32(d, 36),
+            directory_start: get_u32(d, 40),
+            directory_pages: get_u32(d, 44),
+            rows_at_build: get_u64(d, 48),
+        };
+        let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
+        let lists_ok = meta.lists >= 1;
+        let pages_ok = meta.centroid_pages as u64
+            == div_ceil_u64(meta.lists as u64, centroids_per_page(meta.dimensions as usize) as u64)
+            && meta.directory_pages as u64
+                == div_ceil_u64(meta.lists as u64, DIRECTORY_ENTRIES_PER_PAGE as u64);
+        if !dims_ok || !lists_ok || !pages_ok || centroids_per_page(meta.dimensions as usize) == 0 {
+            return Err(FormatError::Corrupted("meta page fields are inconsistent"));
+        }
+        Ok(meta)
+    }
+
+    pub fn entry_format(&self) -> EntryFormat {
+        EntryFormat {
+            dim: self.dimensions as usize,
+        }
+    }
+
+    /// Block and slot of list `list`'s directory entry.
+    pub fn directory_slot(&self, list: u32) -> (u32, usize) {
+        let per_page = DIRECTORY_ENTRIES_PER_PAGE as u32;
+        (
+            self.directory_start + list / per_page,
+            (list % per_page) as usize,
+        )
+    }
+}
+
+fn div_ceil_u64(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        0
+    } else {
+        a.div_ceil(b)
+    }
+}
+
+/// Whole centroids that fit on one centroid page.
+pub fn centroids_per_page(dim: usize) -> usize {
+    DATA_CAPACITY / (4 * dim.max(1))
+}
+
+/// Writes centroids `[first, first + count)` of `all` (row-major, `dim` wide) onto a centroid page.
+pub fn write_centroids(page: &mut [u8], all: &[f32], dim: usize, first: usize, count: usize) {
+    let values = &all[first * dim..(first + count) * dim];
+    put_floats(&mut data_mut(page)[..values.len() * 4], values);
+    set_used(page, values.len() * 4);
+}
+
+/// Appends the centroids stored on a centroid page to `out`.
+pub fn read_centroids(page: &[u8], out: &mut Vec<f32>) -> Result<(), FormatError> {
+    if read_special(page)?.kind != PageKind::Centroids {
+        return Err(FormatError::Corrupted("expected a centroid page"));
+    }
+    let used = used(page)?;
+    let mut scratch = Vec::new();
+    out.extend_from_slice(floats(&data(page)[..used - used % 4], &mut scratch));
+    Ok(())
+}
+
+/// A list's directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// First entry page of the list.
+    pub head: u32,
+    /// Last entry page, where appends go (inserters follow `next` if it moved on).
+    pub tail: u32,
+    /// Earliest page that may hold a dead entry whose slot an insert can reuse, or INVALID_BLOCK.
+    pub free_hint: u32,
+}
+
+pub fn read_directory_entry(page: &[u8], slot: usize) -> Result<DirectoryEntry, FormatError> {
+    if read_special(page)?.kind != PageKind::Directory {
+        return Err(FormatError::Corrupted("expected a directory page"));
+    }
+    if slot >= DIRECTORY_ENTRIES_PER_PAGE {
+        return Err(FormatError::Corrupted("directory slot out of range"));
+    }
+    let d = &data(page)[slot * DIRECTORY_ENTRY_SIZE..];
+    Ok(DirectoryEntry {
+        head: get_u32(d, 0),
+        tail: get_u32(d, 4),
+        free_hint: get_u32(d, 8),
+    })
+}
+
+pub fn write_directory_entry(page: &mut [u8], slot: usize, entry: DirectoryEntry) {
+    let d = &mut data_mut(page)[slot * DIRECTORY_ENTRY_SIZE..];
+    put_u32(d, 0, entry.head);
+    put_u32(d, 4, entry.tail);
+    put_u32(d, 8, entry.free_hint);
+    put_u32(d, 12, 0);
+    let end = (slot + 1) * DIRECTORY_ENTRY_SIZE;
+    if used(page).unwrap_or(0) < end {
+        set_used(page, end);
+    }
+}
+
+/// Layout of the entries of one index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFormat {
+    pub dim: usize,
+}
+
+impl EntryFormat {
+    /// Entry size, a multiple of 8 so that (with DATA_CAPACITY a multiple of 8 too) an entry's
+    /// 8-byte header never straddles two pages: odd dimensions get 4 bytes of padding.
+    pub fn stride(&self) -> usize {
+        ENTRY_HEADER_SIZE + (4 * self.dim).next_multiple_of(8)
+    }
+
+    fn vector_bytes(&self) -> usize {
+        4 * self.dim
+    }
+
+    /// Encodes an entry into `out` (exactly `stride()` bytes).
+    pub fn encode(&self, tid: Tid, vector: &[f32], out: &mut [u8]) {
+        debug_assert_eq!(vector.len(), self.dim);
+        put_u32(out, 0, tid.block);
+        put_u16(out, 4, tid.offset);
+        put_u16(out, 6, 0);
+        out[ENTRY_HEADER_SIZE..self.stride()].fill(0);
+        put_floats(&mut out[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + self.vector_bytes()], vector);
+    }
+}
+
+/// The header of the entry at `offset` in `bytes`.
+pub fn entry_header(bytes: &[u8], offset: usize) -> (Tid, bool) {
+    let tid = Tid {
+        block: get_u32(bytes, offset),
+        offset: get_u16(bytes, offset + 4),
+    };
+    (tid, get_u16(bytes, offset + 6) & FLAG_DEAD != 0)
+}
+
+/// Offsets (in the page's data) of the entries that start on this entry page.
+pub fn entry_starts(page: &[u8], format: EntryFormat) -> Result<impl Iterator<Item = usize>, FormatError> {
+    let special = read_special(page)?;
+    if special.kind != PageKind::Entries {
+        return Err(FormatError::Corrupted("expected an entry page"));
+    }
+    let used = used(page)?;
+    let first = special.first_entry as usize;
+    if first % 8 != 0 || (first > used && used > 0) {
+        return Err(FormatError::Corrupted("first entry offset out of range"));
+    }
+    let stride = format.stride();
+    Ok((first..used).step_by(stride).filter(move |_| stride > 0))
+}
+
+/// Heap TID and dead flag of the entry starting at data offset `offset` of an entry page.
+pub fn read_entry_header(page: &[u8], offset: usize) -> (Tid, bool) {
+    entry_header(data(page), offset)
+}
+
+/// Marks the entry starting at data offset `offset` dead (its header is always on its first page).
+pub fn mark_dead(page: &mut [u8], offset: usize) {
+    let d = data_mut(page);
+    let flags = get_u16(d, offset + 6) | FLAG_DEAD;
+    put_u16(d, offset + 6, flags);
+}
+
+/// Free bytes at the end of an entry page.
+pub fn free_space(page: &[u8]) -> Result<usize, FormatError> {
+    Ok(DATA_CAPACITY - used(page)?)
+}
+
+/// Appends `bytes` (all of them, or as many as fit) to an entry page; returns how many were written.
+pub fn append_bytes(page: &mut [u8], bytes: &[u8]) -> Result<usize, FormatError> {
+    let used = used(page)?;
+    let n = bytes.len().min(DATA_CAPACITY - used);
+    data_mut(page)[used..used + n].copy_from_slice(&bytes[..n]);
+    set_used(page, used + n);
+    Ok(n)
+}
+
+/// Overwrites the entry that starts at `offset` on `first` with `entry` (a dead slot being reused).
+/// `second` must be the next page of the chain when the entry continues there.
+pub fn overwrite_entry(
+    first: &mut [u8],
+    offset: usize,
+    second: Option<&mut [u8]>,
+    entry: &[u8],
+) -> Result<(), FormatError> {
+    let on_first = (DATA_CAPACITY - offset).min(entry.len());
+    data_mut(first)[offset..offset + on_first].copy_from_slice(&entry[..on_first]);
+    if on_first < entry.len() {
+        let second = second.ok_or(FormatError::Corrupted("entry continues past the last page"))?;
+        let rest = entry.len() - on_first;
+        if used(second)? < rest {
+            return Err(FormatError::Corrupted("entry continuation is missing"));
+        }
+        data_mut(second)[..rest].copy_from_slice(&entry[on_first..]);
+    }
+    Ok(())
+}
+
+/// Whether the entry starting at `offset` continues onto the next page.
+pub fn entry_spills(offset: usize, format: EntryFormat) -> bool {
+    offset + format.stride() > DATA_CAPACITY
+}
+
+/// Follows a list's entry stream page by page, reassembling entries that cross a page boundary.
+#[derive(Debug, Default)]
+pub struct StreamReader {
+    carry: Vec<u8>,
+    scratch: Vec<f32>,
+}
+
+impl StreamReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Call before the first page of a list.
+    pub fn reset(&mut self) {
+        self.carry.clear();
+    }
+
+    /// Feeds the next page of the chain; `visit(tid, dead, vector)` is called for every entry that
+    /// ends on this page, in stream order.
+    pub fn feed(
+        &mut self,
+        page: &[u8],
+        format: EntryFormat,
+        mut visit: impl FnMut(Tid, bool, &[f32]),
+    ) -> Result<(), FormatError> {
+        let special = read_special(page)?;
+        if special.kind != PageKind::Entries {
+            return Err(FormatError::Corrupted("expected an entry page"));
+        }
+        let used = used(page)?;
+        let bytes = &data(page)[..used];
+        let stride = format.stride();
+        let mut pos = 0;
+        if !self.carry.is_empty() {
+            let need = stride - self.carry.len();
+            if special.first_entry as usize != need.min(used) && used >= need {
+                return Err(FormatError::Corrupted("entry continuation does not match"));
+            }
+            let take = need.min(used);
+            self.carry.extend_from_slice(&bytes[..take]);
+            pos = take;
+            if self.carry.len() == stride {
+                let (tid, dead) = entry_header(&self.carry, 0);
+                let vector = floats(
+                    &self.carry[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + format.vector_bytes()],
+                    &mut self.scratch,
+                );
+                visit(tid, dead, vector);
+                self.carry.clear();
+            }
+        } else if special.first_entry != 0 {
+            return Err(FormatError::Corrupted("list does not start at an entry boundary"));
+        }
+        while pos + stride <= used {
+            let (tid, dead) = entry_header(bytes, pos);
+            let vector = floats(
+                &bytes[pos + ENTRY_HEADER_SIZE..pos + ENTRY_HEADER_SIZE + format.vector_bytes()],
+                &mut self.scratch,
+            );
+            visit(tid, dead, vector);
+            pos += stride;
+        }
+        self.carry.extend_from_slice(&bytes[pos..]);
+        Ok(())
+    }
+
+    /// True when the stream ended in the middle of an entry (only valid after the last page).
+    pub fn has_partial_entry(&self) -> bool {
+        !self.carry.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_page(kind: PageKind, first_entry: u16) -> Vec<u8> {
+        // What PostgreSQL's PageInit leaves: a zeroed page with pd_lower/pd_upper/pd_special set.
+        let mut page = vec![0u8; BLOCK_SIZE];
+        put_u16(&mut page, PD_LOWER, PAGE_HEADER_SIZE as u16);
+        put_u16(&mut page, 14, SPECIAL_START as u16);
+        put_u16(&mut page, 16, SPECIAL_START as u16);
+        write_special(
+            &mut page,
+            Special {
+                next: INVALID_BLOCK,
+                first_entry,
+                kind,
+            },
+        );
+        page
+    }
+
+    /// Appends entries to a chain of in-memory pages the way the index does.
+    fn append(chain: &mut Vec<Vec<u8>>, format: EntryFormat, tid: Tid, vector: &[f32]) {
+        let mut entry = vec![0u8; format.stride()];
+        format.encode(tid, vector, &mut entry);
+        if chain.is_empty() {
+            chain.push(new_page(PageKind::Entries, 0));
+        }
+        let tail = chain.last_mut().unwrap();
+        let written = append_bytes(tail, &entry).unwrap();
+        if written < entry.len() {
+            let rest = &entry[written..];
+            let mut page = new_page(PageKind::Entries, rest.len() as u16);
+            append_bytes(&mut page, rest).unwrap();
+            chain.push(page);
+        }
+    }
+
+    fn read_all(chain: &[Vec<u8>], format: EntryFormat) -> Vec<(Tid, bool, Vec<f32>)> {
+        let mut reader = StreamReader::new();
+        let mut out = Vec::new();
+        for page in chain {
+            reader
+                .feed(page, format, |tid, dead, v| out.push((tid, dead, v.to_vec())))
+                .unwrap();
+        }
+        assert!(!reader.has_partial_entry());
+        out
+    }
+
+    fn vector(i: usize, dim: usize) -> Vec<f32> {
+        (0..dim).map(|j| (i * 1000 + j) as f32 * 0.5).collect()
+    }
+
+    #[test]
+    fn entries_span_pages_and_read_back_in_order() {
+        for dim in [1, 3, 128, 384, 512, 768, 1024, 1536, 2000] {
+            let format = EntryFormat { dim };
+            let mut chain = Vec::new();
+            let n = 3 * BLOCK_SIZE / format.stride() + 7;
+            for i in 0..n {
+                append(&mut chain, format, Tid { block: i as u32, offset: (i % 300) as u16 + 1 }, &vector(i, dim));
+            }
+            let entries = read_all(&chain, format);
+            assert_eq!(entries.len(), n, "dim {dim}");
+            for (i, (tid, dead, v)) in entries.iter().enumerate() {
+                assert_eq!(tid.block, i as u32);
+                assert!(!dead);
+                assert_eq!(v, &vector(i, dim));
+            }
+            // Every page but the tail is full: the density pgvector lacks.
+            for page in &chain[..chain.len() - 1] {
+                assert_eq!(used(page).unwrap(), DATA_CAPACITY);
+            }
+            // entry_starts finds exactly the entries, page by page.
+            let starts: usize = chain.iter().map(|p| entry_starts(p, format).unwrap().count()).sum();
+            assert_eq!(starts, n, "dim {dim}");
+        }
+    }
+
+    #[test]
+    fn density_beats_one_tuple_per_slot() {
+        // At 768 dimensions pgvector fits 2 tuples of 3088 bytes per page (75% full).
+        let format = EntryFormat { dim: 768 };
+        let per_page = DATA_CAPACITY as f64 / format.stride() as f64;
+        assert!(per_page > 2.6, "{per_page}");
+    }
+
+    #[test]
+    fn dead_flags_and_slot_reuse_across_a_page_boundary() {
+        let format = EntryFormat { dim: 768 };
+        let mut chain = Vec::new();
+        for i in 0..10 {
+            append(&mut chain, format, Tid { block: i, offset: 1 }, &vector(i as usize, 768));
+        }
+        // Find an entry that spills from page 0 to page 1, kill it and reuse its slot.
+        let offset = entry_starts(&chain[0], format)
+            .unwrap()
+            .find(|o| entry_spills(*o, format))
+            .unwrap();
+        mark_dead(&mut chain[0], offset);
+        let (tid, dead) = read_entry_header(&chain[0], offset);
+        assert!(dead);
+        let entries = read_all(&chain, format);
+        assert_eq!(entries.iter().filter(|e| e.1).count(), 1);
+        assert_eq!(entries.iter().find(|e| e.1).unwrap().0, tid);
+
+        let mut entry = vec![0u8; format.stride()];
+        format.encode(Tid { block: 99, offset: 9 }, &vector(99, 768), &mut entry);
+        let (first, rest) = chain.split_at_mut(1);
+        overwrite_entry(&mut first[0], offset, Some(&mut rest[0]), &entry).unwrap();
+        let entries = read_all(&chain, format);
+        assert_eq!(entries.iter().filter(|e| e.1).count(), 0);
+        let reused = entries.iter().find(|e| e.0.block == 99).unwrap();
+        assert_eq!(reused.2, vector(99, 768));
+    }
+
+    #[test]
+    fn meta_round_trip_and_validation() {
+        let mut page = new_page(PageKind::Meta, 0);
+        let meta = Meta {
+            dimensions: 384,
+            lists: 100,
+            metric: Metric::Cosine,
+            build_id: 0xdead_beef_1234,
+            centroid_start: 1,
+            centroid_pages: 100usize.div_ceil(centroids_per_page(384)) as u32,
+            directory_start: 1 + 100usize.div_ceil(centroids_per_page(384)) as u32,
+            directory_pages: 1,
+            rows_at_build: 62956,
+        };
+        meta.write(&mut page);
+        assert_eq!(Meta::read(&page).unwrap(), meta);
+        let mut bad = page.clone();
+        data_mut(&mut bad)[0] ^= 1;
+        assert!(matches!(Meta::read(&bad), Err(FormatError::BadMagic(_))));
+        let mut bad = page.clone();
+        put_u32(data_mut(&mut bad), 4, 7);
+        assert_eq!(Meta::read(&bad), Err(FormatError::UnsupportedVersion(7)));
+        let mut bad = page.clone();
+        put_u32(data_mut(&mut bad), 12, 5000);
+        assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
+        assert!(read_special(&page[..100]).is_err());
+    }
+
+    #[test]
+    fn centroids_and_directory_round_trip() {
+        let dim = 384;
+        let all: Vec<f32> = (0..10 * dim).map(|i| i as f32).collect();
+        let per_page = centroids_per_page(dim);
+        let mut out = Vec::new();
+        for first in (0..10).step_by(per_page) {
+            let mut page = new_page(PageKind::Centroids, 0);
+            write_centroids(&mut page, &all, dim, first, per_page.min(10 - first));
+            read_centroids(&page, &mut out).unwrap();
+        }
+        assert_eq!(out, all);
+
+        let mut page = new_page(PageKind::Directory, 0);
+        let entry = DirectoryEntry { head: 7, tail: 9, free_hint: INVALID_BLOCK };
+        write_directory_entry(&mut page, 3, entry);
+        assert_eq!(read_directory_entry(&page, 3).unwrap(), entry);
+        assert!(read_directory_entry(&page, DIRECTORY_ENTRIES_PER_PAGE).is_err());
+    }
+
+    #[test]
+    fn corrupted_pages_give_errors_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let format = EntryFormat { dim: 300 };
+        let mut chain = Vec::new();
+        for i in 0..20 {
+            append(&mut chain, format, Tid { block: i, offset: 1 }, &vector(i as usize, 300));
+        }
+        for _ in 0..2000 {
+            let mut page = chain[rng.gen_range(0..chain.len())].clone();
+            for _ in 0..rng.gen_range(1..8) {
+                let at = rng.gen_range(0..BLOCK_SIZE);
+                page[at] = rng.gen();
+            }
+            let mut reader = StreamReader::new();
+            if rng.gen_bool(0.5) {
+                let _ = reader.feed(&chain[0], format, |_, _, _| {});
+            }
+            let _ = reader.feed(&page, format, |_, _, _| {});
+            if let Ok(starts) = entry_starts(&page, format) {
+                for offset in starts.take(100) {
+                    let _ = read_entry_header(&page, offset);
+                }
+            }
+            let _ = Meta::read(&page);
+            let _ = read_directory_entry(&page, rng.gen_range(0..600));
+            let mut out = Vec::new();
+            let _ = read_centroids(&page, &mut out);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything pgivf needs on a Debian bookworm machine (as root), then builds and installs the
+# extension into the system PostgreSQL 15. Safe to run again: every step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PGRX_VERSION=0.18.0
+need_packages=()
+for pkg in postgresql-15 postgresql-server-dev-15 sudo clang libclang-dev pkg-config make python3 libipc-run-perl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_packages+=("$pkg")
+done
+if ((${#need_packages[@]})); then
+    echo "==> installing Debian packages: ${need_packages[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_packages[@]}" >/dev/null
+fi
+# Debian's postgresql package starts a cluster on port 5432; our clusters are throwaway ones, so leave it be.
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if [[ "$(cargo pgrx --version 2>/dev/null || true)" != "cargo-pgrx $PGRX_VERSION" ]]; then
+    echo "==> installing cargo-pgrx $PGRX_VERSION (takes a few minutes)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+if ! grep -q '^pg15 *= *"/usr/bin/pg_config"' "$HOME/.pgrx/config.toml" 2>/dev/null; then
+    echo "==> cargo pgrx init --pg15 /usr/bin/pg_config"
+    cargo pgrx init --pg15 /usr/bin/pg_config >/dev/null
+fi
+
+if [[ "${PGIVF_SKIP_INSTALL:-0}" != 1 ]]; then
+    echo "==> building and installing pgivf (release)"
+    cargo pgrx install --release --pg-config /usr/bin/pg_config 2>&1 | grep -E "^(error|warning: unused)|Installing|Finished" || true
+    test -f "$(pg_config --pkglibdir)/pgivf.so" || { echo "pgivf.so was not installed" >&2; exit 1; }
+fi

@@ -1,0 +1,259 @@
+-- pgivf: the vector type, its functions and operators, and the ivfflat access method.
+--
+-- Every name matches pgvector 0.8 so that existing SQL, dumps and client libraries work unchanged.
+-- Every object is created with and refers to schema-qualified names (@extschema@, pg_catalog) so that
+-- a hostile search_path at CREATE EXTENSION time cannot redirect anything. No function is SECURITY DEFINER.
+
+CREATE TYPE @extschema@.vector;
+
+CREATE FUNCTION @extschema@.vector_in(pg_catalog.cstring, pg_catalog.oid, pg_catalog.int4) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_out(@extschema@.vector) RETURNS pg_catalog.cstring
+	AS 'MODULE_PATHNAME', 'vector_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_typmod_in(pg_catalog.cstring[]) RETURNS pg_catalog.int4
+	AS 'MODULE_PATHNAME', 'vector_typmod_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_recv(pg_catalog.internal, pg_catalog.oid, pg_catalog.int4) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_send(@extschema@.vector) RETURNS pg_catalog.bytea
+	AS 'MODULE_PATHNAME', 'vector_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- STORAGE external: floats do not compress, so keep them out of line but uncompressed (no CPU spent
+-- on pglz, and a 2000-d row still fits a heap page as a TOAST pointer).
+CREATE TYPE @extschema@.vector (
+	INPUT     = @extschema@.vector_in,
+	OUTPUT    = @extschema@.vector_out,
+	TYPMOD_IN = @extschema@.vector_typmod_in,
+	RECEIVE   = @extschema@.vector_recv,
+	SEND      = @extschema@.vector_send,
+	STORAGE   = external
+);
+
+COMMENT ON TYPE @extschema@.vector IS 'single-precision vector';
+
+-- distance and other functions
+
+CREATE FUNCTION @extschema@.l2_distance(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.inner_product(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.cosine_distance(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.l1_distance(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'l1_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_dims(@extschema@.vector) RETURNS pg_catalog.int4
+	AS 'MODULE_PATHNAME', 'vector_dims' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_norm(@extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'vector_norm' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.l2_normalize(@extschema@.vector) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'l2_normalize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.binary_quantize(@extschema@.vector) RETURNS pg_catalog.bit
+	AS 'MODULE_PATHNAME', 'binary_quantize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.subvector(@extschema@.vector, pg_catalog.int4, pg_catalog.int4) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'subvector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.l2_distance(@extschema@.vector, @extschema@.vector) IS 'Euclidean distance';
+COMMENT ON FUNCTION @extschema@.inner_product(@extschema@.vector, @extschema@.vector) IS 'inner product';
+COMMENT ON FUNCTION @extschema@.cosine_distance(@extschema@.vector, @extschema@.vector) IS 'cosine distance';
+COMMENT ON FUNCTION @extschema@.l1_distance(@extschema@.vector, @extschema@.vector) IS 'taxicab distance';
+COMMENT ON FUNCTION @extschema@.vector_dims(@extschema@.vector) IS 'number of dimensions';
+COMMENT ON FUNCTION @extschema@.vector_norm(@extschema@.vector) IS 'Euclidean norm';
+COMMENT ON FUNCTION @extschema@.l2_normalize(@extschema@.vector) IS 'normalize with Euclidean norm';
+COMMENT ON FUNCTION @extschema@.binary_quantize(@extschema@.vector) IS 'binary quantize';
+COMMENT ON FUNCTION @extschema@.subvector(@extschema@.vector, pg_catalog.int4, pg_catalog.int4) IS 'subvector';
+
+-- private functions behind operators, aggregates and index support
+
+CREATE FUNCTION @extschema@.vector_add(@extschema@.vector, @extschema@.vector) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_add' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_sub(@extschema@.vector, @extschema@.vector) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_sub' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_mul(@extschema@.vector, @extschema@.vector) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_mul' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_concat(@extschema@.vector, @extschema@.vector) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_concat' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_lt(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_le(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_eq(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_ne(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_ge(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_gt(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_cmp(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.int4
+	AS 'MODULE_PATHNAME', 'vector_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_l2_squared_distance(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'vector_l2_squared_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_negative_inner_product(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'vector_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_spherical_distance(@extschema@.vector, @extschema@.vector) RETURNS pg_catalog.float8
+	AS 'MODULE_PATHNAME', 'vector_spherical_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_accum(pg_catalog.float8[], @extschema@.vector) RETURNS pg_catalog.float8[]
+	AS 'MODULE_PATHNAME', 'vector_accum' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_avg(pg_catalog.float8[]) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector_avg' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_combine(pg_catalog.float8[], pg_catalog.float8[]) RETURNS pg_catalog.float8[]
+	AS 'MODULE_PATHNAME', 'vector_combine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- aggregates
+
+CREATE AGGREGATE @extschema@.avg(@extschema@.vector) (
+	SFUNC = @extschema@.vector_accum,
+	STYPE = pg_catalog.float8[],
+	FINALFUNC = @extschema@.vector_avg,
+	COMBINEFUNC = @extschema@.vector_combine,
+	INITCOND = '{0}',
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.avg(@extschema@.vector) IS 'the average (arithmetic mean) as vector of all vector values';
+
+CREATE AGGREGATE @extschema@.sum(@extschema@.vector) (
+	SFUNC = @extschema@.vector_add,
+	STYPE = @extschema@.vector,
+	COMBINEFUNC = @extschema@.vector_add,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE @extschema@.sum(@extschema@.vector) IS 'sum as vector across all vector input values';
+
+-- casts
+
+CREATE FUNCTION @extschema@.vector(@extschema@.vector, pg_catalog.int4, pg_catalog.bool) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.array_to_vector(pg_catalog.int4[], pg_catalog.int4, pg_catalog.bool) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'array_to_vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.array_to_vector(pg_catalog.float4[], pg_catalog.int4, pg_catalog.bool) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'array_to_vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.array_to_vector(pg_catalog.float8[], pg_catalog.int4, pg_catalog.bool) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'array_to_vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.array_to_vector(pg_catalog.numeric[], pg_catalog.int4, pg_catalog.bool) RETURNS @extschema@.vector
+	AS 'MODULE_PATHNAME', 'array_to_vector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_to_float4(@extschema@.vector, pg_catalog.int4, pg_catalog.bool) RETURNS pg_catalog.float4[]
+	AS 'MODULE_PATHNAME', 'vector_to_float4' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.vector(@extschema@.vector, pg_catalog.int4, pg_catalog.bool) IS 'adjust vector to typmod';
+
+CREATE CAST (@extschema@.vector AS @extschema@.vector)
+	WITH FUNCTION @extschema@.vector(@extschema@.vector, pg_catalog.int4, pg_catalog.bool) AS IMPLICIT;
+CREATE CAST (@extschema@.vector AS pg_catalog.float4[])
+	WITH FUNCTION @extschema@.vector_to_float4(@extschema@.vector, pg_catalog.int4, pg_catalog.bool) AS IMPLICIT;
+CREATE CAST (pg_catalog.int4[] AS @extschema@.vector)
+	WITH FUNCTION @extschema@.array_to_vector(pg_catalog.int4[], pg_catalog.int4, pg_catalog.bool) AS ASSIGNMENT;
+CREATE CAST (pg_catalog.float4[] AS @extschema@.vector)
+	WITH FUNCTION @extschema@.array_to_vector(pg_catalog.float4[], pg_catalog.int4, pg_catalog.bool) AS ASSIGNMENT;
+CREATE CAST (pg_catalog.float8[] AS @extschema@.vector)
+	WITH FUNCTION @extschema@.array_to_vector(pg_catalog.float8[], pg_catalog.int4, pg_catalog.bool) AS ASSIGNMENT;
+CREATE CAST (pg_catalog.numeric[] AS @extschema@.vector)
+	WITH FUNCTION @extschema@.array_to_vector(pg_catalog.numeric[], pg_catalog.int4, pg_catalog.bool) AS ASSIGNMENT;
+
+-- operators
+
+CREATE OPERATOR @extschema@.<-> (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.l2_distance,
+	COMMUTATOR = OPERATOR(@extschema@.<->)
+);
+CREATE OPERATOR @extschema@.<#> (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_negative_inner_product,
+	COMMUTATOR = OPERATOR(@extschema@.<#>)
+);
+CREATE OPERATOR @extschema@.<=> (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.cosine_distance,
+	COMMUTATOR = OPERATOR(@extschema@.<=>)
+);
+CREATE OPERATOR @extschema@.<+> (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.l1_distance,
+	COMMUTATOR = OPERATOR(@extschema@.<+>)
+);
+CREATE OPERATOR @extschema@.+ (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_add,
+	COMMUTATOR = OPERATOR(@extschema@.+)
+);
+CREATE OPERATOR @extschema@.- (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_sub
+);
+CREATE OPERATOR @extschema@.* (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_mul,
+	COMMUTATOR = OPERATOR(@extschema@.*)
+);
+CREATE OPERATOR @extschema@.|| (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_concat
+);
+CREATE OPERATOR @extschema@.< (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_lt,
+	COMMUTATOR = OPERATOR(@extschema@.>), NEGATOR = OPERATOR(@extschema@.>=),
+	RESTRICT = pg_catalog.scalarltsel, JOIN = pg_catalog.scalarltjoinsel
+);
+CREATE OPERATOR @extschema@.<= (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_le,
+	COMMUTATOR = OPERATOR(@extschema@.>=), NEGATOR = OPERATOR(@extschema@.>),
+	RESTRICT = pg_catalog.scalarlesel, JOIN = pg_catalog.scalarlejoinsel
+);
+CREATE OPERATOR @extschema@.= (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_eq,
+	COMMUTATOR = OPERATOR(@extschema@.=), NEGATOR = OPERATOR(@extschema@.<>),
+	RESTRICT = pg_catalog.eqsel, JOIN = pg_catalog.eqjoinsel
+);
+CREATE OPERATOR @extschema@.<> (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_ne,
+	COMMUTATOR = OPERATOR(@extschema@.<>), NEGATOR = OPERATOR(@extschema@.=),
+	RESTRICT = pg_catalog.neqsel, JOIN = pg_catalog.neqjoinsel
+);
+CREATE OPERATOR @extschema@.>= (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_ge,
+	COMMUTATOR = OPERATOR(@extschema@.<=), NEGATOR = OPERATOR(@extschema@.<),
+	RESTRICT = pg_catalog.scalargesel, JOIN = pg_catalog.scalargejoinsel
+);
+CREATE OPERATOR @extschema@.> (
+	LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.vector, FUNCTION = @extschema@.vector_gt,
+	COMMUTATOR = OPERATOR(@extschema@.<), NEGATOR = OPERATOR(@extschema@.<=),
+	RESTRICT = pg_catalog.scalargtsel, JOIN = pg_catalog.scalargtjoinsel
+);
+
+COMMENT ON OPERATOR @extschema@.+ (@extschema@.vector, @extschema@.vector) IS 'add';
+COMMENT ON OPERATOR @extschema@.- (@extschema@.vector, @extschema@.vector) IS 'subtract';
+COMMENT ON OPERATOR @extschema@.* (@extschema@.vector, @extschema@.vector) IS 'multiply';
+COMMENT ON OPERATOR @extschema@.|| (@extschema@.vector, @extschema@.vector) IS 'concatenate';
+
+CREATE OPERATOR CLASS @extschema@.vector_ops
+	DEFAULT FOR TYPE @extschema@.vector USING btree AS
+	OPERATOR 1 @extschema@.< ,
+	OPERATOR 2 @extschema@.<= ,
+	OPERATOR 3 @extschema@.= ,
+	OPERATOR 4 @extschema@.>= ,
+	OPERATOR 5 @extschema@.> ,
+	FUNCTION 1 @extschema@.vector_cmp(@extschema@.vector, @extschema@.vector);
+
+-- the ivfflat access method
+
+CREATE FUNCTION @extschema@.ivfflathandler(pg_catalog.internal) RETURNS pg_catalog.index_am_handler
+	AS 'MODULE_PATHNAME', 'ivfflathandler' LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.ivfflathandler(pg_catalog.internal) IS 'ivfflat index access method handler';
+
+CREATE ACCESS METHOD ivfflat TYPE INDEX HANDLER @extschema@.ivfflathandler;
+COMMENT ON ACCESS METHOD ivfflat IS 'ivfflat index access method';
+
+-- Support functions follow pgvector's numbering: 1 distance, 2 norm (vectors are normalised: cosine),
+-- 3 k-means distance, 4 k-means norm (spherical k-means). The index reads which ones are present to
+-- know the metric and computes every distance with its own kernels.
+CREATE OPERATOR CLASS @extschema@.vector_l2_ops
+	DEFAULT FOR TYPE @extschema@.vector USING ivfflat AS
+	OPERATOR 1 @extschema@.<-> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops,
+	FUNCTION 1 @extschema@.vector_l2_squared_distance(@extschema@.vector, @extschema@.vector),
+	FUNCTION 3 @extschema@.l2_distance(@extschema@.vector, @extschema@.vector);
+
+CREATE OPERATOR CLASS @extschema@.vector_ip_ops
+	FOR TYPE @extschema@.vector USING ivfflat AS
+	OPERATOR 1 @extschema@.<#> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops,
+	FUNCTION 1 @extschema@.vector_negative_inner_product(@extschema@.vector, @extschema@.vector),
+	FUNCTION 3 @extschema@.vector_spherical_distance(@extschema@.vector, @extschema@.vector),
+	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector);
+
+CREATE OPERATOR CLASS @extschema@.vector_cosine_ops
+	FOR TYPE @extschema@.vector USING ivfflat AS
+	OPERATOR 1 @extschema@.<=> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops,
+	FUNCTION 1 @extschema@.vector_negative_inner_product(@extschema@.vector, @extschema@.vector),
+	FUNCTION 2 @extschema@.vector_norm(@extschema@.vector),
+	FUNCTION 3 @extschema@.vector_spherical_distance(@extschema@.vector, @extschema@.vector),
+	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector);

@@ -1,0 +1,627 @@
+//! `ambuild` and `ambuildempty`.
+//!
+//! A build samples rows (random blocks, then a reservoir), runs k-means in the core crate on a rayon
+//! pool, then reads the whole table, assigns rows to their nearest centroid in parallel batches, and
+//! writes every list's entries as one contiguous run of pages. PostgreSQL is only ever called from
+//! the backend's own thread: worker threads see plain slices. Interrupts are checked and progress is
+//! reported between batches and k-means chunks.
+
+use super::storage::{init_page, Locked, Mode, OrCorrupt, Xlog};
+use super::{metric_of, PHASE_ASSIGN, PHASE_KMEANS, PHASE_LOAD};
+use crate::error::raise_with;
+use pgivf_core::kmeans::{self, KMeansError, KMeansMetric, KMeansParams, KMeansStage};
+use pgivf_core::page::{
+    self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, PageKind, Tid, DATA_CAPACITY,
+    DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK,
+};
+use pgivf_core::sample::{block_sample, Reservoir};
+use pgivf_core::distance;
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
+
+/// Rows per parallel assignment batch: large enough to keep both cores busy, small enough that a
+/// cancel is noticed quickly.
+const ASSIGN_BATCH_ROWS: usize = 8192;
+/// Heap tuples per page at most (MaxHeapTuplesPerPage for 8 kB pages): caps the sample of tiny tables.
+const MAX_HEAP_TUPLES_PER_PAGE: usize = 291;
+const KMEANS_SEED: u64 = 0x5EED_1F1F;
+
+/// What the build needs to know about the index, checked up front with pgvector's errors.
+pub struct BuildParams {
+    pub dimensions: usize,
+    pub lists: usize,
+    pub metric: Metric,
+}
+
+pub fn build_params(index: pg_sys::Relation) -> BuildParams {
+    // SAFETY: `index` is an open index relation with at least one attribute.
+    let (typmod, type_oid) = unsafe {
+        let attr = (*(*index).rd_att).attrs.as_slice(1)[0];
+        (attr.atttypmod, attr.atttypid)
+    };
+    if type_oid == pg_sys::VARBITOID {
+        raise_with(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "type not supported for ivfflat index".into(), None);
+    }
+    if typmod < 0 {
+        raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "column does not have dimensions".into(), None);
+    }
+    let dimensions = typmod as usize;
+    if dimensions > super::MAX_DIMENSIONS {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("column cannot have more than {} dimensions for ivfflat index", super::MAX_DIMENSIONS),
+            None,
+        );
+    }
+    let metric = metric_of(index);
+    if metric != Metric::L2 && dimensions == 1 {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "dimensions must be greater than one for this opclass".into(),
+            None,
+        );
+    }
+    BuildParams {
+        dimensions,
+        lists: super::lists_option(index),
+        metric,
+    }
+}
+
+/// How a row's vector is clustered and stored. Returns false for rows the index leaves out:
+/// zero vectors under cosine, which have no direction.
+pub fn prepare_row(metric: Metric, vector: &[f32], stored: &mut Vec<f32>) -> bool {
+    stored.clear();
+    stored.extend_from_slice(vector);
+    if metric == Metric::Cosine && !normalize(stored) {
+        return false;
+    }
+    true
+}
+
+/// Scales to unit length (in f64, like l2_normalize); false for a zero vector.
+pub fn normalize(values: &mut [f32]) -> bool {
+    let norm = distance::norm_squared_f64(values).sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return false;
+    }
+    for x in values.iter_mut() {
+        *x = (*x as f64 / norm) as f32;
+    }
+    true
+}
+
+pub fn kmeans_metric(metric: Metric) -> KMeansMetric {
+    match metric {
+        Metric::L2 => KMeansMetric::L2,
+        Metric::InnerProduct | Metric::Cosine => KMeansMetric::Spherical,
+    }
+}
+
+fn progress(param: u32, value: i64) {
+    // SAFETY: plain progress counter update for the current backend.
+    unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) }
+}
+
+fn check_for_interrupts() {
+    pgrx::check_for_interrupts!();
+}
+
+/// A rayon pool sized like PostgreSQL would size a parallel build: the leader plus
+/// max_parallel_maintenance_workers, but no more threads than cores.
+fn thread_pool() -> rayon::ThreadPool {
+    // SAFETY: reading a GUC variable on the backend thread.
+    let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((workers + 1).min(cores).max(1))
+        .thread_name(|i| format!("pgivf-build-{i}"))
+        .build()
+        .unwrap_or_else(|e| {
+            raise_with(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES, format!("could not start build threads: {e}"), None)
+        })
+}
+
+fn maintenance_work_mem_bytes() -> usize {
+    // SAFETY: reading a GUC variable on the backend thread.
+    (unsafe { pg_sys::maintenance_work_mem }).max(64) as usize * 1024
+}
+
+/// A short-lived memory context for per-row detoasting, reset after every row.
+struct RowContext {
+    context: pg_sys::MemoryContext,
+}
+
+impl RowContext {
+    fn new() -> Self {
+        // SAFETY: a child of the current context, deleted with it at the latest.
+        let context = unsafe {
+            pg_sys::AllocSetContextCreateInternal(
+                pg_sys::CurrentMemoryContext,
+                c"pgivf build row".as_ptr(),
+                0,
+                8 * 1024,
+                8 * 1024 * 1024,
+            )
+        };
+        RowContext { context }
+    }
+
+    /// Runs `f` with the row context current, then frees whatever it allocated there.
+    fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: switching to a valid context and back, then resetting it; `f` must not keep pointers
+        // into it, which callers honour by copying the vector out.
+        unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(self.context);
+            let result = f();
+            pg_sys::MemoryContextSwitchTo(old);
+            pg_sys::MemoryContextReset(self.context);
+            result
+        }
+    }
+}
+
+impl Drop for RowContext {
+    fn drop(&mut self) {
+        // SAFETY: our own context; on an error PostgreSQL deletes it with its parent instead, and
+        // `Drop` does not run twice for it.
+        unsafe { pg_sys::MemoryContextDelete(self.context) }
+    }
+}
+
+/// The first column's vector in a build callback, or None for NULL.
+///
+/// # Safety
+/// `values` and `isnull` must be the build callback's arrays.
+unsafe fn row_vector<'a>(values: *mut pg_sys::Datum, isnull: *mut bool) -> Option<&'a [f32]> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if *isnull {
+            None
+        } else {
+            Some(crate::types::vector::detoast(*values))
+        }
+    }
+}
+
+struct SampleState {
+    metric: Metric,
+    reservoir: Reservoir<Vec<f32>>,
+    row_context: RowContext,
+    scratch: Vec<f32>,
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn sample_callback(
+    _index: pg_sys::Relation,
+    _tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: `state` is the SampleState passed to the scan below.
+    let state = unsafe { &mut *state.cast::<SampleState>() };
+    if !state.reservoir.wants_next() {
+        state.reservoir.offer_with(Vec::new);
+        return;
+    }
+    let metric = state.metric;
+    state.row_context.with(|| {
+        // SAFETY: the callback's own arrays.
+        if let Some(vector) = unsafe { row_vector(values, isnull) } {
+            state.scratch.clear();
+            state.scratch.extend_from_slice(vector);
+            // Spherical k-means clusters directions: ip and cosine samples are normalised, and zero
+            // vectors (no direction) are left out.
+            if metric == Metric::L2 || normalize(&mut state.scratch) {
+                state.reservoir.offer(state.scratch.clone());
+            }
+        }
+    });
+}
+
+/// Samples up to `target` rows: a random sample of heap blocks (as many blocks as rows wanted, like
+/// ANALYZE and pgvector), each block's rows fed through a reservoir.
+fn sample_rows(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo, metric: Metric, target: usize) -> Vec<Vec<f32>> {
+    let mut state = SampleState {
+        metric,
+        reservoir: Reservoir::new(target, KMEANS_SEED),
+        row_context: RowContext::new(),
+        scratch: Vec::new(),
+    };
+    // SAFETY: heap and index are open for the build.
+    let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    let scan = |start: u32, count: u32, state: &mut SampleState| {
+        // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
+        unsafe {
+            pg_sys::table_index_build_range_scan(
+                heap, index, info, false, false, false, start, count,
+                Some(sample_callback), (state as *mut SampleState).cast(), std::ptr::null_mut(),
+            );
+        }
+    };
+    if blocks as usize <= target {
+        if blocks > 0 {
+            scan(0, pg_sys::InvalidBlockNumber, &mut state);
+        }
+    } else {
+        for block in block_sample(blocks, target, KMEANS_SEED) {
+            check_for_interrupts();
+            scan(block, 1, &mut state);
+        }
+    }
+    state.reservoir.into_vec()
+}
+
+/// Where pages go: the main fork through Generic WAL, or (for unlogged tables' empty index) the init
+/// fork, written directly and WAL-logged wholesale at the end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Main,
+    InitFork,
+}
+
+struct PageWriter {
+    index: pg_sys::Relation,
+    target: Target,
+}
+
+impl PageWriter {
+    fn new_page(&self, kind: PageKind, first_entry: u16, fill: impl FnOnce(&mut [u8])) -> u32 {
+        match self.target {
+            Target::Main => {
+                let buffer = Locked::extend(self.index, pg_sys::ForkNumber::MAIN_FORKNUM);
+                let mut xlog = Xlog::start(self.index);
+                fill(xlog.register_new(&buffer, kind, first_entry));
+                xlog.finish();
+                buffer.block()
+            }
+            Target::InitFork => {
+                let mut buffer = Locked::extend(self.index, pg_sys::ForkNumber::INIT_FORKNUM);
+                let page = buffer.page_mut_unlogged();
+                init_page(page, kind, first_entry);
+                fill(page);
+                // SAFETY: pinned and exclusively locked.
+                unsafe { pg_sys::MarkBufferDirty(buffer.buffer) };
+                buffer.block()
+            }
+        }
+    }
+}
+
+/// Writes the meta, centroid and directory pages (blocks 0, 1.., then directory) and returns the meta.
+fn write_structure(writer: &PageWriter, params: &BuildParams, centroids: &[f32], rows: u64) -> Meta {
+    let dim = params.dimensions;
+    let per_page = centroids_per_page(dim);
+    let centroid_pages = params.lists.div_ceil(per_page);
+    let directory_pages = params.lists.div_ceil(DIRECTORY_ENTRIES_PER_PAGE);
+    let meta = Meta {
+        dimensions: dim as u32,
+        lists: params.lists as u32,
+        metric: params.metric,
+        build_id: build_id(writer.index),
+        centroid_start: 1,
+        centroid_pages: centroid_pages as u32,
+        directory_start: 1 + centroid_pages as u32,
+        directory_pages: directory_pages as u32,
+        rows_at_build: rows,
+    };
+    let block = writer.new_page(PageKind::Meta, 0, |page| meta.write(page));
+    assert_eq!(block, 0, "the meta page must be block 0 of a new index");
+    for first in (0..params.lists).step_by(per_page) {
+        let count = per_page.min(params.lists - first);
+        writer.new_page(PageKind::Centroids, 0, |page| page::write_centroids(page, centroids, dim, first, count));
+    }
+    let empty = DirectoryEntry { head: INVALID_BLOCK, tail: INVALID_BLOCK, free_hint: INVALID_BLOCK };
+    for first in (0..params.lists).step_by(DIRECTORY_ENTRIES_PER_PAGE) {
+        let count = DIRECTORY_ENTRIES_PER_PAGE.min(params.lists - first);
+        writer.new_page(PageKind::Directory, 0, |page| {
+            for slot in 0..count {
+                page::write_directory_entry(page, slot, empty);
+            }
+        });
+    }
+    meta
+}
+
+/// A value that differs between builds, so backends notice that their cached centroids are stale.
+fn build_id(index: pg_sys::Relation) -> u64 {
+    // SAFETY: plain reads of the clock, the backend's pid and the index's file number.
+    let (now, pid, node) = unsafe { (pg_sys::GetCurrentTimestamp() as u64, pg_sys::MyProcPid as u64, u32::from((*index).rd_node.relNode) as u64) };
+    let mut x = now ^ (pid << 48) ^ (node << 20);
+    // splitmix64 finaliser: spreads nearby inputs far apart.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
+}
+
+/// Runs k-means over the samples, checking for cancel and reporting progress between chunks.
+fn compute_centroids(samples: Vec<Vec<f32>>, params: &BuildParams, pool: &rayon::ThreadPool) -> Vec<f32> {
+    let dim = params.dimensions;
+    let n = samples.len();
+    let required = n * dim * 4 + if n > 0 { kmeans::memory_required(n, dim, params.lists) } else { 0 };
+    let allowed = maintenance_work_mem_bytes();
+    if required > allowed {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("memory required is {} MB, maintenance_work_mem is {} MB", required.div_ceil(1024 * 1024), allowed / (1024 * 1024)),
+            None,
+        );
+    }
+    let mut flat = Vec::with_capacity(n * dim);
+    for sample in samples {
+        flat.extend_from_slice(&sample);
+    }
+    let kparams = KMeansParams { seed: KMEANS_SEED, ..KMeansParams::new(params.lists, kmeans_metric(params.metric)) };
+    let mut on_checkpoint = |stage: KMeansStage| -> Result<(), KMeansError> {
+        check_for_interrupts();
+        if let KMeansStage::Assigning { done, total, .. } = stage {
+            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
+            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, total as i64);
+        }
+        Ok(())
+    };
+    kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint).unwrap_or_else(|e| {
+        raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("ivfflat k-means failed: {e}"), None)
+    })
+}
+
+/// Per-list entry bytes waiting to be written, and where each list's chain ends so far.
+struct Lists {
+    format: EntryFormat,
+    pending: Vec<Vec<u8>>,
+    pending_bytes: usize,
+    /// Per list: (head, tail, bytes of stream written so far).
+    chains: Vec<(u32, u32, usize)>,
+}
+
+impl Lists {
+    fn new(lists: usize, format: EntryFormat) -> Self {
+        Lists {
+            format,
+            pending: vec![Vec::new(); lists],
+            pending_bytes: 0,
+            chains: vec![(INVALID_BLOCK, INVALID_BLOCK, 0); lists],
+        }
+    }
+
+    /// Appends every pending list to its chain, list after list, so each flush lays a list's pages
+    /// out contiguously (one flush, the usual case, makes every list one contiguous run).
+    fn flush(&mut self, writer: &PageWriter) {
+        let stride = self.format.stride();
+        for (list, bytes) in self.pending.iter_mut().enumerate() {
+            if bytes.is_empty() {
+                continue;
+            }
+            check_for_interrupts();
+            let (head, tail, written) = &mut self.chains[list];
+            let mut pos = 0;
+            if *tail != INVALID_BLOCK && *written % DATA_CAPACITY != 0 {
+                let buffer = Locked::read(writer.index, *tail, Mode::Exclusive);
+                let mut xlog = Xlog::start(writer.index);
+                let n = page::append_bytes(xlog.register(&buffer), bytes).or_corrupt(writer.index);
+                xlog.finish();
+                pos += n;
+                *written += n;
+            }
+            while pos < bytes.len() {
+                // The first entry starting on the new page is after the rest of a split entry.
+                let first_entry = ((stride - *written % stride) % stride) as u16;
+                let new = Locked::extend(writer.index, pg_sys::ForkNumber::MAIN_FORKNUM);
+                let mut xlog = Xlog::start(writer.index);
+                let previous = (*tail != INVALID_BLOCK).then(|| Locked::read(writer.index, *tail, Mode::Exclusive));
+                if let Some(previous) = &previous {
+                    page::set_next(xlog.register(previous), new.block());
+                }
+                let n = page::append_bytes(xlog.register_new(&new, PageKind::Entries, first_entry), &bytes[pos..])
+                    .or_corrupt(writer.index);
+                xlog.finish();
+                if *head == INVALID_BLOCK {
+                    *head = new.block();
+                }
+                *tail = new.block();
+                pos += n;
+                *written += n;
+            }
+            self.pending_bytes -= bytes.len();
+            bytes.clear();
+            bytes.shrink_to_fit();
+        }
+    }
+
+    /// Records every list's head and tail in the directory.
+    fn write_directory(&self, index: pg_sys::Relation, meta: &Meta) {
+        for (page_number, chunk) in self.chains.chunks(DIRECTORY_ENTRIES_PER_PAGE).enumerate() {
+            let buffer = Locked::read(index, meta.directory_start + page_number as u32, Mode::Exclusive);
+            let mut xlog = Xlog::start(index);
+            let page = xlog.register(&buffer);
+            for (slot, (head, tail, _)) in chunk.iter().enumerate() {
+                page::write_directory_entry(page, slot, DirectoryEntry { head: *head, tail: *tail, free_hint: INVALID_BLOCK });
+            }
+            xlog.finish();
+        }
+    }
+}
+
+struct AssignState<'a> {
+    metric: Metric,
+    dim: usize,
+    centroids: &'a [f32],
+    pool: &'a rayon::ThreadPool,
+    lists: Lists,
+    writer: &'a PageWriter,
+    memory_budget: usize,
+    batch_rows: Vec<f32>,
+    batch_tids: Vec<Tid>,
+    row_context: RowContext,
+    stored: Vec<f32>,
+    indexed: u64,
+}
+
+impl AssignState<'_> {
+    fn assign_batch(&mut self) {
+        if self.batch_tids.is_empty() {
+            return;
+        }
+        check_for_interrupts();
+        let labels = kmeans::assign(&self.batch_rows, self.dim, self.centroids, kmeans_metric(self.metric), self.pool);
+        let stride = self.lists.format.stride();
+        let mut entry = vec![0u8; stride];
+        for ((tid, row), list) in self.batch_tids.iter().zip(self.batch_rows.chunks_exact(self.dim)).zip(labels) {
+            self.lists.format.encode(*tid, row, &mut entry);
+            self.lists.pending[list as usize].extend_from_slice(&entry);
+            self.lists.pending_bytes += stride;
+        }
+        self.indexed += self.batch_tids.len() as u64;
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, self.indexed as i64);
+        self.batch_rows.clear();
+        self.batch_tids.clear();
+        if self.lists.pending_bytes > self.memory_budget {
+            progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
+            self.lists.flush(self.writer);
+            progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ASSIGN);
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: `state` is the AssignState passed to the scan below.
+    let state = unsafe { &mut *state.cast::<AssignState>() };
+    let metric = state.metric;
+    // SAFETY: the callback's own arrays.
+    let keep = state.row_context.with(|| match unsafe { row_vector(values, isnull) } {
+        Some(vector) => prepare_row(metric, vector, &mut state.stored),
+        None => false,
+    });
+    if !keep {
+        return;
+    }
+    // SAFETY: `tid` points at the heap tuple's ItemPointer.
+    let tid = unsafe { tid_of(&*tid) };
+    state.batch_rows.extend_from_slice(&state.stored);
+    state.batch_tids.push(tid);
+    if state.batch_tids.len() >= ASSIGN_BATCH_ROWS {
+        state.assign_batch();
+    }
+}
+
+pub fn tid_of(pointer: &pg_sys::ItemPointerData) -> Tid {
+    Tid {
+        block: ((pointer.ip_blkid.bi_hi as u32) << 16) | pointer.ip_blkid.bi_lo as u32,
+        offset: pointer.ip_posid,
+    }
+}
+
+pub fn item_pointer(tid: Tid) -> pg_sys::ItemPointerData {
+    pg_sys::ItemPointerData {
+        ip_blkid: pg_sys::BlockIdData { bi_hi: (tid.block >> 16) as u16, bi_lo: tid.block as u16 },
+        ip_posid: tid.offset,
+    }
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    let params = build_params(index);
+    // SAFETY: a block count of the index being built (must be empty).
+    if unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) } != 0 {
+        raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "index is not empty at the start of the build".into(), None);
+    }
+    let pool = thread_pool();
+
+    // pgvector's sample size: 50 rows per list, at least 10,000, never more than the table can hold.
+    // SAFETY: heap is open.
+    let heap_blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) } as usize;
+    let target = (params.lists * 50).max(10_000).min(heap_blocks * MAX_HEAP_TUPLES_PER_PAGE).max(1);
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_KMEANS);
+    let samples = sample_rows(heap, index, info, params.metric, target);
+    let sample_count = samples.len();
+    let centroids = compute_centroids(samples, &params, &pool);
+
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ASSIGN);
+    // SAFETY: heap's pg_class row is loaded.
+    let estimated_rows = unsafe { (*(*heap).rd_rel).reltuples }.max(0.0) as i64;
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimated_rows);
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
+    let writer = PageWriter { index, target: Target::Main };
+    let meta = write_structure(&writer, &params, &centroids, 0);
+    let format = meta.entry_format();
+    let mut state = AssignState {
+        metric: params.metric,
+        dim: params.dimensions,
+        centroids: &centroids,
+        pool: &pool,
+        lists: Lists::new(params.lists, format),
+        writer: &writer,
+        memory_budget: maintenance_work_mem_bytes(),
+        batch_rows: Vec::with_capacity(ASSIGN_BATCH_ROWS * params.dimensions),
+        batch_tids: Vec::with_capacity(ASSIGN_BATCH_ROWS),
+        row_context: RowContext::new(),
+        stored: Vec::with_capacity(params.dimensions),
+        indexed: 0,
+    };
+    // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
+    let heap_tuples = unsafe {
+        pg_sys::table_index_build_scan(heap, index, info, true, true, Some(assign_callback), (&mut state as *mut AssignState).cast(), std::ptr::null_mut())
+    };
+    state.assign_batch();
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
+    state.lists.flush(&writer);
+    state.lists.write_directory(index, &meta);
+    let indexed = state.indexed;
+    drop(state);
+    if indexed > 0 {
+        // Remember the row count for statistics.
+        let buffer = Locked::read(index, 0, Mode::Exclusive);
+        let mut xlog = Xlog::start(index);
+        Meta { rows_at_build: indexed, ..meta }.write(xlog.register(&buffer));
+        xlog.finish();
+    }
+
+    if sample_count < params.lists {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            "ivfflat index created with little data",
+            "ambuild",
+        )
+        .set_detail("This will cause low recall.")
+        .set_hint("Drop the index until the table has more data.")
+        .report(PgLogLevel::NOTICE);
+    }
+
+    // SAFETY: palloc0 of the result struct PostgreSQL expects.
+    unsafe {
+        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()).cast::<pg_sys::IndexBuildResult>();
+        (*result).heap_tuples = heap_tuples;
+        (*result).index_tuples = indexed as f64;
+        result
+    }
+}
+
+/// The empty index of an unlogged table, written to the init fork (copied over the main fork after a
+/// crash). Generic WAL does not cover init forks, so the pages are WAL-logged wholesale, as
+/// contrib/bloom and pgvector do.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    let params = build_params(index);
+    let pool = thread_pool();
+    let centroids = compute_centroids(Vec::new(), &params, &pool);
+    let writer = PageWriter { index, target: Target::InitFork };
+    write_structure(&writer, &params, &centroids, 0);
+    // SAFETY: the init fork exists now and holds exactly the pages written above.
+    unsafe {
+        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::INIT_FORKNUM);
+        pg_sys::log_newpage_range(index, pg_sys::ForkNumber::INIT_FORKNUM, 0, blocks, true);
+    }
+}

@@ -1,0 +1,62 @@
+//! Per-backend cache of an index's meta page and centroids.
+//!
+//! Every insert and every scan needs all centroids; reading and decoding the centroid pages each time
+//! is what makes pgvector's inserts and short scans slow. Centroids never change after a build, so
+//! each backend keeps one copy per index, keyed by the index's physical file and checked against the
+//! random build id on the meta page (which REINDEX, TRUNCATE and VACUUM FULL all change).
+
+use super::storage::{Locked, Mode, OrCorrupt};
+use pgivf_core::page::{self, Meta};
+use pgrx::pg_sys;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+pub struct IndexCache {
+    pub meta: Meta,
+    /// lists × dimensions, row-major.
+    pub centroids: Vec<f32>,
+}
+
+type Key = (u32, u32, u32);
+
+thread_local! {
+    static CACHE: RefCell<HashMap<Key, Rc<IndexCache>>> = RefCell::new(HashMap::new());
+}
+
+/// Reads the meta page (always: it is what tells a stale cache entry) and returns the cached centroids,
+/// loading them when the index is new to this backend or was rebuilt.
+pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
+    let meta = read_meta(index);
+    // SAFETY: `index` is open.
+    let node = unsafe { (*index).rd_node };
+    let key = (node.spcNode.into(), node.dbNode.into(), node.relNode.into());
+    if let Some(cached) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        if cached.meta == meta {
+            return cached;
+        }
+    }
+    let mut centroids = Vec::with_capacity(meta.lists as usize * meta.dimensions as usize);
+    for block in meta.centroid_start..meta.centroid_start + meta.centroid_pages {
+        let buffer = Locked::read(index, block, Mode::Share);
+        page::read_centroids(buffer.page(), &mut centroids).or_corrupt(index);
+    }
+    if centroids.len() != meta.lists as usize * meta.dimensions as usize {
+        super::storage::corrupted(index, page::FormatError::Corrupted("wrong number of centroids"));
+    }
+    let loaded = Rc::new(IndexCache { meta, centroids });
+    CACHE.with(|c| {
+        let mut cache = c.borrow_mut();
+        // Bounded: a backend touching very many ivfflat indexes just reloads.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(key, loaded.clone());
+    });
+    loaded
+}
+
+pub fn read_meta(index: pg_sys::Relation) -> Meta {
+    let buffer = Locked::read(index, 0, Mode::Share);
+    Meta::read(buffer.page()).or_corrupt(index)
+}

@@ -1,0 +1,61 @@
+//! `amcostestimate`: pgvector's model, so the planner makes the same choices it makes for pgvector
+//! (and its plan tests pass): never use the index without ORDER BY; otherwise the generic estimate with
+//! part of the page cost made sequential, and a startup cost proportional to the share of lists probed,
+//! so that probes = lists prefers a sequential scan.
+
+use super::cache;
+use super::guc::PROBES;
+use pgrx::pg_sys;
+
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn amcostestimate(
+    root: *mut pg_sys::PlannerInfo,
+    path: *mut pg_sys::IndexPath,
+    loop_count: f64,
+    startup_cost: *mut pg_sys::Cost,
+    total_cost: *mut pg_sys::Cost,
+    selectivity: *mut pg_sys::Selectivity,
+    correlation: *mut f64,
+    pages: *mut f64,
+) {
+    // SAFETY: the planner's own pointers.
+    unsafe {
+        if (*path).indexorderbys.is_null() {
+            *startup_cost = f64::INFINITY;
+            *total_cost = f64::INFINITY;
+            *selectivity = 0.0;
+            *correlation = 0.0;
+            *pages = 0.0;
+            return;
+        }
+        let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
+        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
+
+        let index_info = (*path).indexinfo;
+        let index = pg_sys::index_open((*index_info).indexoid, pg_sys::NoLock as i32);
+        let lists = cache::read_meta(index).lists;
+        pg_sys::index_close(index, pg_sys::NoLock as i32);
+        let ratio = (PROBES.get() as f64 / lists as f64).min(1.0);
+
+        let mut seq_page_cost = 0.0;
+        pg_sys::get_tablespace_page_costs((*index_info).reltablespace, std::ptr::null_mut(), &mut seq_page_cost);
+        // Lists are read sequentially, so half of the page cost is taken as sequential.
+        let sequential_ratio = 0.5;
+        costs.indexTotalCost -= sequential_ratio * costs.numIndexPages * (costs.spc_random_page_cost - seq_page_cost);
+        costs.indexStartupCost = costs.indexTotalCost * ratio;
+        // The heap's pages do not count TOASTed vectors, which a sequential scan also reads: do not
+        // let the index look more expensive than that scan for the pages it does not really add.
+        let startup_pages = costs.numIndexPages * ratio;
+        let heap_pages = (*(*index_info).rel).pages as f64;
+        if startup_pages > heap_pages && ratio < 0.5 {
+            costs.indexStartupCost -= (1.0 - sequential_ratio) * startup_pages * (costs.spc_random_page_cost - seq_page_cost);
+            costs.indexStartupCost -= (startup_pages - heap_pages) * seq_page_cost;
+        }
+        *startup_cost = costs.indexStartupCost;
+        *total_cost = costs.indexTotalCost;
+        *selectivity = costs.indexSelectivity;
+        *correlation = costs.indexCorrelation;
+        *pages = costs.numIndexPages;
+    }
+}

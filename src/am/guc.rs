@@ -1,0 +1,48 @@
+//! `ivfflat.*` settings, pgvector's names, ranges and defaults.
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum IterativeScan {
+    #[name = c"off"]
+    Off,
+    #[name = c"relaxed_order"]
+    RelaxedOrder,
+}
+
+pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
+pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(super::MAX_LISTS);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"ivfflat.probes",
+        c"Sets the number of probes",
+        c"Valid range is 1..lists.",
+        &PROBES,
+        1,
+        super::MAX_LISTS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"ivfflat.iterative_scan",
+        c"Sets the mode for iterative scans",
+        c"",
+        &ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ivfflat.max_probes",
+        c"Sets the max number of probes for iterative scans",
+        c"",
+        &MAX_PROBES,
+        1,
+        super::MAX_LISTS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: called from _PG_init after our own definitions; any other `ivfflat.*` is then an error.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"ivfflat".as_ptr()) };
+}

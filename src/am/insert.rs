@@ -1,0 +1,182 @@
+//! `aminsert`: online inserts, no retraining.
+//!
+//! A row goes to the list of its nearest centroid (from the backend's centroid cache). It reuses a
+//! slot that VACUUM freed when the list has one (so delete + VACUUM + insert does not grow the
+//! index), and otherwise appends at the list's tail, extending the chain with a new page when the
+//! entry does not fit; an entry that straddles the boundary is written to both pages in one WAL record.
+//!
+//! Lock order, which keeps concurrent inserters, VACUUM and scans deadlock-free: entry pages in chain
+//! order, then the list's directory page. Nothing waits for an entry page while holding a directory
+//! page, except when creating a list's first page, which locks a brand-new page nobody else can see.
+
+use super::build::{kmeans_metric, prepare_row, tid_of};
+use super::cache;
+use super::storage::{Locked, Mode, OrCorrupt, Xlog};
+use pgivf_core::kmeans;
+use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, PageKind, INVALID_BLOCK};
+use pgrx::pg_sys;
+
+/// Pages an insert looks at for a reusable slot before giving up and appending; bounded so that an
+/// insert never walks a whole list. The hint moves past the pages it has checked.
+const SLOT_SEARCH_PAGES: usize = 8;
+
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _check_unique: pg_sys::IndexUniqueCheck::Type,
+    _index_unchanged: bool,
+    _info: *mut pg_sys::IndexInfo,
+) -> bool {
+    // SAFETY: the executor passes one value and null flag per key column.
+    if unsafe { *isnull } {
+        return false;
+    }
+    let cache = cache::get(index);
+    let meta = cache.meta;
+    // SAFETY: a non-NULL vector datum.
+    let vector = unsafe { crate::types::vector::detoast(*values) };
+    if vector.len() != meta.dimensions as usize {
+        crate::error::raise(pgivf_core::VectorError::DimensionMismatch(meta.dimensions as usize, vector.len()), None);
+    }
+    let mut stored = Vec::with_capacity(vector.len());
+    if !prepare_row(meta.metric, vector, &mut stored) {
+        return false;
+    }
+    let list = kmeans::nearest(&stored, &cache.centroids, meta.dimensions as usize, kmeans_metric(meta.metric));
+    let format = meta.entry_format();
+    let mut entry = vec![0u8; format.stride()];
+    // SAFETY: the heap TID of the new row.
+    format.encode(tid_of(unsafe { &*heap_tid }), &stored, &mut entry);
+    insert_entry(index, &meta, list, &entry);
+    false
+}
+
+fn read_directory(index: pg_sys::Relation, meta: &Meta, list: u32) -> DirectoryEntry {
+    let (block, slot) = meta.directory_slot(list);
+    let buffer = Locked::read(index, block, Mode::Share);
+    page::read_directory_entry(buffer.page(), slot).or_corrupt(index)
+}
+
+/// Changes one list's directory entry under the directory page's exclusive lock, in its own WAL record.
+fn update_directory(index: pg_sys::Relation, meta: &Meta, list: u32, update: impl FnOnce(&mut DirectoryEntry) -> bool) {
+    let (block, slot) = meta.directory_slot(list);
+    let buffer = Locked::read(index, block, Mode::Exclusive);
+    let mut entry = page::read_directory_entry(buffer.page(), slot).or_corrupt(index);
+    if update(&mut entry) {
+        let mut xlog = Xlog::start(index);
+        page::write_directory_entry(xlog.register(&buffer), slot, entry);
+        xlog.finish();
+    }
+}
+
+pub fn insert_entry(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8]) {
+    let directory = read_directory(index, meta, list);
+    if directory.head == INVALID_BLOCK && create_first_page(index, meta, list, entry) {
+        return;
+    }
+    let directory = read_directory(index, meta, list);
+    if directory.free_hint != INVALID_BLOCK && reuse_free_slot(index, meta, list, directory.free_hint, entry) {
+        return;
+    }
+    append(index, meta, list, directory.tail, entry);
+}
+
+/// Starts a list's chain with a page holding `entry`. False if another backend started it first.
+fn create_first_page(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8]) -> bool {
+    let (block, slot) = meta.directory_slot(list);
+    let directory_buffer = Locked::read(index, block, Mode::Exclusive);
+    let mut directory = page::read_directory_entry(directory_buffer.page(), slot).or_corrupt(index);
+    if directory.head != INVALID_BLOCK {
+        return false;
+    }
+    let new = Locked::extend(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+    let mut xlog = Xlog::start(index);
+    page::append_bytes(xlog.register_new(&new, PageKind::Entries, 0), entry).or_corrupt(index);
+    directory.head = new.block();
+    directory.tail = new.block();
+    page::write_directory_entry(xlog.register(&directory_buffer), slot, directory);
+    xlog.finish();
+    true
+}
+
+/// Appends at the list's tail, following `next` links if other inserters extended the chain since the
+/// directory was read.
+fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry: &[u8]) {
+    let stride = entry.len();
+    let mut block = tail_hint;
+    loop {
+        let tail = Locked::read(index, block, Mode::Exclusive);
+        let special = page::read_special(tail.page()).or_corrupt(index);
+        if special.next != INVALID_BLOCK {
+            block = special.next;
+            continue;
+        }
+        let free = page::free_space(tail.page()).or_corrupt(index);
+        let mut xlog = Xlog::start(index);
+        if free >= stride {
+            page::append_bytes(xlog.register(&tail), entry).or_corrupt(index);
+            xlog.finish();
+            return;
+        }
+        // The entry starts in the free end of this page and continues on a new one.
+        let new = Locked::extend(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let tail_page = xlog.register(&tail);
+        page::append_bytes(tail_page, &entry[..free]).or_corrupt(index);
+        page::set_next(tail_page, new.block());
+        let new_page = xlog.register_new(&new, PageKind::Entries, ((stride - free) % stride) as u16);
+        page::append_bytes(new_page, &entry[free..]).or_corrupt(index);
+        let (directory_block, slot) = meta.directory_slot(list);
+        let directory_buffer = Locked::read(index, directory_block, Mode::Exclusive);
+        let mut directory = page::read_directory_entry(directory_buffer.page(), slot).or_corrupt(index);
+        directory.tail = new.block();
+        page::write_directory_entry(xlog.register(&directory_buffer), slot, directory);
+        xlog.finish();
+        return;
+    }
+}
+
+/// Writes `entry` over a dead entry at or after the hinted page. False when none was found within
+/// [`SLOT_SEARCH_PAGES`] pages; the hint then moves past the pages looked at.
+fn reuse_free_slot(index: pg_sys::Relation, meta: &Meta, list: u32, hint: u32, entry: &[u8]) -> bool {
+    let format = meta.entry_format();
+    let mut block = hint;
+    for _ in 0..SLOT_SEARCH_PAGES {
+        let buffer = Locked::read(index, block, Mode::Exclusive);
+        let special = page::read_special(buffer.page()).or_corrupt(index);
+        let dead = page::entry_starts(buffer.page(), format)
+            .or_corrupt(index)
+            .find(|offset| page::read_entry_header(buffer.page(), *offset).1);
+        if let Some(offset) = dead {
+            overwrite(index, format, &buffer, special.next, offset, entry);
+            if block != hint {
+                update_directory(index, meta, list, |d| std::mem::replace(&mut d.free_hint, block) == hint);
+            }
+            return true;
+        }
+        block = special.next;
+        if block == INVALID_BLOCK {
+            break;
+        }
+    }
+    update_directory(index, meta, list, |d| std::mem::replace(&mut d.free_hint, block) == hint);
+    false
+}
+
+fn overwrite(index: pg_sys::Relation, format: EntryFormat, buffer: &Locked, next: u32, offset: usize, entry: &[u8]) {
+    let mut xlog = Xlog::start(index);
+    if page::entry_spills(offset, format) {
+        let next_buffer = Locked::read(index, next, Mode::Exclusive);
+        let first = xlog.register(buffer);
+        let second = xlog.register(&next_buffer);
+        page::overwrite_entry(first, offset, Some(second), entry).or_corrupt(index);
+        xlog.finish();
+    } else {
+        page::overwrite_entry(xlog.register(buffer), offset, None, entry).or_corrupt(index);
+        xlog.finish();
+    }
+}

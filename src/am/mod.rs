@@ -1,0 +1,164 @@
+//! The `ivfflat` index access method, split the way PostgreSQL's contrib/bloom and pgvector split
+//! theirs: handler and options here, then one file per callback family.
+
+pub mod build;
+pub mod cache;
+pub mod cost;
+pub mod guc;
+pub mod insert;
+pub mod scan;
+pub mod storage;
+pub mod vacuum;
+pub mod validate;
+
+use pgivf_core::page::Metric;
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+pub const DEFAULT_LISTS: i32 = 100;
+pub const MAX_LISTS: i32 = 32768;
+/// An entry must fit a page with room to spare for pgvector-compatible behaviour; pgvector's limit.
+pub const MAX_DIMENSIONS: usize = 2000;
+
+/// Support function numbers, pgvector's: 1 distance, 2 norm (normalise query and rows: cosine),
+/// 3 k-means distance, 4 k-means norm (spherical k-means: inner product and cosine).
+pub const PROC_NORM: u16 = 2;
+pub const PROC_KMEANS_NORM: u16 = 4;
+
+/// Build progress sub-phases shown in pg_stat_progress_create_index (1 is PostgreSQL's "initializing").
+pub const PHASE_KMEANS: i64 = 2;
+pub const PHASE_ASSIGN: i64 = 3;
+pub const PHASE_LOAD: i64 = 4;
+
+static RELOPT_KIND: AtomicI32 = AtomicI32::new(0);
+
+/// `WITH (lists = n)`, as laid out by build_reloptions.
+#[repr(C)]
+pub struct Options {
+    vl_len_: i32,
+    lists: i32,
+}
+
+pub fn init() {
+    guc::init();
+    // SAFETY: called once from _PG_init; the strings are static.
+    unsafe {
+        let kind = pg_sys::add_reloption_kind();
+        RELOPT_KIND.store(kind as i32, Ordering::Relaxed);
+        pg_sys::add_int_reloption(
+            kind,
+            c"lists".as_ptr(),
+            c"Number of inverted lists".as_ptr(),
+            DEFAULT_LISTS,
+            1,
+            MAX_LISTS,
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+    }
+}
+
+/// The `lists` option of an index.
+pub fn lists_option(index: pg_sys::Relation) -> usize {
+    // SAFETY: rd_options is NULL or what amoptions returned for this index.
+    unsafe {
+        let options = (*index).rd_options.cast::<Options>();
+        if options.is_null() {
+            DEFAULT_LISTS as usize
+        } else {
+            (*options).lists as usize
+        }
+    }
+}
+
+/// The metric implied by the operator class of the index's column (pgvector's support-function
+/// convention), so any opclass shaped like pgvector's works.
+pub fn metric_of(index: pg_sys::Relation) -> Metric {
+    // SAFETY: `index` is an open ivfflat index with one key column.
+    unsafe {
+        if pg_sys::index_getprocid(index, 1, PROC_NORM) != pg_sys::InvalidOid {
+            Metric::Cosine
+        } else if pg_sys::index_getprocid(index, 1, PROC_KMEANS_NORM) != pg_sys::InvalidOid {
+            Metric::InnerProduct
+        } else {
+            Metric::L2
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+    let table = [pg_sys::relopt_parse_elt {
+        optname: c"lists".as_ptr(),
+        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+        offset: std::mem::offset_of!(Options, lists) as i32,
+    }];
+    // SAFETY: the table describes `Options` exactly.
+    unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND.load(Ordering::Relaxed) as pg_sys::relopt_kind::Type,
+            std::mem::size_of::<Options>(),
+            table.as_ptr(),
+            table.len() as i32,
+        )
+        .cast()
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &'static std::ffi::CStr = match phase {
+        1 => c"initializing",
+        PHASE_KMEANS => c"performing k-means",
+        PHASE_ASSIGN => c"assigning tuples",
+        PHASE_LOAD => c"loading tuples",
+        _ => return std::ptr::null_mut(),
+    };
+    name.as_ptr().cast_mut()
+}
+
+pg_function!(ivfflathandler, pg_finfo_ivfflathandler, |_fcinfo| {
+    // SAFETY: makeNode-style allocation of a zeroed IndexAmRoutine in the current memory context; every
+    // field not set below stays zero/NULL, which is "not supported".
+    unsafe {
+        let am = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexAmRoutine>()).cast::<pg_sys::IndexAmRoutine>();
+        let r = &mut *am;
+        r.type_ = pg_sys::NodeTag::T_IndexAmRoutine;
+        r.amstrategies = 0;
+        r.amsupport = 5;
+        r.amoptsprocnum = 0;
+        r.amcanorder = false;
+        // ORDER BY column <op> constant is the only way this index answers queries.
+        r.amcanorderbyop = true;
+        r.amcanbackward = false;
+        r.amcanunique = false;
+        r.amcanmulticol = false;
+        // Without this the planner wants a WHERE clause on the column and never builds the ORDER BY path.
+        r.amoptionalkey = true;
+        r.amsearcharray = false;
+        r.amsearchnulls = false;
+        r.amstorage = false;
+        r.amclusterable = false;
+        r.ampredlocks = false;
+        r.amcanparallel = false;
+        r.amcaninclude = false;
+        r.amusemaintenanceworkmem = false;
+        r.amparallelvacuumoptions = pg_sys::VACUUM_OPTION_PARALLEL_BULKDEL as u8;
+        r.amkeytype = pg_sys::InvalidOid;
+        r.ambuild = Some(build::ambuild);
+        r.ambuildempty = Some(build::ambuildempty);
+        r.aminsert = Some(insert::aminsert);
+        r.ambulkdelete = Some(vacuum::ambulkdelete);
+        r.amvacuumcleanup = Some(vacuum::amvacuumcleanup);
+        r.amcostestimate = Some(cost::amcostestimate);
+        r.amoptions = Some(amoptions);
+        r.ambuildphasename = Some(ambuildphasename);
+        r.amvalidate = Some(validate::amvalidate);
+        r.ambeginscan = Some(scan::ambeginscan);
+        r.amrescan = Some(scan::amrescan);
+        r.amgettuple = Some(scan::amgettuple);
+        r.amendscan = Some(scan::amendscan);
+        pg_sys::Datum::from(am)
+    }
+});

@@ -1,0 +1,241 @@
+//! Ordered index scans: `ambeginscan`, `amrescan`, `amgettuple`, `amendscan`.
+//!
+//! The query's distance to every centroid picks the lists to probe, nearest first. Probing a list
+//! streams its pages and computes each entry's distance straight from the page bytes with the SIMD
+//! kernels (no fmgr call and no allocation per row); the candidates go into a lazy top-k that hands
+//! them to the executor in exact distance order, sorting only as far as the executor reads. With
+//! `ivfflat.iterative_scan = relaxed_order`, running out of candidates (a WHERE clause rejected them)
+//! probes the next lists, up to `ivfflat.max_probes`.
+
+use super::build::{item_pointer, normalize};
+use super::cache::{self, IndexCache};
+use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES};
+use super::storage::{Locked, Mode, OrCorrupt};
+use crate::error::raise_with;
+use pgivf_core::page::{self, Metric, StreamReader, Tid, INVALID_BLOCK};
+use pgivf_core::topk::Candidates;
+use pgivf_core::{distance, VectorError};
+use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
+use std::rc::Rc;
+
+struct ScanState {
+    cache: Option<Rc<IndexCache>>,
+    /// None for a NULL query: every row is at distance 0, like pgvector.
+    query: Option<Vec<f32>>,
+    /// Lists to probe, nearest centroid first.
+    lists: Vec<u32>,
+    next_list: usize,
+    probes: usize,
+    started: bool,
+    candidates: Candidates,
+    reader: StreamReader,
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+    // SAFETY: standard index scan descriptor allocation.
+    let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
+    let state = ScanState {
+        cache: None,
+        query: None,
+        lists: Vec::new(),
+        next_list: 0,
+        probes: 1,
+        started: false,
+        candidates: Candidates::new(),
+        reader: StreamReader::new(),
+    };
+    // The state lives as long as the scan's memory context and is dropped with it, so an error in the
+    // middle of a query cannot leak it; rescans reuse it (no growth in nested loops).
+    let state = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(state);
+    // SAFETY: scan was just allocated.
+    unsafe { (*scan).opaque = state.cast() };
+    scan
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amrescan(
+    scan: pg_sys::IndexScanDesc,
+    _keys: pg_sys::ScanKey,
+    _nkeys: i32,
+    orderbys: pg_sys::ScanKey,
+    _norderbys: i32,
+) {
+    // SAFETY: our scan; orderbys has numberOfOrderBys keys when non-NULL.
+    unsafe {
+        let scan = &mut *scan;
+        if !orderbys.is_null() && scan.numberOfOrderBys > 0 {
+            std::ptr::copy(orderbys, scan.orderByData, scan.numberOfOrderBys as usize);
+        }
+        let state = &mut *scan.opaque.cast::<ScanState>();
+        state.started = false;
+        state.candidates.clear();
+    }
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {
+    // The state is dropped with the scan's memory context.
+}
+
+/// Reads the query vector from the ORDER BY key, normalised for cosine.
+///
+/// # Safety
+/// `scan` must be an ordered ivfflat scan with its order-by key set.
+unsafe fn query_value(scan: &pg_sys::IndexScanDescData, cache: &IndexCache) -> Option<Vec<f32>> {
+    // SAFETY: guaranteed by the caller.
+    let key = unsafe { &*scan.orderByData };
+    if key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+        return None;
+    }
+    // SAFETY: a non-NULL vector datum.
+    let value = unsafe { crate::types::vector::detoast(key.sk_argument) };
+    let dim = cache.meta.dimensions as usize;
+    if value.len() != dim {
+        crate::error::raise(VectorError::DimensionMismatch(dim, value.len()), None);
+    }
+    let mut query = value.to_vec();
+    if cache.meta.metric == Metric::Cosine {
+        // A zero query has no direction: every row is then at the same distance, as in pgvector.
+        normalize(&mut query);
+    }
+    Some(query)
+}
+
+fn list_distance(metric: Metric, query: &[f32], vector: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => distance::l2_squared(query, vector),
+        Metric::InnerProduct | Metric::Cosine => -distance::dot(query, vector),
+    }
+}
+
+impl ScanState {
+    fn start(&mut self, scan: &pg_sys::IndexScanDescData) {
+        let index = scan.indexRelation;
+        let cache = cache::get(index);
+        // SAFETY: the scan's order-by key was set by amrescan.
+        self.query = unsafe { query_value(scan, &cache) };
+        let lists = cache.meta.lists as usize;
+        self.probes = (PROBES.get().max(1) as usize).min(lists);
+        let max_probes = match ITERATIVE_SCAN.get() {
+            IterativeScan::Off => self.probes,
+            IterativeScan::RelaxedOrder => (MAX_PROBES.get().max(1) as usize).max(self.probes).min(lists),
+        };
+        // Lists nearest first; a NULL query keeps list order (every distance is 0).
+        let dim = cache.meta.dimensions as usize;
+        let mut order: Vec<(f32, u32)> = (0..lists as u32)
+            .map(|list| {
+                let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+                let d = self.query.as_ref().map_or(0.0, |q| list_distance(cache.meta.metric, q, centroid));
+                (d, list)
+            })
+            .collect();
+        if max_probes < order.len() {
+            order.select_nth_unstable_by(max_probes, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            order.truncate(max_probes);
+        }
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        self.lists.clear();
+        self.lists.extend(order.iter().map(|(_, list)| *list));
+        self.next_list = 0;
+        self.candidates.clear();
+        self.cache = Some(cache);
+        self.started = true;
+    }
+
+    /// Probes the next `probes` lists; false when every allowed list has been probed.
+    fn probe_next_batch(&mut self, index: pg_sys::Relation) -> bool {
+        if self.next_list >= self.lists.len() {
+            return false;
+        }
+        let end = (self.next_list + self.probes).min(self.lists.len());
+        let cache = self.cache.clone().expect("scan started");
+        for position in self.next_list..end {
+            self.probe_list(index, &cache, self.lists[position]);
+        }
+        self.next_list = end;
+        true
+    }
+
+    fn probe_list(&mut self, index: pg_sys::Relation, cache: &IndexCache, list: u32) {
+        pgrx::check_for_interrupts!();
+        let meta = &cache.meta;
+        let (directory_block, slot) = meta.directory_slot(list);
+        let head = {
+            let buffer = Locked::read(index, directory_block, Mode::Share);
+            page::read_directory_entry(buffer.page(), slot).or_corrupt(index).head
+        };
+        let format = meta.entry_format();
+        let metric = meta.metric;
+        let query = self.query.as_deref();
+        let candidates = &mut self.candidates;
+        self.reader.reset();
+        let mut block = head;
+        while block != INVALID_BLOCK {
+            let buffer = Locked::read(index, block, Mode::Share);
+            let page = buffer.page();
+            self.reader
+                .feed(page, format, |tid: Tid, dead, vector| {
+                    if !dead {
+                        let d = query.map_or(0.0, |q| list_distance(metric, q, vector));
+                        candidates.push(d, tid.to_u64());
+                    }
+                })
+                .or_corrupt(index);
+            block = page::read_special(page).or_corrupt(index).next;
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, direction: pg_sys::ScanDirection::Type) -> bool {
+    // SAFETY: our scan, with the state set up by ambeginscan.
+    let scan = unsafe { &mut *scan };
+    let state = unsafe { &mut *scan.opaque.cast::<ScanState>() };
+    if direction != pg_sys::ScanDirection::ForwardScanDirection {
+        raise_with(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "ivfflat only supports forward scans".into(), None);
+    }
+    if !state.started {
+        count_index_scan(scan.indexRelation);
+        if scan.orderByData.is_null() || scan.numberOfOrderBys == 0 {
+            raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "cannot scan ivfflat index without order".into(), None);
+        }
+        // Results are computed up front and no buffer pin is kept while the executor visits the heap,
+        // which only an MVCC snapshot makes safe (see PostgreSQL's "Index Locking Considerations").
+        // SAFETY: the scan's snapshot.
+        let snapshot_type = unsafe { (*scan.xs_snapshot).snapshot_type };
+        if snapshot_type != pg_sys::SnapshotType::SNAPSHOT_MVCC && snapshot_type != pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC {
+            raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "non-MVCC snapshots are not supported with ivfflat".into(), None);
+        }
+        state.start(scan);
+        state.probe_next_batch(scan.indexRelation);
+    }
+    loop {
+        if let Some((_, payload)) = state.candidates.pop_nearest() {
+            scan.xs_heaptid = item_pointer(Tid::from_u64(payload));
+            scan.xs_recheck = false;
+            scan.xs_recheckorderby = false;
+            return true;
+        }
+        if !state.probe_next_batch(scan.indexRelation) {
+            return false;
+        }
+    }
+}
+
+/// PostgreSQL's pgstat_count_index_scan macro: counts the scan in pg_stat_user_indexes.idx_scan.
+fn count_index_scan(index: pg_sys::Relation) {
+    // SAFETY: an open relation; pgstat_assoc_relation attaches its statistics entry when enabled.
+    unsafe {
+        let rel = &mut *index;
+        if rel.pgstat_info.is_null() {
+            if !rel.pgstat_enabled {
+                return;
+            }
+            pg_sys::pgstat_assoc_relation(index);
+        }
+        if !rel.pgstat_info.is_null() {
+            (*rel.pgstat_info).t_counts.t_numscans += 1;
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! `amvalidate`: checks an operator class the way contrib/bloom's blvalidate does, for `CREATE
+//! OPERATOR CLASS ... USING ivfflat` written by users or other extensions. Problems are reported as
+//! INFO messages and make the opclass invalid.
+//!
+//! Rules (pgvector's opclass shape): operator strategy 1 only, for ORDER BY, returning float8, both
+//! sides the opclass's input type; support functions 1 (distance, required) and 3 (k-means distance)
+//! take two inputs and return float8; 2 (norm) and 4 (k-means norm) take one and return float8; 5 is
+//! a type-support function; no other numbers.
+
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
+use std::ffi::CStr;
+
+fn info(message: String) {
+    pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION, message, "amvalidate")
+        .report(PgLogLevel::INFO);
+}
+
+/// Return type and argument types of a function, from its pg_proc row.
+fn signature(function: pg_sys::Oid) -> Option<(pg_sys::Oid, Vec<pg_sys::Oid>)> {
+    // SAFETY: syscache lookup by oid; the tuple is released before returning.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, pg_sys::Datum::from(function));
+        if tuple.is_null() {
+            return None;
+        }
+        let form = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
+        let args = form.proargtypes.values.as_slice(form.pronargs as usize).to_vec();
+        let result = (form.prorettype, args);
+        pg_sys::ReleaseSysCache(tuple);
+        Some(result)
+    }
+}
+
+/// Members of a syscache list, as (form) references, released by the caller.
+///
+/// # Safety
+/// `list` must be a live catcache list whose members have form type `T`.
+unsafe fn members<'a, T>(list: *mut pg_sys::CatCList) -> Vec<&'a T> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let list = &*list;
+        list.members
+            .as_slice(list.n_members as usize)
+            .iter()
+            .map(|member| &*pg_sys::GETSTRUCT(&mut (**member).tuple).cast::<T>())
+            .collect()
+    }
+}
+
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups by oid; every cache entry taken is released before returning.
+    unsafe {
+        let class_tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::CLAOID as i32, pg_sys::Datum::from(opclass));
+        if class_tuple.is_null() {
+            pgrx::error!("cache lookup failed for operator class {}", u32::from(opclass));
+        }
+        let class = &*pg_sys::GETSTRUCT(class_tuple).cast::<pg_sys::FormData_pg_opclass>();
+        let family = class.opcfamily;
+        let input_type = class.opcintype;
+        let name = CStr::from_ptr(class.opcname.data.as_ptr()).to_string_lossy().into_owned();
+        pg_sys::ReleaseSysCache(class_tuple);
+
+        let mut valid = true;
+        let mut has_order_operator = false;
+        let mut has_distance = false;
+
+        let operators = pg_sys::SearchSysCacheList(
+            pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        for op in members::<pg_sys::FormData_pg_amop>(operators) {
+            if op.amoplefttype != input_type || op.amoprighttype != input_type {
+                continue; // cross-type members belong to another opclass of the family
+            }
+            if op.amopstrategy != 1 {
+                info(format!("ivfflat operator class \"{name}\" contains operator {} with invalid strategy number {}", u32::from(op.amopopr), op.amopstrategy));
+                valid = false;
+                continue;
+            }
+            if op.amoppurpose as u8 != pg_sys::AMOP_ORDER {
+                info(format!("ivfflat operator class \"{name}\" contains operator {} that is not for ORDER BY", u32::from(op.amopopr)));
+                valid = false;
+                continue;
+            }
+            let function = pg_sys::get_opcode(op.amopopr);
+            match signature(function) {
+                Some((result, args)) if result == pg_sys::FLOAT8OID && args == [input_type, input_type] => has_order_operator = true,
+                _ => {
+                    info(format!("ivfflat operator class \"{name}\" contains operator {} with wrong signature", u32::from(op.amopopr)));
+                    valid = false;
+                }
+            }
+        }
+        pg_sys::ReleaseCatCacheList(operators);
+
+        let procs = pg_sys::SearchSysCacheList(
+            pg_sys::SysCacheIdentifier::AMPROCNUM as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        for proc in members::<pg_sys::FormData_pg_amproc>(procs) {
+            if proc.amproclefttype != input_type || proc.amprocrighttype != input_type {
+                continue;
+            }
+            let (result, args) = signature(proc.amproc).unwrap_or((pg_sys::InvalidOid, Vec::new()));
+            let ok = match proc.amprocnum {
+                1 | 3 => result == pg_sys::FLOAT8OID && args == [input_type, input_type],
+                2 | 4 => result == pg_sys::FLOAT8OID && args == [input_type],
+                5 => args.len() == 1,
+                _ => {
+                    info(format!("ivfflat operator class \"{name}\" contains function {} with invalid support number {}", u32::from(proc.amproc), proc.amprocnum));
+                    valid = false;
+                    continue;
+                }
+            };
+            if !ok {
+                info(format!("ivfflat operator class \"{name}\" contains function {} with wrong signature for support number {}", u32::from(proc.amproc), proc.amprocnum));
+                valid = false;
+            }
+            has_distance |= proc.amprocnum == 1 && ok;
+        }
+        pg_sys::ReleaseCatCacheList(procs);
+
+        if !has_order_operator {
+            info(format!("ivfflat operator class \"{name}\" is missing its ORDER BY distance operator (strategy 1)"));
+            valid = false;
+        }
+        if !has_distance {
+            info(format!("ivfflat operator class \"{name}\" is missing support function 1 (distance)"));
+            valid = false;
+        }
+        valid
+    }
+}
