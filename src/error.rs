@@ -3,6 +3,7 @@
 //! Messages, details and codes are pgvector's, because clients and migrated test suites match on
 //! them. Syntax errors quote the whole input literal, as pgvector's `vector_in` does.
 
+use pgivf_core::kmeans::KMeansError;
 use pgivf_core::page::FormatError;
 use pgivf_core::VectorError;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -73,4 +74,15 @@ pub fn raise_format(index_name: &str, error: FormatError) -> ! {
         FormatError::BadMagic(_) | FormatError::Corrupted(_) => PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
     };
     raise_with(code, format!("index \"{index_name}\": {error}"), None)
+}
+
+/// Raises a k-means failure. Interrupts never get here (the progress callback raises the cancel
+/// itself); what remains are limits and bugs.
+pub fn raise_kmeans(error: KMeansError) -> ! {
+    let code = match error {
+        KMeansError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        KMeansError::Interrupted => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+        _ => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+    };
+    raise_with(code, format!("ivfflat k-means failed: {error}"), None)
 }

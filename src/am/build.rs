@@ -361,9 +361,7 @@ fn compute_centroids(samples: Vec<Vec<f32>>, params: &BuildParams, pool: &rayon:
         }
         Ok(())
     };
-    kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint).unwrap_or_else(|e| {
-        raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("ivfflat k-means failed: {e}"), None)
-    })
+    kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint).unwrap_or_else(|e| crate::error::raise_kmeans(e))
 }
 
 /// Per-list entry bytes waiting to be written, and where each list's chain ends so far.

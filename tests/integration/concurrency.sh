@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Concurrent inserters, updaters and deleters, searches and VACUUM on one ivfflat index: no errors,
+# and afterwards every row of the table is found through the index (probes = lists), exactly once.
+source "$(dirname "$0")/lib.sh"
+new_cluster main
+P=$PORT_main
+sql $P -c "CREATE EXTENSION pgivf"
+sql $P -c "CREATE TABLE items (id bigserial PRIMARY KEY, v vector(32))"
+sql $P -c "INSERT INTO items (v) SELECT $(vector_expr i 32) FROM generate_series(1, 3000) i"
+sql $P -c "CREATE INDEX items_v ON items USING ivfflat (v vector_l2_ops) WITH (lists = 16)"
+
+cat >"$WORK/insert.sql" <<'SQL'
+INSERT INTO items (v) SELECT (SELECT array_agg(random() * 2 - 1) FROM generate_series(1, 32))::vector(32);
+SQL
+cat >"$WORK/update.sql" <<'SQL'
+\set id random(1, 3000)
+UPDATE items SET v = (SELECT array_agg(random() * 2 - 1) FROM generate_series(1, 32))::vector(32) WHERE id = :id;
+SQL
+cat >"$WORK/delete.sql" <<'SQL'
+\set id random(1, 6000)
+DELETE FROM items WHERE id = :id;
+SQL
+cat >"$WORK/search.sql" <<'SQL'
+SET ivfflat.probes = 4;
+SELECT id FROM items ORDER BY v <-> (SELECT array_agg(random() * 2 - 1) FROM generate_series(1, 32))::vector(32) LIMIT 10;
+SQL
+(
+    end=$((SECONDS + 20))
+    while ((SECONDS < end)); do sql $P -c "VACUUM items" || exit 1; sleep 1; done
+) &
+vacuum_pid=$!
+"$PG_BIN/pgbench" -n -h 127.0.0.1 -p $P -U postgres -c 6 -j 2 -T 20 \
+    -f "$WORK/insert.sql@4" -f "$WORK/update.sql@2" -f "$WORK/delete.sql@1" -f "$WORK/search.sql@3" postgres >"$WORK/pgbench.log" 2>&1 ||
+    { cat "$WORK/pgbench.log"; fail "pgbench reported errors"; }
+wait $vacuum_pid || fail "concurrent VACUUM failed"
+grep -E "number of transactions actually processed|number of failed" "$WORK/pgbench.log" || true
+
+rows=$(sql $P -c "SELECT count(*) FROM items")
+via_index=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s")
+check "rows found through the index after the concurrent run" "$rows" "$via_index"
+missing=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "SELECT count(*) FROM (SELECT id FROM items EXCEPT ALL SELECT id FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s) m")
+check "rows missing from the index" 0 "$missing"
+sql $P -c "VACUUM items"
+again=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s")
+check "rows found after a final VACUUM" "$rows" "$again"
+assert_no_crash "$DIR_main"

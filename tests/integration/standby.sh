@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A streaming standby (pg_basebackup over loopback) replays builds, inserts, deletes and VACUUM of
+# ivfflat indexes from Generic WAL and answers queries exactly like the primary.
+source "$(dirname "$0")/lib.sh"
+new_cluster primary
+P=$PORT_primary
+sql $P -c "CREATE EXTENSION pgivf"
+sql $P -c "CREATE TABLE items (id int PRIMARY KEY, v vector(24))"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) FROM generate_series(1, 4000) i"
+sql $P -c "CREATE INDEX items_l2 ON items USING ivfflat (v vector_l2_ops) WITH (lists = 10)"
+
+S_DIR="$WORK/standby"
+S_PORT=$(free_port)
+rm -rf "$S_DIR"
+mkdir -p "$S_DIR"
+chown postgres: "$S_DIR"
+chmod 700 "$S_DIR"
+runuser -u postgres -- "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p $P -U postgres -D "$S_DIR/data" -R -X stream >/dev/null
+{
+    echo "port = $S_PORT"
+    echo "unix_socket_directories = '$S_DIR'"
+    echo "hot_standby = on"
+} >>"$S_DIR/data/postgresql.conf"
+runuser -u postgres -- env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$S_DIR/data" -l "$S_DIR/server.log" -w -t 60 start >/dev/null
+CLUSTERS+=("$S_DIR")
+
+# Work that only reaches the standby through WAL: a new index, inserts that split pages, deletes,
+# VACUUM (dead marks and free-slot hints) and inserts reusing freed slots.
+sql $P -c "CREATE INDEX items_cos ON items USING ivfflat (v vector_cosine_ops) WITH (lists = 7)"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) FROM generate_series(4001, 6000) i"
+sql $P -c "DELETE FROM items WHERE id % 3 = 0"
+sql $P -c "VACUUM items"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) FROM generate_series(6001, 7000) i"
+
+lsn=$(sql $P -c "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 120); do
+    replayed=$(sql $S_PORT -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn")
+    [[ "$replayed" == t ]] && break
+    sleep 0.5
+done
+check "standby replayed the workload" t "$replayed"
+
+for op in "<->" "<=>"; do
+    for probes in 1 3 10; do
+        for q in 17 2500 6500; do
+            query="SET enable_seqscan = off; SET ivfflat.probes = $probes; SELECT string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY v $op (SELECT v FROM items WHERE id = $q) LIMIT 20) s"
+            on_primary=$(sql $P -c "$query" | tail -1)
+            on_standby=$(sql $S_PORT -c "$query" | tail -1)
+            [[ -n "$on_primary" ]] || fail "empty result on the primary"
+            check "same result on the standby ($op, probes $probes, query $q)" "$on_primary" "$on_standby"
+        done
+    done
+done
+check "standby sees every row through the index" "$(sql $P -c "SELECT count(*) FROM items")" \
+    "$(sql $S_PORT -c "SET enable_seqscan = off; SET ivfflat.probes = 10; SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s" | tail -1)"
+assert_no_crash "$DIR_primary"
+assert_no_crash "$S_DIR"
