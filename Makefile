@@ -9,3 +9,7 @@ test:
 
 setup:
 	bash scripts/setup.sh
+
+# make bench ARGS="--extension pgivf,vector --lists 100,250"; see benches/README.md.
+bench:
+	bash benches/run.sh $(ARGS)

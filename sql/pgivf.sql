@@ -257,3 +257,10 @@ CREATE OPERATOR CLASS @extschema@.vector_cosine_ops
 	FUNCTION 2 @extschema@.vector_norm(@extschema@.vector),
 	FUNCTION 3 @extschema@.vector_spherical_distance(@extschema@.vector, @extschema@.vector),
 	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector);
+
+-- index verification (amcheck-style)
+
+CREATE FUNCTION @extschema@.ivfflat_verify(index pg_catalog.regclass, heapallindexed pg_catalog.bool DEFAULT false) RETURNS pg_catalog.text
+	AS 'MODULE_PATHNAME', 'ivfflat_verify' LANGUAGE C STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.ivfflat_verify(pg_catalog.regclass, pg_catalog.bool) IS
+	'check an ivfflat index''s structure, and with heapallindexed that every table row is in it; raises index_corrupted on a problem';

@@ -71,7 +71,9 @@ impl<T> OrRaise<T> for Result<T, VectorError> {
 pub fn raise_format(index_name: &str, error: FormatError) -> ! {
     let code = match error {
         FormatError::UnsupportedVersion(_) => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        FormatError::BadMagic(_) | FormatError::Corrupted(_) => PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        FormatError::BadMagic(_) | FormatError::Corrupted(_) => {
+            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED
+        }
     };
     raise_with(code, format!("index \"{index_name}\": {error}"), None)
 }

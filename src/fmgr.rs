@@ -27,7 +27,8 @@ macro_rules! pg_function {
             // A closure keeps the caller's `$fcinfo` name apart from the identifiers #[pg_guard]
             // generates, which macro hygiene would otherwise not let the body see.
             #[allow(unused_braces)]
-            let body = |$fcinfo: ::pgrx::pg_sys::FunctionCallInfo| -> ::pgrx::pg_sys::Datum { $body };
+            let body =
+                |$fcinfo: ::pgrx::pg_sys::FunctionCallInfo| -> ::pgrx::pg_sys::Datum { $body };
             body(fcinfo)
         }
     };

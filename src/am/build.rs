@@ -9,13 +9,13 @@
 use super::storage::{init_page, Locked, Mode, OrCorrupt, Xlog};
 use super::{metric_of, PHASE_ASSIGN, PHASE_KMEANS, PHASE_LOAD};
 use crate::error::raise_with;
+use pgivf_core::distance;
 use pgivf_core::kmeans::{self, KMeansError, KMeansMetric, KMeansParams, KMeansStage};
 use pgivf_core::page::{
-    self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, PageKind, Tid, DATA_CAPACITY,
-    DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK,
+    self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, PageKind, Tid,
+    DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK,
 };
 use pgivf_core::sample::{block_sample, Reservoir};
-use pgivf_core::distance;
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 /// Rows per parallel assignment batch: large enough to keep both cores busy, small enough that a
@@ -39,16 +39,27 @@ pub fn build_params(index: pg_sys::Relation) -> BuildParams {
         (attr.atttypmod, attr.atttypid)
     };
     if type_oid == pg_sys::VARBITOID {
-        raise_with(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "type not supported for ivfflat index".into(), None);
+        raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "type not supported for ivfflat index".into(),
+            None,
+        );
     }
     if typmod < 0 {
-        raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "column does not have dimensions".into(), None);
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "column does not have dimensions".into(),
+            None,
+        );
     }
     let dimensions = typmod as usize;
     if dimensions > super::MAX_DIMENSIONS {
         raise_with(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("column cannot have more than {} dimensions for ivfflat index", super::MAX_DIMENSIONS),
+            format!(
+                "column cannot have more than {} dimensions for ivfflat index",
+                super::MAX_DIMENSIONS
+            ),
             None,
         );
     }
@@ -111,13 +122,19 @@ fn check_for_interrupts() {
 fn thread_pool() -> rayon::ThreadPool {
     // SAFETY: reading a GUC variable on the backend thread.
     let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     rayon::ThreadPoolBuilder::new()
         .num_threads((workers + 1).min(cores).max(1))
         .thread_name(|i| format!("pgivf-build-{i}"))
         .build()
         .unwrap_or_else(|e| {
-            raise_with(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES, format!("could not start build threads: {e}"), None)
+            raise_with(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+                format!("could not start build threads: {e}"),
+                None,
+            )
         })
 }
 
@@ -222,7 +239,13 @@ unsafe extern "C-unwind" fn sample_callback(
 
 /// Samples up to `target` rows: a random sample of heap blocks (as many blocks as rows wanted, like
 /// ANALYZE and pgvector), each block's rows fed through a reservoir.
-fn sample_rows(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo, metric: Metric, target: usize) -> Vec<Vec<f32>> {
+fn sample_rows(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    info: *mut pg_sys::IndexInfo,
+    metric: Metric,
+    target: usize,
+) -> Vec<Vec<f32>> {
     let mut state = SampleState {
         metric,
         reservoir: Reservoir::new(target, KMEANS_SEED),
@@ -230,13 +253,23 @@ fn sample_rows(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sy
         scratch: Vec::new(),
     };
     // SAFETY: heap and index are open for the build.
-    let blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    let blocks =
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) };
     let scan = |start: u32, count: u32, state: &mut SampleState| {
         // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
         unsafe {
             pg_sys::table_index_build_range_scan(
-                heap, index, info, false, false, false, start, count,
-                Some(sample_callback), (state as *mut SampleState).cast(), std::ptr::null_mut(),
+                heap,
+                index,
+                info,
+                false,
+                false,
+                false,
+                start,
+                count,
+                Some(sample_callback),
+                (state as *mut SampleState).cast(),
+                std::ptr::null_mut(),
             );
         }
     };
@@ -290,7 +323,12 @@ impl PageWriter {
 }
 
 /// Writes the meta, centroid and directory pages (blocks 0, 1.., then directory) and returns the meta.
-fn write_structure(writer: &PageWriter, params: &BuildParams, centroids: &[f32], rows: u64) -> Meta {
+fn write_structure(
+    writer: &PageWriter,
+    params: &BuildParams,
+    centroids: &[f32],
+    rows: u64,
+) -> Meta {
     let dim = params.dimensions;
     let per_page = centroids_per_page(dim);
     let centroid_pages = params.lists.div_ceil(per_page);
@@ -310,9 +348,15 @@ fn write_structure(writer: &PageWriter, params: &BuildParams, centroids: &[f32],
     assert_eq!(block, 0, "the meta page must be block 0 of a new index");
     for first in (0..params.lists).step_by(per_page) {
         let count = per_page.min(params.lists - first);
-        writer.new_page(PageKind::Centroids, 0, |page| page::write_centroids(page, centroids, dim, first, count));
+        writer.new_page(PageKind::Centroids, 0, |page| {
+            page::write_centroids(page, centroids, dim, first, count)
+        });
     }
-    let empty = DirectoryEntry { head: INVALID_BLOCK, tail: INVALID_BLOCK, free_hint: INVALID_BLOCK };
+    let empty = DirectoryEntry {
+        head: INVALID_BLOCK,
+        tail: INVALID_BLOCK,
+        free_hint: INVALID_BLOCK,
+    };
     for first in (0..params.lists).step_by(DIRECTORY_ENTRIES_PER_PAGE) {
         let count = DIRECTORY_ENTRIES_PER_PAGE.min(params.lists - first);
         writer.new_page(PageKind::Directory, 0, |page| {
@@ -327,7 +371,13 @@ fn write_structure(writer: &PageWriter, params: &BuildParams, centroids: &[f32],
 /// A value that differs between builds, so backends notice that their cached centroids are stale.
 fn build_id(index: pg_sys::Relation) -> u64 {
     // SAFETY: plain reads of the clock, the backend's pid and the index's file number.
-    let (now, pid, node) = unsafe { (pg_sys::GetCurrentTimestamp() as u64, pg_sys::MyProcPid as u64, u32::from((*index).rd_node.relNode) as u64) };
+    let (now, pid, node) = unsafe {
+        (
+            pg_sys::GetCurrentTimestamp() as u64,
+            pg_sys::MyProcPid as u64,
+            u32::from((*index).rd_node.relNode) as u64,
+        )
+    };
     let mut x = now ^ (pid << 48) ^ (node << 20);
     // splitmix64 finaliser: spreads nearby inputs far apart.
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
@@ -336,15 +386,28 @@ fn build_id(index: pg_sys::Relation) -> u64 {
 }
 
 /// Runs k-means over the samples, checking for cancel and reporting progress between chunks.
-fn compute_centroids(samples: Vec<Vec<f32>>, params: &BuildParams, pool: &rayon::ThreadPool) -> Vec<f32> {
+fn compute_centroids(
+    samples: Vec<Vec<f32>>,
+    params: &BuildParams,
+    pool: &rayon::ThreadPool,
+) -> Vec<f32> {
     let dim = params.dimensions;
     let n = samples.len();
-    let required = n * dim * 4 + if n > 0 { kmeans::memory_required(n, dim, params.lists) } else { 0 };
+    let required = n * dim * 4
+        + if n > 0 {
+            kmeans::memory_required(n, dim, params.lists)
+        } else {
+            0
+        };
     let allowed = maintenance_work_mem_bytes();
     if required > allowed {
         raise_with(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("memory required is {} MB, maintenance_work_mem is {} MB", required.div_ceil(1024 * 1024), allowed / (1024 * 1024)),
+            format!(
+                "memory required is {} MB, maintenance_work_mem is {} MB",
+                required.div_ceil(1024 * 1024),
+                allowed / (1024 * 1024)
+            ),
             None,
         );
     }
@@ -352,7 +415,10 @@ fn compute_centroids(samples: Vec<Vec<f32>>, params: &BuildParams, pool: &rayon:
     for sample in samples {
         flat.extend_from_slice(&sample);
     }
-    let kparams = KMeansParams { seed: KMEANS_SEED, ..KMeansParams::new(params.lists, kmeans_metric(params.metric)) };
+    let kparams = KMeansParams {
+        seed: KMEANS_SEED,
+        ..KMeansParams::new(params.lists, kmeans_metric(params.metric))
+    };
     let mut on_checkpoint = |stage: KMeansStage| -> Result<(), KMeansError> {
         check_for_interrupts();
         if let KMeansStage::Assigning { done, total, .. } = stage {
@@ -361,7 +427,8 @@ fn compute_centroids(samples: Vec<Vec<f32>>, params: &BuildParams, pool: &rayon:
         }
         Ok(())
     };
-    kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint).unwrap_or_else(|e| crate::error::raise_kmeans(e))
+    kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint)
+        .unwrap_or_else(|e| crate::error::raise_kmeans(e))
 }
 
 /// Per-list entry bytes waiting to be written, and where each list's chain ends so far.
@@ -407,12 +474,16 @@ impl Lists {
                 let first_entry = ((stride - *written % stride) % stride) as u16;
                 let new = Locked::extend(writer.index, pg_sys::ForkNumber::MAIN_FORKNUM);
                 let mut xlog = Xlog::start(writer.index);
-                let previous = (*tail != INVALID_BLOCK).then(|| Locked::read(writer.index, *tail, Mode::Exclusive));
+                let previous = (*tail != INVALID_BLOCK)
+                    .then(|| Locked::read(writer.index, *tail, Mode::Exclusive));
                 if let Some(previous) = &previous {
                     page::set_next(xlog.register(previous), new.block());
                 }
-                let n = page::append_bytes(xlog.register_new(&new, PageKind::Entries, first_entry), &bytes[pos..])
-                    .or_corrupt(writer.index);
+                let n = page::append_bytes(
+                    xlog.register_new(&new, PageKind::Entries, first_entry),
+                    &bytes[pos..],
+                )
+                .or_corrupt(writer.index);
                 xlog.finish();
                 if *head == INVALID_BLOCK {
                     *head = new.block();
@@ -430,11 +501,23 @@ impl Lists {
     /// Records every list's head and tail in the directory.
     fn write_directory(&self, index: pg_sys::Relation, meta: &Meta) {
         for (page_number, chunk) in self.chains.chunks(DIRECTORY_ENTRIES_PER_PAGE).enumerate() {
-            let buffer = Locked::read(index, meta.directory_start + page_number as u32, Mode::Exclusive);
+            let buffer = Locked::read(
+                index,
+                meta.directory_start + page_number as u32,
+                Mode::Exclusive,
+            );
             let mut xlog = Xlog::start(index);
             let page = xlog.register(&buffer);
             for (slot, (head, tail, _)) in chunk.iter().enumerate() {
-                page::write_directory_entry(page, slot, DirectoryEntry { head: *head, tail: *tail, free_hint: INVALID_BLOCK });
+                page::write_directory_entry(
+                    page,
+                    slot,
+                    DirectoryEntry {
+                        head: *head,
+                        tail: *tail,
+                        free_hint: INVALID_BLOCK,
+                    },
+                );
             }
             xlog.finish();
         }
@@ -462,10 +545,21 @@ impl AssignState<'_> {
             return;
         }
         check_for_interrupts();
-        let labels = kmeans::assign(&self.batch_rows, self.dim, self.centroids, kmeans_metric(self.metric), self.pool);
+        let labels = kmeans::assign(
+            &self.batch_rows,
+            self.dim,
+            self.centroids,
+            kmeans_metric(self.metric),
+            self.pool,
+        );
         let stride = self.lists.format.stride();
         let mut entry = vec![0u8; stride];
-        for ((tid, row), list) in self.batch_tids.iter().zip(self.batch_rows.chunks_exact(self.dim)).zip(labels) {
+        for ((tid, row), list) in self
+            .batch_tids
+            .iter()
+            .zip(self.batch_rows.chunks_exact(self.dim))
+            .zip(labels)
+        {
             self.lists.format.encode(*tid, row, &mut entry);
             self.lists.pending[list as usize].extend_from_slice(&entry);
             self.lists.pending_bytes += stride;
@@ -495,10 +589,12 @@ unsafe extern "C-unwind" fn assign_callback(
     let state = unsafe { &mut *state.cast::<AssignState>() };
     let metric = state.metric;
     // SAFETY: the callback's own arrays.
-    let keep = state.row_context.with(|| match unsafe { row_vector(values, isnull) } {
-        Some(vector) => prepare_row(metric, vector, &mut state.stored),
-        None => false,
-    });
+    let keep = state
+        .row_context
+        .with(|| match unsafe { row_vector(values, isnull) } {
+            Some(vector) => prepare_row(metric, vector, &mut state.stored),
+            None => false,
+        });
     if !keep {
         return;
     }
@@ -520,7 +616,10 @@ pub fn tid_of(pointer: &pg_sys::ItemPointerData) -> Tid {
 
 pub fn item_pointer(tid: Tid) -> pg_sys::ItemPointerData {
     pg_sys::ItemPointerData {
-        ip_blkid: pg_sys::BlockIdData { bi_hi: (tid.block >> 16) as u16, bi_lo: tid.block as u16 },
+        ip_blkid: pg_sys::BlockIdData {
+            bi_hi: (tid.block >> 16) as u16,
+            bi_lo: tid.block as u16,
+        },
         ip_posid: tid.offset,
     }
 }
@@ -533,15 +632,26 @@ pub unsafe extern "C-unwind" fn ambuild(
 ) -> *mut pg_sys::IndexBuildResult {
     let params = build_params(index);
     // SAFETY: a block count of the index being built (must be empty).
-    if unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) } != 0 {
-        raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "index is not empty at the start of the build".into(), None);
+    if unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
+        != 0
+    {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "index is not empty at the start of the build".into(),
+            None,
+        );
     }
     let pool = thread_pool();
 
     // pgvector's sample size: 50 rows per list, at least 10,000, never more than the table can hold.
     // SAFETY: heap is open.
-    let heap_blocks = unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) } as usize;
-    let target = (params.lists * 50).max(10_000).min(heap_blocks * MAX_HEAP_TUPLES_PER_PAGE).max(1);
+    let heap_blocks =
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) }
+            as usize;
+    let target = (params.lists * 50)
+        .max(10_000)
+        .min(heap_blocks * MAX_HEAP_TUPLES_PER_PAGE)
+        .max(1);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_KMEANS);
     let samples = sample_rows(heap, index, info, params.metric, target);
     let sample_count = samples.len();
@@ -552,7 +662,10 @@ pub unsafe extern "C-unwind" fn ambuild(
     let estimated_rows = unsafe { (*(*heap).rd_rel).reltuples }.max(0.0) as i64;
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimated_rows);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
-    let writer = PageWriter { index, target: Target::Main };
+    let writer = PageWriter {
+        index,
+        target: Target::Main,
+    };
     let meta = write_structure(&writer, &params, &centroids, 0);
     let format = meta.entry_format();
     let mut state = AssignState {
@@ -571,7 +684,16 @@ pub unsafe extern "C-unwind" fn ambuild(
     };
     // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
     let heap_tuples = unsafe {
-        pg_sys::table_index_build_scan(heap, index, info, true, true, Some(assign_callback), (&mut state as *mut AssignState).cast(), std::ptr::null_mut())
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            info,
+            true,
+            true,
+            Some(assign_callback),
+            (&mut state as *mut AssignState).cast(),
+            std::ptr::null_mut(),
+        )
     };
     state.assign_batch();
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
@@ -583,7 +705,11 @@ pub unsafe extern "C-unwind" fn ambuild(
         // Remember the row count for statistics.
         let buffer = Locked::read(index, 0, Mode::Exclusive);
         let mut xlog = Xlog::start(index);
-        Meta { rows_at_build: indexed, ..meta }.write(xlog.register(&buffer));
+        Meta {
+            rows_at_build: indexed,
+            ..meta
+        }
+        .write(xlog.register(&buffer));
         xlog.finish();
     }
 
@@ -600,7 +726,8 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     // SAFETY: palloc0 of the result struct PostgreSQL expects.
     unsafe {
-        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()).cast::<pg_sys::IndexBuildResult>();
+        let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+            .cast::<pg_sys::IndexBuildResult>();
         (*result).heap_tuples = heap_tuples;
         (*result).index_tuples = indexed as f64;
         result
@@ -615,11 +742,15 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let params = build_params(index);
     let pool = thread_pool();
     let centroids = compute_centroids(Vec::new(), &params, &pool);
-    let writer = PageWriter { index, target: Target::InitFork };
+    let writer = PageWriter {
+        index,
+        target: Target::InitFork,
+    };
     write_structure(&writer, &params, &centroids, 0);
     // SAFETY: the init fork exists now and holds exactly the pages written above.
     unsafe {
-        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::INIT_FORKNUM);
+        let blocks =
+            pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::INIT_FORKNUM);
         pg_sys::log_newpage_range(index, pg_sys::ForkNumber::INIT_FORKNUM, 0, blocks, true);
     }
 }

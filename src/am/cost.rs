@@ -39,17 +39,24 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let ratio = (PROBES.get() as f64 / lists as f64).min(1.0);
 
         let mut seq_page_cost = 0.0;
-        pg_sys::get_tablespace_page_costs((*index_info).reltablespace, std::ptr::null_mut(), &mut seq_page_cost);
+        pg_sys::get_tablespace_page_costs(
+            (*index_info).reltablespace,
+            std::ptr::null_mut(),
+            &mut seq_page_cost,
+        );
         // Lists are read sequentially, so half of the page cost is taken as sequential.
         let sequential_ratio = 0.5;
-        costs.indexTotalCost -= sequential_ratio * costs.numIndexPages * (costs.spc_random_page_cost - seq_page_cost);
+        costs.indexTotalCost -=
+            sequential_ratio * costs.numIndexPages * (costs.spc_random_page_cost - seq_page_cost);
         costs.indexStartupCost = costs.indexTotalCost * ratio;
         // The heap's pages do not count TOASTed vectors, which a sequential scan also reads: do not
         // let the index look more expensive than that scan for the pages it does not really add.
         let startup_pages = costs.numIndexPages * ratio;
         let heap_pages = (*(*index_info).rel).pages as f64;
         if startup_pages > heap_pages && ratio < 0.5 {
-            costs.indexStartupCost -= (1.0 - sequential_ratio) * startup_pages * (costs.spc_random_page_cost - seq_page_cost);
+            costs.indexStartupCost -= (1.0 - sequential_ratio)
+                * startup_pages
+                * (costs.spc_random_page_cost - seq_page_cost);
             costs.indexStartupCost -= (startup_pages - heap_pages) * seq_page_cost;
         }
         *startup_cost = costs.indexStartupCost;

@@ -11,7 +11,8 @@ pub enum IterativeScan {
 }
 
 pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);
-pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::Off);
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
+    GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(super::MAX_LISTS);
 
 pub fn init() {

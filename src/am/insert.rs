@@ -41,13 +41,21 @@ pub unsafe extern "C-unwind" fn aminsert(
     // SAFETY: a non-NULL vector datum.
     let vector = unsafe { crate::types::vector::detoast(*values) };
     if vector.len() != meta.dimensions as usize {
-        crate::error::raise(pgivf_core::VectorError::DimensionMismatch(meta.dimensions as usize, vector.len()), None);
+        crate::error::raise(
+            pgivf_core::VectorError::DimensionMismatch(meta.dimensions as usize, vector.len()),
+            None,
+        );
     }
     let mut stored = Vec::with_capacity(vector.len());
     if !prepare_row(meta.metric, vector, &mut stored) {
         return false;
     }
-    let list = kmeans::nearest(&stored, &cache.centroids, meta.dimensions as usize, kmeans_metric(meta.metric));
+    let list = kmeans::nearest(
+        &stored,
+        &cache.centroids,
+        meta.dimensions as usize,
+        kmeans_metric(meta.metric),
+    );
     let format = meta.entry_format();
     let mut entry = vec![0u8; format.stride()];
     // SAFETY: the heap TID of the new row.
@@ -63,7 +71,12 @@ fn read_directory(index: pg_sys::Relation, meta: &Meta, list: u32) -> DirectoryE
 }
 
 /// Changes one list's directory entry under the directory page's exclusive lock, in its own WAL record.
-fn update_directory(index: pg_sys::Relation, meta: &Meta, list: u32, update: impl FnOnce(&mut DirectoryEntry) -> bool) {
+fn update_directory(
+    index: pg_sys::Relation,
+    meta: &Meta,
+    list: u32,
+    update: impl FnOnce(&mut DirectoryEntry) -> bool,
+) {
     let (block, slot) = meta.directory_slot(list);
     let buffer = Locked::read(index, block, Mode::Exclusive);
     let mut entry = page::read_directory_entry(buffer.page(), slot).or_corrupt(index);
@@ -80,7 +93,9 @@ pub fn insert_entry(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8
         return;
     }
     let directory = read_directory(index, meta, list);
-    if directory.free_hint != INVALID_BLOCK && reuse_free_slot(index, meta, list, directory.free_hint, entry) {
+    if directory.free_hint != INVALID_BLOCK
+        && reuse_free_slot(index, meta, list, directory.free_hint, entry)
+    {
         return;
     }
     append(index, meta, list, directory.tail, entry);
@@ -128,11 +143,13 @@ fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry
         let tail_page = xlog.register(&tail);
         page::append_bytes(tail_page, &entry[..free]).or_corrupt(index);
         page::set_next(tail_page, new.block());
-        let new_page = xlog.register_new(&new, PageKind::Entries, ((stride - free) % stride) as u16);
+        let new_page =
+            xlog.register_new(&new, PageKind::Entries, ((stride - free) % stride) as u16);
         page::append_bytes(new_page, &entry[free..]).or_corrupt(index);
         let (directory_block, slot) = meta.directory_slot(list);
         let directory_buffer = Locked::read(index, directory_block, Mode::Exclusive);
-        let mut directory = page::read_directory_entry(directory_buffer.page(), slot).or_corrupt(index);
+        let mut directory =
+            page::read_directory_entry(directory_buffer.page(), slot).or_corrupt(index);
         directory.tail = new.block();
         page::write_directory_entry(xlog.register(&directory_buffer), slot, directory);
         xlog.finish();
@@ -142,7 +159,13 @@ fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry
 
 /// Writes `entry` over a dead entry at or after the hinted page. False when none was found within
 /// [`SLOT_SEARCH_PAGES`] pages; the hint then moves past the pages looked at.
-fn reuse_free_slot(index: pg_sys::Relation, meta: &Meta, list: u32, hint: u32, entry: &[u8]) -> bool {
+fn reuse_free_slot(
+    index: pg_sys::Relation,
+    meta: &Meta,
+    list: u32,
+    hint: u32,
+    entry: &[u8],
+) -> bool {
     let format = meta.entry_format();
     let mut block = hint;
     for _ in 0..SLOT_SEARCH_PAGES {
@@ -154,7 +177,9 @@ fn reuse_free_slot(index: pg_sys::Relation, meta: &Meta, list: u32, hint: u32, e
         if let Some(offset) = dead {
             overwrite(index, format, &buffer, special.next, offset, entry);
             if block != hint {
-                update_directory(index, meta, list, |d| std::mem::replace(&mut d.free_hint, block) == hint);
+                update_directory(index, meta, list, |d| {
+                    std::mem::replace(&mut d.free_hint, block) == hint
+                });
             }
             return true;
         }
@@ -163,11 +188,20 @@ fn reuse_free_slot(index: pg_sys::Relation, meta: &Meta, list: u32, hint: u32, e
             break;
         }
     }
-    update_directory(index, meta, list, |d| std::mem::replace(&mut d.free_hint, block) == hint);
+    update_directory(index, meta, list, |d| {
+        std::mem::replace(&mut d.free_hint, block) == hint
+    });
     false
 }
 
-fn overwrite(index: pg_sys::Relation, format: EntryFormat, buffer: &Locked, next: u32, offset: usize, entry: &[u8]) {
+fn overwrite(
+    index: pg_sys::Relation,
+    format: EntryFormat,
+    buffer: &Locked,
+    next: u32,
+    offset: usize,
+    entry: &[u8],
+) {
     let mut xlog = Xlog::start(index);
     if page::entry_spills(offset, format) {
         let next_buffer = Locked::read(index, next, Mode::Exclusive);

@@ -10,6 +10,7 @@ pub mod scan;
 pub mod storage;
 pub mod vacuum;
 pub mod validate;
+pub mod verify;
 
 use pgivf_core::page::Metric;
 use pgrx::pg_sys;
@@ -86,7 +87,10 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: bool) -> *mut pg_sys::bytea {
+unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
     let table = [pg_sys::relopt_parse_elt {
         optname: c"lists".as_ptr(),
         opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
@@ -122,7 +126,8 @@ pg_function!(ivfflathandler, pg_finfo_ivfflathandler, |_fcinfo| {
     // SAFETY: makeNode-style allocation of a zeroed IndexAmRoutine in the current memory context; every
     // field not set below stays zero/NULL, which is "not supported".
     unsafe {
-        let am = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexAmRoutine>()).cast::<pg_sys::IndexAmRoutine>();
+        let am = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexAmRoutine>())
+            .cast::<pg_sys::IndexAmRoutine>();
         let r = &mut *am;
         r.type_ = pg_sys::NodeTag::T_IndexAmRoutine;
         r.amstrategies = 0;

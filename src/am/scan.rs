@@ -32,7 +32,11 @@ struct ScanState {
 }
 
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+pub unsafe extern "C-unwind" fn ambeginscan(
+    index: pg_sys::Relation,
+    nkeys: i32,
+    norderbys: i32,
+) -> pg_sys::IndexScanDesc {
     // SAFETY: standard index scan descriptor allocation.
     let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
     let state = ScanState {
@@ -102,10 +106,17 @@ unsafe fn query_value(scan: &pg_sys::IndexScanDescData, cache: &IndexCache) -> O
     Some(query)
 }
 
-fn list_distance(metric: Metric, query: &[f32], vector: &[f32]) -> f32 {
+/// The index's ordering distance: squared L2, or the negative inner product (of unit vectors, for
+/// cosine), with the kernels chosen for this CPU.
+fn list_distance(
+    kernels: &distance::Kernels,
+    metric: Metric,
+    query: &[f32],
+    vector: &[f32],
+) -> f32 {
     match metric {
-        Metric::L2 => distance::l2_squared(query, vector),
-        Metric::InnerProduct | Metric::Cosine => -distance::dot(query, vector),
+        Metric::L2 => kernels.l2_squared(query, vector),
+        Metric::InnerProduct | Metric::Cosine => -kernels.dot(query, vector),
     }
 }
 
@@ -119,19 +130,25 @@ impl ScanState {
         self.probes = (PROBES.get().max(1) as usize).min(lists);
         let max_probes = match ITERATIVE_SCAN.get() {
             IterativeScan::Off => self.probes,
-            IterativeScan::RelaxedOrder => (MAX_PROBES.get().max(1) as usize).max(self.probes).min(lists),
+            IterativeScan::RelaxedOrder => (MAX_PROBES.get().max(1) as usize)
+                .max(self.probes)
+                .min(lists),
         };
         // Lists nearest first; a NULL query keeps list order (every distance is 0).
         let dim = cache.meta.dimensions as usize;
+        let kernels = distance::kernels();
         let mut order: Vec<(f32, u32)> = (0..lists as u32)
             .map(|list| {
                 let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
-                let d = self.query.as_ref().map_or(0.0, |q| list_distance(cache.meta.metric, q, centroid));
+                let d = self.query.as_ref().map_or(0.0, |q| {
+                    list_distance(kernels, cache.meta.metric, q, centroid)
+                });
                 (d, list)
             })
             .collect();
         if max_probes < order.len() {
-            order.select_nth_unstable_by(max_probes, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            order
+                .select_nth_unstable_by(max_probes, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             order.truncate(max_probes);
         }
         order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -163,21 +180,25 @@ impl ScanState {
         let (directory_block, slot) = meta.directory_slot(list);
         let head = {
             let buffer = Locked::read(index, directory_block, Mode::Share);
-            page::read_directory_entry(buffer.page(), slot).or_corrupt(index).head
+            page::read_directory_entry(buffer.page(), slot)
+                .or_corrupt(index)
+                .head
         };
         let format = meta.entry_format();
         let metric = meta.metric;
         let query = self.query.as_deref();
+        let kernels = distance::kernels();
         let candidates = &mut self.candidates;
         self.reader.reset();
+        let mut recent = cache.recent_buffers.borrow_mut();
         let mut block = head;
         while block != INVALID_BLOCK {
-            let buffer = Locked::read(index, block, Mode::Share);
+            let buffer = Locked::read_recent(index, block, &mut recent);
             let page = buffer.page();
             self.reader
                 .feed(page, format, |tid: Tid, dead, vector| {
                     if !dead {
-                        let d = query.map_or(0.0, |q| list_distance(metric, q, vector));
+                        let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, vector));
                         candidates.push(d, tid.to_u64());
                     }
                 })
@@ -188,24 +209,41 @@ impl ScanState {
 }
 
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, direction: pg_sys::ScanDirection::Type) -> bool {
+pub unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    direction: pg_sys::ScanDirection::Type,
+) -> bool {
     // SAFETY: our scan, with the state set up by ambeginscan.
     let scan = unsafe { &mut *scan };
     let state = unsafe { &mut *scan.opaque.cast::<ScanState>() };
     if direction != pg_sys::ScanDirection::ForwardScanDirection {
-        raise_with(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "ivfflat only supports forward scans".into(), None);
+        raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "ivfflat only supports forward scans".into(),
+            None,
+        );
     }
     if !state.started {
         count_index_scan(scan.indexRelation);
         if scan.orderByData.is_null() || scan.numberOfOrderBys == 0 {
-            raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "cannot scan ivfflat index without order".into(), None);
+            raise_with(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "cannot scan ivfflat index without order".into(),
+                None,
+            );
         }
         // Results are computed up front and no buffer pin is kept while the executor visits the heap,
         // which only an MVCC snapshot makes safe (see PostgreSQL's "Index Locking Considerations").
         // SAFETY: the scan's snapshot.
         let snapshot_type = unsafe { (*scan.xs_snapshot).snapshot_type };
-        if snapshot_type != pg_sys::SnapshotType::SNAPSHOT_MVCC && snapshot_type != pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC {
-            raise_with(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "non-MVCC snapshots are not supported with ivfflat".into(), None);
+        if snapshot_type != pg_sys::SnapshotType::SNAPSHOT_MVCC
+            && snapshot_type != pg_sys::SnapshotType::SNAPSHOT_HISTORIC_MVCC
+        {
+            raise_with(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "non-MVCC snapshots are not supported with ivfflat".into(),
+                None,
+            );
         }
         state.start(scan);
         state.probe_next_batch(scan.indexRelation);

@@ -6,7 +6,9 @@
 //! through it), aborts it so that a half-made change is never applied. [`Locked`] releases its buffer
 //! lock and pin when dropped, so an error in the middle of an operation leaves nothing locked.
 
-use pgivf_core::page::{self, FormatError, PageKind, Special, BLOCK_SIZE, INVALID_BLOCK, SPECIAL_SIZE};
+use pgivf_core::page::{
+    self, FormatError, PageKind, Special, BLOCK_SIZE, INVALID_BLOCK, SPECIAL_SIZE,
+};
 use pgrx::pg_sys;
 
 /// A pinned and locked buffer, released on drop.
@@ -53,6 +55,37 @@ impl Locked {
         }
     }
 
+    /// Reads and share-locks `block`, first trying the buffer it was in last time (`recent`, updated).
+    pub fn read_recent(
+        index: pg_sys::Relation,
+        block: u32,
+        recent: &mut Vec<pg_sys::Buffer>,
+    ) -> Locked {
+        let slot = block as usize;
+        if slot >= recent.len() {
+            recent.resize(slot + 1, pg_sys::InvalidBuffer as pg_sys::Buffer);
+        }
+        let candidate = recent[slot];
+        // SAFETY: ReadRecentBuffer pins `candidate` only if it still holds this very block (it checks
+        // the buffer tag under the header lock), so a stale hint is harmless.
+        unsafe {
+            if candidate != pg_sys::InvalidBuffer as pg_sys::Buffer
+                && pg_sys::ReadRecentBuffer(
+                    (*index).rd_node,
+                    pg_sys::ForkNumber::MAIN_FORKNUM,
+                    block,
+                    candidate,
+                )
+            {
+                pg_sys::LockBuffer(candidate, pg_sys::BUFFER_LOCK_SHARE as i32);
+                return Locked { buffer: candidate };
+            }
+        }
+        let locked = Self::read(index, block, Mode::Share);
+        recent[slot] = locked.buffer;
+        locked
+    }
+
     /// Adds a new block at the end of `fork` and returns it locked exclusively. Its content must be
     /// initialised (through [`Xlog::register_new`] for the main fork).
     pub fn extend(index: pg_sys::Relation, fork: pg_sys::ForkNumber::Type) -> Locked {
@@ -81,13 +114,20 @@ impl Locked {
     /// The page, read-only. Valid while the lock is held.
     pub fn page(&self) -> &[u8] {
         // SAFETY: the buffer is pinned and locked; a page is BLOCK_SIZE bytes.
-        unsafe { std::slice::from_raw_parts(pg_sys::BufferGetPage(self.buffer).cast::<u8>(), BLOCK_SIZE) }
+        unsafe {
+            std::slice::from_raw_parts(pg_sys::BufferGetPage(self.buffer).cast::<u8>(), BLOCK_SIZE)
+        }
     }
 
     /// The page for direct modification, only for init-fork pages that are WAL-logged wholesale later.
     pub fn page_mut_unlogged(&mut self) -> &mut [u8] {
         // SAFETY: the buffer is pinned and exclusively locked by us.
-        unsafe { std::slice::from_raw_parts_mut(pg_sys::BufferGetPage(self.buffer).cast::<u8>(), BLOCK_SIZE) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                pg_sys::BufferGetPage(self.buffer).cast::<u8>(),
+                BLOCK_SIZE,
+            )
+        }
     }
 }
 
@@ -106,7 +146,9 @@ pub struct Xlog {
 impl Xlog {
     pub fn start(index: pg_sys::Relation) -> Xlog {
         // SAFETY: `index` is open and the caller holds the buffer locks it will register.
-        Xlog { state: unsafe { pg_sys::GenericXLogStart(index) } }
+        Xlog {
+            state: unsafe { pg_sys::GenericXLogStart(index) },
+        }
     }
 
     /// Registers an existing page; the returned copy is what must be modified.
@@ -115,12 +157,21 @@ impl Xlog {
     }
 
     /// Registers a freshly extended page with a full image and initialises it as an ivfflat page.
-    pub fn register_new<'a>(&mut self, buffer: &'a Locked, kind: PageKind, first_entry: u16) -> &'a mut [u8] {
+    pub fn register_new<'a>(
+        &mut self,
+        buffer: &'a Locked,
+        kind: PageKind,
+        first_entry: u16,
+    ) -> &'a mut [u8] {
         let page = self.register_flags(buffer, pg_sys::GENERIC_XLOG_FULL_IMAGE as i32);
         init_page(page, kind, first_entry);
         page
     }
 
+    // The page handed out is the record's private copy, not the buffer: it is tied to the buffer
+    // guard's borrow so that several registered pages can be modified at once, and finish/abort
+    // (which free it) consume or drop the Xlog after those borrows end.
+    #[allow(clippy::mut_from_ref)]
     fn register_flags<'a>(&mut self, buffer: &'a Locked, flags: i32) -> &'a mut [u8] {
         // SAFETY: the buffer is exclusively locked by the caller; GenericXLogRegisterBuffer returns a
         // BLOCK_SIZE copy owned by the record, valid until finish/abort, which cannot happen while the

@@ -20,7 +20,11 @@ fn new_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBul
 }
 
 /// Calls VACUUM's "is this heap TID dead?" callback.
-fn is_dead(callback: pg_sys::IndexBulkDeleteCallback, state: *mut std::ffi::c_void, tid: page::Tid) -> bool {
+fn is_dead(
+    callback: pg_sys::IndexBulkDeleteCallback,
+    state: *mut std::ffi::c_void,
+    tid: page::Tid,
+) -> bool {
     let mut pointer = super::build::item_pointer(tid);
     match callback {
         // SAFETY: the callback VACUUM gave us, with its own state.
@@ -47,7 +51,9 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let (directory_block, slot) = meta.directory_slot(list);
         let head = {
             let buffer = Locked::read(index, directory_block, Mode::Share);
-            page::read_directory_entry(buffer.page(), slot).or_corrupt(index).head
+            page::read_directory_entry(buffer.page(), slot)
+                .or_corrupt(index)
+                .head
         };
         let mut first_free = INVALID_BLOCK;
         let mut block = head;
@@ -95,7 +101,8 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     unsafe {
         (*stats).num_index_tuples = live;
         (*stats).tuples_removed += removed;
-        (*stats).num_pages = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+        (*stats).num_pages =
+            pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
     }
     stats
 }
@@ -120,13 +127,17 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
             let (directory_block, slot) = meta.directory_slot(list);
             let mut block = {
                 let buffer = Locked::read(index, directory_block, Mode::Share);
-                page::read_directory_entry(buffer.page(), slot).or_corrupt(index).head
+                page::read_directory_entry(buffer.page(), slot)
+                    .or_corrupt(index)
+                    .head
             };
             reader.reset();
             while block != INVALID_BLOCK {
                 let buffer = Locked::read(index, block, Mode::Share);
                 reader
-                    .feed(buffer.page(), meta.entry_format(), |_, dead, _| live += if dead { 0.0 } else { 1.0 })
+                    .feed(buffer.page(), meta.entry_format(), |_, dead, _| {
+                        live += if dead { 0.0 } else { 1.0 }
+                    })
                     .or_corrupt(index);
                 block = page::read_special(buffer.page()).or_corrupt(index).next;
             }
@@ -139,7 +150,8 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     };
     // SAFETY: our stats struct; an open index.
     unsafe {
-        (*stats).num_pages = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+        (*stats).num_pages =
+            pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
     }
     stats
 }

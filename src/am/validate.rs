@@ -11,20 +11,31 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 use std::ffi::CStr;
 
 fn info(message: String) {
-    pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION, message, "amvalidate")
-        .report(PgLogLevel::INFO);
+    pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_OBJECT_DEFINITION,
+        message,
+        "amvalidate",
+    )
+    .report(PgLogLevel::INFO);
 }
 
 /// Return type and argument types of a function, from its pg_proc row.
 fn signature(function: pg_sys::Oid) -> Option<(pg_sys::Oid, Vec<pg_sys::Oid>)> {
     // SAFETY: syscache lookup by oid; the tuple is released before returning.
     unsafe {
-        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, pg_sys::Datum::from(function));
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            pg_sys::Datum::from(function),
+        );
         if tuple.is_null() {
             return None;
         }
         let form = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
-        let args = form.proargtypes.values.as_slice(form.pronargs as usize).to_vec();
+        let args = form
+            .proargtypes
+            .values
+            .as_slice(form.pronargs as usize)
+            .to_vec();
         let result = (form.prorettype, args);
         pg_sys::ReleaseSysCache(tuple);
         Some(result)
@@ -51,14 +62,22 @@ unsafe fn members<'a, T>(list: *mut pg_sys::CatCList) -> Vec<&'a T> {
 pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
     // SAFETY: catalog lookups by oid; every cache entry taken is released before returning.
     unsafe {
-        let class_tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::CLAOID as i32, pg_sys::Datum::from(opclass));
+        let class_tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::CLAOID as i32,
+            pg_sys::Datum::from(opclass),
+        );
         if class_tuple.is_null() {
-            pgrx::error!("cache lookup failed for operator class {}", u32::from(opclass));
+            pgrx::error!(
+                "cache lookup failed for operator class {}",
+                u32::from(opclass)
+            );
         }
         let class = &*pg_sys::GETSTRUCT(class_tuple).cast::<pg_sys::FormData_pg_opclass>();
         let family = class.opcfamily;
         let input_type = class.opcintype;
-        let name = CStr::from_ptr(class.opcname.data.as_ptr()).to_string_lossy().into_owned();
+        let name = CStr::from_ptr(class.opcname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned();
         pg_sys::ReleaseSysCache(class_tuple);
 
         let mut valid = true;
@@ -88,7 +107,11 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
             }
             let function = pg_sys::get_opcode(op.amopopr);
             match signature(function) {
-                Some((result, args)) if result == pg_sys::FLOAT8OID && args == [input_type, input_type] => has_order_operator = true,
+                Some((result, args))
+                    if result == pg_sys::FLOAT8OID && args == [input_type, input_type] =>
+                {
+                    has_order_operator = true
+                }
                 _ => {
                     info(format!("ivfflat operator class \"{name}\" contains operator {} with wrong signature", u32::from(op.amopopr)));
                     valid = false;
@@ -132,7 +155,9 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
             valid = false;
         }
         if !has_distance {
-            info(format!("ivfflat operator class \"{name}\" is missing support function 1 (distance)"));
+            info(format!(
+                "ivfflat operator class \"{name}\" is missing support function 1 (distance)"
+            ));
             valid = false;
         }
         valid

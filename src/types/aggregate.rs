@@ -38,7 +38,10 @@ unsafe fn state_values<'a>(datum: pg_sys::Datum, caller: &str) -> &'a [f64] {
 }
 
 fn state_array(values: &[f64]) -> pg_sys::Datum {
-    let datums: Vec<pg_sys::Datum> = values.iter().map(|x| pg_sys::Datum::from(x.to_bits())).collect();
+    let datums: Vec<pg_sys::Datum> = values
+        .iter()
+        .map(|x| pg_sys::Datum::from(x.to_bits()))
+        .collect();
     // SAFETY: float8 is 8 bytes, by value on 64-bit platforms, double-aligned.
     unsafe {
         pg_sys::Datum::from(pg_sys::construct_array(
@@ -63,7 +66,10 @@ fn checked_sum(x: f64, y: f64) -> f64 {
 pg_function!(vector_accum, pg_finfo_vector_accum, |fcinfo| {
     // SAFETY: (float8[], vector)
     let (state, value) = unsafe {
-        (state_values(arg_datum(fcinfo, 0), "vector_accum"), vector::detoast(arg_datum(fcinfo, 1)))
+        (
+            state_values(arg_datum(fcinfo, 0), "vector_accum"),
+            vector::detoast(arg_datum(fcinfo, 1)),
+        )
     };
     let dims = state.len() - 1;
     let mut next = Vec::with_capacity(value.len() + 1);
@@ -72,7 +78,12 @@ pg_function!(vector_accum, pg_finfo_vector_accum, |fcinfo| {
         next.extend(value.iter().map(|x| *x as f64));
     } else {
         binary::check_typmod(dims as i32, value.len()).or_raise();
-        next.extend(state[1..].iter().zip(value).map(|(s, x)| checked_sum(*s, *x as f64)));
+        next.extend(
+            state[1..]
+                .iter()
+                .zip(value)
+                .map(|(s, x)| checked_sum(*s, *x as f64)),
+        );
     }
     state_array(&next)
 });

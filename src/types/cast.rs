@@ -25,7 +25,11 @@ pub unsafe fn array_elements<'a>(datum: pg_sys::Datum) -> (pg_sys::Oid, &'a [pg_
     unsafe {
         let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
         if (*array).ndim > 1 {
-            raise_with(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "array must be 1-D".into(), None);
+            raise_with(
+                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                "array must be 1-D".into(),
+                None,
+            );
         }
         if pg_sys::array_contains_nulls(array) {
             raise_with(
@@ -49,14 +53,19 @@ pub unsafe fn array_elements<'a>(datum: pg_sys::Datum) -> (pg_sys::Oid, &'a [pg_
             std::ptr::null_mut(),
             &mut count,
         );
-        let slice = if count == 0 { &[][..] } else { std::slice::from_raw_parts(elements, count as usize) };
+        let slice = if count == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(elements, count as usize)
+        };
         (element_type, slice)
     }
 }
 
 pg_function!(array_to_vector, pg_finfo_array_to_vector, |fcinfo| {
     // SAFETY: (anyarray of int4/float4/float8/numeric, int4 typmod, bool)
-    let ((element_type, elements), typmod) = unsafe { (array_elements(arg_datum(fcinfo, 0)), arg_i32(fcinfo, 1)) };
+    let ((element_type, elements), typmod) =
+        unsafe { (array_elements(arg_datum(fcinfo, 0)), arg_i32(fcinfo, 1)) };
     binary::check_dimensions(elements.len()).or_raise();
     binary::check_typmod(typmod, elements.len()).or_raise();
     let (result, out) = vector::allocate(elements.len());
@@ -71,7 +80,11 @@ pg_function!(array_to_vector, pg_finfo_array_to_vector, |fcinfo| {
             };
             f32::from_bits(float4.expect("numeric_float4 is strict").value() as u32)
         },
-        _ => raise_with(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "unsupported array type".into(), None),
+        _ => raise_with(
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            "unsupported array type".into(),
+            None,
+        ),
     };
     for (o, d) in out.iter_mut().zip(elements) {
         *o = convert(*d);
@@ -85,7 +98,10 @@ pg_function!(array_to_vector, pg_finfo_array_to_vector, |fcinfo| {
 pg_function!(vector_to_float4, pg_finfo_vector_to_float4, |fcinfo| {
     // SAFETY: (vector, int4, bool)
     let values = unsafe { vector::detoast(arg_datum(fcinfo, 0)) };
-    let datums: Vec<pg_sys::Datum> = values.iter().map(|x| pg_sys::Datum::from(x.to_bits())).collect();
+    let datums: Vec<pg_sys::Datum> = values
+        .iter()
+        .map(|x| pg_sys::Datum::from(x.to_bits()))
+        .collect();
     // SAFETY: float4 is 4 bytes, by value, int-aligned.
     unsafe {
         pg_sys::Datum::from(pg_sys::construct_array(

@@ -9,7 +9,8 @@ use std::ffi::CStr;
 
 pg_function!(vector_in, pg_finfo_vector_in, |fcinfo| {
     // SAFETY: argument 0 of vector_in is a cstring.
-    let literal = unsafe { CStr::from_ptr(arg_datum(fcinfo, 0).cast_mut_ptr::<std::ffi::c_char>()) };
+    let literal =
+        unsafe { CStr::from_ptr(arg_datum(fcinfo, 0).cast_mut_ptr::<std::ffi::c_char>()) };
     // SAFETY: argument 2 is the typmod.
     let typmod = unsafe { arg_i32(fcinfo, 2) };
     let literal = literal.to_string_lossy();
@@ -35,7 +36,11 @@ pg_function!(vector_typmod_in, pg_finfo_vector_typmod_in, |fcinfo| {
         std::slice::from_raw_parts(ptr, count as usize)
     };
     let invalid = |message: String| -> ! {
-        raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, None)
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            message,
+            None,
+        )
     };
     if typmods.len() != 1 {
         invalid("invalid type modifier".into());
@@ -60,8 +65,9 @@ pg_function!(vector_recv, pg_finfo_vector_recv, |fcinfo| {
     let typmod = unsafe { arg_i32(fcinfo, 2) };
     let remaining = (buf.len - buf.cursor).max(0) as usize;
     // SAFETY: data[cursor..len] is the unread part of the message.
-    let bytes =
-        unsafe { std::slice::from_raw_parts(buf.data.add(buf.cursor as usize).cast::<u8>(), remaining) };
+    let bytes = unsafe {
+        std::slice::from_raw_parts(buf.data.add(buf.cursor as usize).cast::<u8>(), remaining)
+    };
     let (values, consumed) = binary::decode(bytes, typmod).or_raise();
     buf.cursor += consumed as i32;
     vector::from_slice(&values)

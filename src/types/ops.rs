@@ -16,7 +16,12 @@ use pgrx::pg_sys;
 /// `fcinfo` must belong to a function whose first two arguments are non-NULL vectors.
 unsafe fn two_vectors<'a>(fcinfo: pg_sys::FunctionCallInfo) -> (&'a [f32], &'a [f32]) {
     // SAFETY: guaranteed by the caller.
-    let (a, b) = unsafe { (vector::detoast(arg_datum(fcinfo, 0)), vector::detoast(arg_datum(fcinfo, 1))) };
+    let (a, b) = unsafe {
+        (
+            vector::detoast(arg_datum(fcinfo, 0)),
+            vector::detoast(arg_datum(fcinfo, 1)),
+        )
+    };
     if a.len() != b.len() {
         Err(VectorError::DimensionMismatch(a.len(), b.len())).or_raise()
     }
@@ -40,11 +45,15 @@ pg_function!(l2_distance, pg_finfo_l2_distance, |fcinfo| {
     float8((distance::l2_squared(a, b) as f64).sqrt())
 });
 
-pg_function!(vector_l2_squared_distance, pg_finfo_vector_l2_squared_distance, |fcinfo| {
-    // SAFETY: (vector, vector)
-    let (a, b) = unsafe { two_vectors(fcinfo) };
-    float8(distance::l2_squared(a, b) as f64)
-});
+pg_function!(
+    vector_l2_squared_distance,
+    pg_finfo_vector_l2_squared_distance,
+    |fcinfo| {
+        // SAFETY: (vector, vector)
+        let (a, b) = unsafe { two_vectors(fcinfo) };
+        float8(distance::l2_squared(a, b) as f64)
+    }
+);
 
 pg_function!(inner_product, pg_finfo_inner_product, |fcinfo| {
     // SAFETY: (vector, vector)
@@ -52,11 +61,15 @@ pg_function!(inner_product, pg_finfo_inner_product, |fcinfo| {
     float8(distance::dot(a, b) as f64)
 });
 
-pg_function!(vector_negative_inner_product, pg_finfo_vector_negative_inner_product, |fcinfo| {
-    // SAFETY: (vector, vector)
-    let (a, b) = unsafe { two_vectors(fcinfo) };
-    float8(-(distance::dot(a, b) as f64))
-});
+pg_function!(
+    vector_negative_inner_product,
+    pg_finfo_vector_negative_inner_product,
+    |fcinfo| {
+        // SAFETY: (vector, vector)
+        let (a, b) = unsafe { two_vectors(fcinfo) };
+        float8(-(distance::dot(a, b) as f64))
+    }
+);
 
 pg_function!(cosine_distance, pg_finfo_cosine_distance, |fcinfo| {
     // SAFETY: (vector, vector)
@@ -64,13 +77,17 @@ pg_function!(cosine_distance, pg_finfo_cosine_distance, |fcinfo| {
     float8(cosine_distance_of(a, b))
 });
 
-pg_function!(vector_spherical_distance, pg_finfo_vector_spherical_distance, |fcinfo| {
-    // SAFETY: (vector, vector)
-    let (a, b) = unsafe { two_vectors(fcinfo) };
-    // Clamped because rounding can push the inner product of unit vectors just past ±1.
-    let dot = (distance::dot(a, b) as f64).clamp(-1.0, 1.0);
-    float8(dot.acos() / std::f64::consts::PI)
-});
+pg_function!(
+    vector_spherical_distance,
+    pg_finfo_vector_spherical_distance,
+    |fcinfo| {
+        // SAFETY: (vector, vector)
+        let (a, b) = unsafe { two_vectors(fcinfo) };
+        // Clamped because rounding can push the inner product of unit vectors just past ±1.
+        let dot = (distance::dot(a, b) as f64).clamp(-1.0, 1.0);
+        float8(dot.acos() / std::f64::consts::PI)
+    }
+);
 
 pg_function!(l1_distance, pg_finfo_l1_distance, |fcinfo| {
     // SAFETY: (vector, vector)
@@ -116,8 +133,11 @@ pg_function!(binary_quantize, pg_finfo_binary_quantize, |fcinfo| {
     unsafe {
         let ptr = pg_sys::palloc0(size).cast::<u8>();
         pgrx::set_varsize_4b(ptr.cast(), size as i32);
-        ptr.add(pg_sys::VARHDRSZ).cast::<i32>().write_unaligned(a.len() as i32);
-        let bits = std::slice::from_raw_parts_mut(ptr.add(pg_sys::VARHDRSZ + 4), a.len().div_ceil(8));
+        ptr.add(pg_sys::VARHDRSZ)
+            .cast::<i32>()
+            .write_unaligned(a.len() as i32);
+        let bits =
+            std::slice::from_raw_parts_mut(ptr.add(pg_sys::VARHDRSZ + 4), a.len().div_ceil(8));
         for (i, x) in a.iter().enumerate() {
             if *x > 0.0 {
                 bits[i / 8] |= 0x80 >> (i % 8);
@@ -129,7 +149,13 @@ pg_function!(binary_quantize, pg_finfo_binary_quantize, |fcinfo| {
 
 pg_function!(subvector, pg_finfo_subvector, |fcinfo| {
     // SAFETY: (vector, int4, int4)
-    let (a, start, count) = unsafe { (vector::detoast(arg_datum(fcinfo, 0)), arg_i32(fcinfo, 1), arg_i32(fcinfo, 2)) };
+    let (a, start, count) = unsafe {
+        (
+            vector::detoast(arg_datum(fcinfo, 0)),
+            arg_i32(fcinfo, 1),
+            arg_i32(fcinfo, 2),
+        )
+    };
     if count < 1 {
         Err(VectorError::NoDimensions).or_raise()
     }
@@ -146,7 +172,11 @@ pg_function!(subvector, pg_finfo_subvector, |fcinfo| {
 });
 
 /// Element-wise arithmetic with pgvector's overflow and underflow checks.
-fn elementwise(fcinfo: pg_sys::FunctionCallInfo, op: fn(f32, f32) -> f32, check_underflow: bool) -> pg_sys::Datum {
+fn elementwise(
+    fcinfo: pg_sys::FunctionCallInfo,
+    op: fn(f32, f32) -> f32,
+    check_underflow: bool,
+) -> pg_sys::Datum {
     // SAFETY: only registered for (vector, vector).
     let (a, b) = unsafe { two_vectors(fcinfo) };
     let (datum, out) = vector::allocate(a.len());
@@ -164,13 +194,24 @@ fn elementwise(fcinfo: pg_sys::FunctionCallInfo, op: fn(f32, f32) -> f32, check_
     datum
 }
 
-pg_function!(vector_add, pg_finfo_vector_add, |fcinfo| { elementwise(fcinfo, |x, y| x + y, false) });
-pg_function!(vector_sub, pg_finfo_vector_sub, |fcinfo| { elementwise(fcinfo, |x, y| x - y, false) });
-pg_function!(vector_mul, pg_finfo_vector_mul, |fcinfo| { elementwise(fcinfo, |x, y| x * y, true) });
+pg_function!(vector_add, pg_finfo_vector_add, |fcinfo| {
+    elementwise(fcinfo, |x, y| x + y, false)
+});
+pg_function!(vector_sub, pg_finfo_vector_sub, |fcinfo| {
+    elementwise(fcinfo, |x, y| x - y, false)
+});
+pg_function!(vector_mul, pg_finfo_vector_mul, |fcinfo| {
+    elementwise(fcinfo, |x, y| x * y, true)
+});
 
 pg_function!(vector_concat, pg_finfo_vector_concat, |fcinfo| {
     // SAFETY: (vector, vector)
-    let (a, b) = unsafe { (vector::detoast(arg_datum(fcinfo, 0)), vector::detoast(arg_datum(fcinfo, 1))) };
+    let (a, b) = unsafe {
+        (
+            vector::detoast(arg_datum(fcinfo, 0)),
+            vector::detoast(arg_datum(fcinfo, 1)),
+        )
+    };
     binary::check_dimensions(a.len() + b.len()).or_raise();
     let (datum, out) = vector::allocate(a.len() + b.len());
     out[..a.len()].copy_from_slice(a);
@@ -195,7 +236,12 @@ pub fn compare(a: &[f32], b: &[f32]) -> std::cmp::Ordering {
 /// `fcinfo` must belong to a (vector, vector) function.
 unsafe fn compare_args(fcinfo: pg_sys::FunctionCallInfo) -> std::cmp::Ordering {
     // SAFETY: guaranteed by the caller.
-    let (a, b) = unsafe { (vector::detoast(arg_datum(fcinfo, 0)), vector::detoast(arg_datum(fcinfo, 1))) };
+    let (a, b) = unsafe {
+        (
+            vector::detoast(arg_datum(fcinfo, 0)),
+            vector::detoast(arg_datum(fcinfo, 1)),
+        )
+    };
     compare(a, b)
 }
 

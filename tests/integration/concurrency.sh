@@ -43,4 +43,5 @@ check "rows missing from the index" 0 "$missing"
 sql $P -c "VACUUM items"
 again=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s")
 check "rows found after a final VACUUM" "$rows" "$again"
+sql $P -c "SELECT ivfflat_verify('items_v', heapallindexed => true)"
 assert_no_crash "$DIR_main"

@@ -38,6 +38,7 @@ for cycle in 1 2 3; do
     check "cycle $cycle: committed rows found through the index" "$committed" "$found"
     wrong=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s WHERE id NOT IN (SELECT id FROM committed)")
     check "cycle $cycle: rows returned that are not committed" 0 "$wrong"
+    sql $P -c "SELECT ivfflat_verify('items_v', heapallindexed => true)"
 done
 
 # A crash in the middle of a build: the database comes back and the index can be built again.

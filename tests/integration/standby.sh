@@ -53,5 +53,7 @@ for op in "<->" "<=>"; do
 done
 check "standby sees every row through the index" "$(sql $P -c "SELECT count(*) FROM items")" \
     "$(sql $S_PORT -c "SET enable_seqscan = off; SET ivfflat.probes = 10; SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s" | tail -1)"
+sql $S_PORT -c "SELECT ivfflat_verify('items_l2')"
+sql $S_PORT -c "SELECT ivfflat_verify('items_cos')"
 assert_no_crash "$DIR_primary"
 assert_no_crash "$S_DIR"

@@ -11,7 +11,7 @@ DROP SCHEMA hostile CASCADE;
 SELECT count(*) AS security_definer_functions FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace;
 -- creation itself: with functions named like ours earlier on the search_path, CREATE EXTENSION still
 -- binds every operator, cast and aggregate to its own functions
-DROP EXTENSION pgivf;
+DROP EXTENSION pgivf CASCADE;
 CREATE SCHEMA hostile;
 CREATE TYPE hostile.vector AS (x int);
 CREATE FUNCTION hostile.vector_add(int, int) RETURNS int AS 'SELECT 0' LANGUAGE sql;

@@ -100,7 +100,10 @@ mod tests {
                 actual: 2
             })
         );
-        assert_eq!(decode(&[0, 2, 0, 1], -1), Err(VectorError::UnusedNotZero(1)));
+        assert_eq!(
+            decode(&[0, 2, 0, 1], -1),
+            Err(VectorError::UnusedNotZero(1))
+        );
         assert_eq!(
             decode(&[0, 2, 0, 0, 0x3f, 0x80, 0, 0, 0x40], -1),
             Err(VectorError::InsufficientData)

@@ -8,8 +8,8 @@
 pub mod distance;
 pub mod error;
 pub mod kmeans;
-pub mod sample;
 pub mod page;
+pub mod sample;
 pub mod text;
 pub mod topk;
 

@@ -29,7 +29,7 @@ pub const PAGE_HEADER_SIZE: usize = 24;
 pub const SPECIAL_SIZE: usize = 16;
 /// Bytes of data per page, between the page header and the special area.
 pub const DATA_CAPACITY: usize = BLOCK_SIZE - PAGE_HEADER_SIZE - SPECIAL_SIZE;
-const _: () = assert!(DATA_CAPACITY % 8 == 0);
+const _: () = assert!(DATA_CAPACITY.is_multiple_of(8));
 pub const INVALID_BLOCK: u32 = u32::MAX;
 /// Identifies our pages in the last two bytes, like pg_filedump expects (pgvector's is 0xFF84).
 pub const PAGE_ID: u16 = 0xFF85;
@@ -204,7 +204,9 @@ pub fn data_mut(page: &mut [u8]) -> &mut [u8] {
 /// `scratch` otherwise.
 pub fn floats<'a>(bytes: &'a [u8], scratch: &'a mut Vec<f32>) -> &'a [f32] {
     debug_assert_eq!(bytes.len() % 4, 0);
-    if cfg!(target_endian = "little") && (bytes.as_ptr() as usize) % std::mem::align_of::<f32>() == 0 {
+    if cfg!(target_endian = "little")
+        && (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>())
+    {
         // SAFETY: the pointer is aligned for f32, the length is a whole number of f32s inside
         // `bytes`, every bit pattern is a valid f32, and the result borrows `bytes`.
         #[allow(unsafe_code)]
@@ -288,7 +290,10 @@ impl Meta {
         let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
         let lists_ok = meta.lists >= 1;
         let pages_ok = meta.centroid_pages as u64
-            == div_ceil_u64(meta.lists as u64, centroids_per_page(meta.dimensions as usize) as u64)
+            == div_ceil_u64(
+                meta.lists as u64,
+                centroids_per_page(meta.dimensions as usize) as u64,
+            )
             && meta.directory_pages as u64
                 == div_ceil_u64(meta.lists as u64, DIRECTORY_ENTRIES_PER_PAGE as u64);
         if !dims_ok || !lists_ok || !pages_ok || centroids_per_page(meta.dimensions as usize) == 0 {
@@ -406,7 +411,10 @@ impl EntryFormat {
         put_u16(out, 4, tid.offset);
         put_u16(out, 6, 0);
         out[ENTRY_HEADER_SIZE..self.stride()].fill(0);
-        put_floats(&mut out[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + self.vector_bytes()], vector);
+        put_floats(
+            &mut out[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + self.vector_bytes()],
+            vector,
+        );
     }
 }
 
@@ -420,14 +428,17 @@ pub fn entry_header(bytes: &[u8], offset: usize) -> (Tid, bool) {
 }
 
 /// Offsets (in the page's data) of the entries that start on this entry page.
-pub fn entry_starts(page: &[u8], format: EntryFormat) -> Result<impl Iterator<Item = usize>, FormatError> {
+pub fn entry_starts(
+    page: &[u8],
+    format: EntryFormat,
+) -> Result<impl Iterator<Item = usize>, FormatError> {
     let special = read_special(page)?;
     if special.kind != PageKind::Entries {
         return Err(FormatError::Corrupted("expected an entry page"));
     }
     let used = used(page)?;
     let first = special.first_entry as usize;
-    if first % 8 != 0 || (first > used && used > 0) {
+    if !first.is_multiple_of(8) || (first > used && used > 0) {
         return Err(FormatError::Corrupted("first entry offset out of range"));
     }
     let stride = format.stride();
@@ -517,6 +528,7 @@ impl StreamReader {
         }
         let used = used(page)?;
         let bytes = &data(page)[..used];
+        crate::distance::prefetch(bytes);
         let stride = format.stride();
         let mut pos = 0;
         if !self.carry.is_empty() {
@@ -537,7 +549,9 @@ impl StreamReader {
                 self.carry.clear();
             }
         } else if special.first_entry != 0 {
-            return Err(FormatError::Corrupted("list does not start at an entry boundary"));
+            return Err(FormatError::Corrupted(
+                "list does not start at an entry boundary",
+            ));
         }
         while pos + stride <= used {
             let (tid, dead) = entry_header(bytes, pos);
@@ -590,7 +604,7 @@ mod tests {
         let written = append_bytes(tail, &entry).unwrap();
         if written < entry.len() {
             let rest = &entry[written..];
-            let mut page = new_page(PageKind::Entries, rest.len() as u16);
+            let mut page = new_page(PageKind::Entries, (rest.len() % format.stride()) as u16);
             append_bytes(&mut page, rest).unwrap();
             chain.push(page);
         }
@@ -601,7 +615,9 @@ mod tests {
         let mut out = Vec::new();
         for page in chain {
             reader
-                .feed(page, format, |tid, dead, v| out.push((tid, dead, v.to_vec())))
+                .feed(page, format, |tid, dead, v| {
+                    out.push((tid, dead, v.to_vec()))
+                })
                 .unwrap();
         }
         assert!(!reader.has_partial_entry());
@@ -619,7 +635,15 @@ mod tests {
             let mut chain = Vec::new();
             let n = 3 * BLOCK_SIZE / format.stride() + 7;
             for i in 0..n {
-                append(&mut chain, format, Tid { block: i as u32, offset: (i % 300) as u16 + 1 }, &vector(i, dim));
+                append(
+                    &mut chain,
+                    format,
+                    Tid {
+                        block: i as u32,
+                        offset: (i % 300) as u16 + 1,
+                    },
+                    &vector(i, dim),
+                );
             }
             let entries = read_all(&chain, format);
             assert_eq!(entries.len(), n, "dim {dim}");
@@ -633,7 +657,10 @@ mod tests {
                 assert_eq!(used(page).unwrap(), DATA_CAPACITY);
             }
             // entry_starts finds exactly the entries, page by page.
-            let starts: usize = chain.iter().map(|p| entry_starts(p, format).unwrap().count()).sum();
+            let starts: usize = chain
+                .iter()
+                .map(|p| entry_starts(p, format).unwrap().count())
+                .sum();
             assert_eq!(starts, n, "dim {dim}");
         }
     }
@@ -651,7 +678,15 @@ mod tests {
         let format = EntryFormat { dim: 768 };
         let mut chain = Vec::new();
         for i in 0..10 {
-            append(&mut chain, format, Tid { block: i, offset: 1 }, &vector(i as usize, 768));
+            append(
+                &mut chain,
+                format,
+                Tid {
+                    block: i,
+                    offset: 1,
+                },
+                &vector(i as usize, 768),
+            );
         }
         // Find an entry that spills from page 0 to page 1, kill it and reuse its slot.
         let offset = entry_starts(&chain[0], format)
@@ -666,7 +701,14 @@ mod tests {
         assert_eq!(entries.iter().find(|e| e.1).unwrap().0, tid);
 
         let mut entry = vec![0u8; format.stride()];
-        format.encode(Tid { block: 99, offset: 9 }, &vector(99, 768), &mut entry);
+        format.encode(
+            Tid {
+                block: 99,
+                offset: 9,
+            },
+            &vector(99, 768),
+            &mut entry,
+        );
         let (first, rest) = chain.split_at_mut(1);
         overwrite_entry(&mut first[0], offset, Some(&mut rest[0]), &entry).unwrap();
         let entries = read_all(&chain, format);
@@ -717,7 +759,11 @@ mod tests {
         assert_eq!(out, all);
 
         let mut page = new_page(PageKind::Directory, 0);
-        let entry = DirectoryEntry { head: 7, tail: 9, free_hint: INVALID_BLOCK };
+        let entry = DirectoryEntry {
+            head: 7,
+            tail: 9,
+            free_hint: INVALID_BLOCK,
+        };
         write_directory_entry(&mut page, 3, entry);
         assert_eq!(read_directory_entry(&page, 3).unwrap(), entry);
         assert!(read_directory_entry(&page, DIRECTORY_ENTRIES_PER_PAGE).is_err());
@@ -730,7 +776,15 @@ mod tests {
         let format = EntryFormat { dim: 300 };
         let mut chain = Vec::new();
         for i in 0..20 {
-            append(&mut chain, format, Tid { block: i, offset: 1 }, &vector(i as usize, 300));
+            append(
+                &mut chain,
+                format,
+                Tid {
+                    block: i,
+                    offset: 1,
+                },
+                &vector(i as usize, 300),
+            );
         }
         for _ in 0..2000 {
             let mut page = chain[rng.gen_range(0..chain.len())].clone();

@@ -73,7 +73,6 @@ fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
 }
 
 /// What glibc's `strtof` makes of the start of a string, as far as `vector_in` can tell apart.
-#[derive(Debug, PartialEq)]
 enum Number {
     /// `len` bytes were consumed. Infinity and NaN are values here; the caller rejects them.
     Value { value: f32, len: usize },
@@ -83,54 +82,56 @@ enum Number {
     Invalid,
 }
 
+impl Number {
+    /// The same number preceded by `prefix_len` more bytes, negated if `negative`.
+    fn after_prefix(self, prefix_len: usize, negative: bool) -> Number {
+        match self {
+            Number::Value { value, len } => Number::Value {
+                value: if negative { -value } else { value },
+                len: prefix_len + len,
+            },
+            Number::Overflow { len } => Number::Overflow {
+                len: prefix_len + len,
+            },
+            Number::Invalid => Number::Invalid,
+        }
+    }
+}
+
 /// glibc `strtof` in the C locale, without leading whitespace (the caller skips it already).
 fn strtof(bytes: &[u8]) -> Number {
     let sign_len = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
     let negative = bytes.first() == Some(&b'-');
     let unsigned = &bytes[sign_len..];
 
-    if starts_with_ignore_ascii_case(unsigned, b"inf") {
-        let len = if starts_with_ignore_ascii_case(unsigned, b"infinity") {
-            8
-        } else {
-            3
-        };
-        let value = if negative {
-            f32::NEG_INFINITY
-        } else {
-            f32::INFINITY
-        };
-        return Number::Value {
-            value,
-            len: sign_len + len,
-        };
-    }
-    if starts_with_ignore_ascii_case(unsigned, b"nan") {
-        return Number::Value {
+    let magnitude = if starts_with_ignore_ascii_case(unsigned, b"infinity") {
+        Number::Value {
+            value: f32::INFINITY,
+            len: 8,
+        }
+    } else if starts_with_ignore_ascii_case(unsigned, b"inf") {
+        Number::Value {
+            value: f32::INFINITY,
+            len: 3,
+        }
+    } else if starts_with_ignore_ascii_case(unsigned, b"nan") {
+        Number::Value {
             value: f32::NAN,
-            len: sign_len + 3 + nan_payload_len(&unsigned[3..]),
-        };
-    }
-
-    let number = if unsigned.len() > 1 && unsigned[0] == b'0' && matches!(unsigned[1], b'x' | b'X')
-    {
-        parse_hexadecimal(&unsigned[2..]).map(|(magnitude, len)| (magnitude, len + 2))
+            len: 3 + nan_payload_len(&unsigned[3..]),
+        }
     } else {
-        None
+        let hexadecimal = match unsigned {
+            [b'0', b'x' | b'X', rest @ ..] => parse_hexadecimal(rest).after_prefix(2, false),
+            _ => Number::Invalid,
+        };
+        match hexadecimal {
+            // `0x` without hex digits is the number `0` followed by junk `x`, which is what the
+            // decimal lexer yields.
+            Number::Invalid => parse_decimal(unsigned),
+            number => number,
+        }
     };
-    // `0x` without hex digits is the number `0` followed by junk `x`, which is what the decimal
-    // lexer yields.
-    let number = number.or_else(|| parse_decimal(unsigned));
-    match number {
-        Some((Some(magnitude), len)) => Number::Value {
-            value: if negative { -magnitude } else { magnitude },
-            len: sign_len + len,
-        },
-        Some((None, len)) => Number::Overflow {
-            len: sign_len + len,
-        },
-        None => Number::Invalid,
-    }
+    magnitude.after_prefix(sign_len, negative)
 }
 
 /// `(n-char-sequence)` after `nan`, consumed only when the closing parenthesis is there.
@@ -154,8 +155,8 @@ fn starts_with_ignore_ascii_case(bytes: &[u8], prefix: &[u8]) -> bool {
 }
 
 /// An unsigned decimal literal `digits[.digits][e[+-]digits]` at the start of `bytes`, correctly
-/// rounded. Returns `(None, len)` on overflow and `None` if there is no digit before the exponent.
-fn parse_decimal(bytes: &[u8]) -> Option<(Option<f32>, usize)> {
+/// rounded; invalid without a digit before the exponent.
+fn parse_decimal(bytes: &[u8]) -> Number {
     let integer_digits = count_digits(bytes, 0);
     let mut len = integer_digits;
     let mut fraction_digits = 0;
@@ -164,16 +165,23 @@ fn parse_decimal(bytes: &[u8]) -> Option<(Option<f32>, usize)> {
         len += 1 + fraction_digits;
     }
     if integer_digits + fraction_digits == 0 {
-        return None;
+        return Number::Invalid;
     }
     if matches!(bytes.get(len), Some(b'e' | b'E')) {
         if let Some((exponent_len, _)) = parse_exponent(&bytes[len + 1..]) {
             len += 1 + exponent_len;
         }
     }
-    // The token is ASCII and matches Rust's float grammar, which is correctly rounded like glibc.
-    let value: f32 = std::str::from_utf8(&bytes[..len]).ok()?.parse().ok()?;
-    Some((value.is_finite().then_some(value), len))
+    // Rust's parser rounds correctly, like glibc, and accepts exactly this grammar.
+    let value: f32 = std::str::from_utf8(&bytes[..len])
+        .expect("the token is ASCII")
+        .parse()
+        .expect("the token is a Rust float literal");
+    if value.is_finite() {
+        Number::Value { value, len }
+    } else {
+        Number::Overflow { len }
+    }
 }
 
 fn count_digits(bytes: &[u8], start: usize) -> usize {
@@ -205,8 +213,8 @@ fn parse_exponent(bytes: &[u8]) -> Option<(usize, i64)> {
 }
 
 /// The part of a hexadecimal literal after `0x`: `hexdigits[.hexdigits][p[+-]digits]`, correctly
-/// rounded to nearest-even. Returns `(None, len)` on overflow and `None` without any hex digit.
-fn parse_hexadecimal(bytes: &[u8]) -> Option<(Option<f32>, usize)> {
+/// rounded to nearest-even; invalid without any hex digit.
+fn parse_hexadecimal(bytes: &[u8]) -> Number {
     // The first 16 significant hex digits fill 64 bits, far more than the 24 an f32 keeps plus the
     // rounding bit; any later digit can only matter as a sticky "above the halfway point" bit.
     let mut mantissa = 0u64;
@@ -244,7 +252,7 @@ fn parse_hexadecimal(bytes: &[u8]) -> Option<(Option<f32>, usize)> {
         len += 1;
     }
     if !any_digit {
-        return None;
+        return Number::Invalid;
     }
     if matches!(bytes.get(len), Some(b'p' | b'P')) {
         if let Some((exponent_len, binary_exponent)) = parse_exponent(&bytes[len + 1..]) {
@@ -252,7 +260,10 @@ fn parse_hexadecimal(bytes: &[u8]) -> Option<(Option<f32>, usize)> {
             exponent += binary_exponent;
         }
     }
-    Some((round_binary_to_f32(mantissa, sticky, exponent), len))
+    match round_binary_to_f32(mantissa, sticky, exponent) {
+        Some(value) => Number::Value { value, len },
+        None => Number::Overflow { len },
+    }
 }
 
 fn hex_value(byte: u8) -> u8 {
@@ -286,7 +297,7 @@ fn round_binary_to_f32(mantissa: u64, sticky: bool, exponent: i64) -> Option<f32
         // Exact: the mantissa has at most 24 bits here, and no sticky digits (16 digits are > 24 bits).
         mantissa << -shift
     } else {
-        // shift <= 151 - 149 + 63 + 1, so u128 never overflows.
+        // shift <= 64 (the value is at least 2^-150 with at most 64 bits), within u128.
         let wide = u128::from(mantissa);
         let kept = wide >> shift;
         let dropped = wide & ((1u128 << shift) - 1);
@@ -314,40 +325,61 @@ fn round_binary_to_f32(mantissa: u64, sticky: bool, exponent: i64) -> Option<f32
 
 /// Appends pgvector's text form of `values`: `[` elements joined by `,` `]`.
 pub fn format_vector(values: &[f32], out: &mut String) {
-    // Most elements are short; one reservation avoids regrowing for typical vectors.
-    out.reserve(2 + values.len() * 12);
-    out.push('[');
+    // Formatting bytes and checking them for UTF-8 once is far cheaper than once per element.
+    let mut bytes = Vec::with_capacity(2 + values.len() * 12);
+    bytes.push(b'[');
     for (i, &value) in values.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            bytes.push(b',');
         }
-        format_f32(value, out);
+        let mut element = [b'0'; FLOAT_SHORTEST_DECIMAL_LEN];
+        let len = write_f32(value, &mut element);
+        bytes.extend_from_slice(&element[..len]);
     }
-    out.push(']');
+    bytes.push(b']');
+    out.push_str(std::str::from_utf8(&bytes).expect("float output is ASCII"));
 }
 
 /// Appends `value` exactly as PostgreSQL's `float4out` prints it with `extra_float_digits = 1`
 /// (the default): the shortest digits that read back to the same `float4`.
 pub fn format_f32(value: f32, out: &mut String) {
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value.is_infinite() {
-        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
-    } else if value == 0.0 {
-        out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
-    } else {
-        let mut buffer = [0u8; FLOAT_SHORTEST_DECIMAL_LEN];
-        let len = write_finite_nonzero(value, &mut buffer);
-        out.push_str(std::str::from_utf8(&buffer[..len]).expect("digits are ASCII"));
-    }
+    let mut buffer = [b'0'; FLOAT_SHORTEST_DECIMAL_LEN];
+    let len = write_f32(value, &mut buffer);
+    out.push_str(std::str::from_utf8(&buffer[..len]).expect("float output is ASCII"));
 }
 
 /// Longest output: `-0.000` plus 9 digits, or `-` `d.dddddddd` `e-45`.
 const FLOAT_SHORTEST_DECIMAL_LEN: usize = 15;
 
-/// `f2s.c`'s `to_chars`: lays out `digits * 10^exponent` in fixed notation when the decimal
-/// exponent of the first digit is in `-4..6` (like printf's `%g`), else in exponential notation.
-fn write_finite_nonzero(value: f32, buffer: &mut [u8; FLOAT_SHORTEST_DECIMAL_LEN]) -> usize {
+/// Writes `value` at the start of `buffer` and returns its length. `f2s.c`'s `to_chars`: lays out
+/// `digits * 10^exponent` in fixed notation when the decimal exponent of the first digit is in
+/// `-4..6` (like printf's `%g`), else in exponential notation.
+///
+/// `buffer` must be filled with `'0'` where this function writes no digit: zero padding is not
+/// written again.
+fn write_f32(value: f32, buffer: &mut [u8; FLOAT_SHORTEST_DECIMAL_LEN]) -> usize {
+    let special: &[u8] = if value.is_nan() {
+        b"NaN"
+    } else if value.is_infinite() {
+        if value > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        }
+    } else if value == 0.0 {
+        if value.is_sign_negative() {
+            b"-0"
+        } else {
+            b"0"
+        }
+    } else {
+        b""
+    };
+    if !special.is_empty() {
+        buffer[..special.len()].copy_from_slice(special);
+        return special.len();
+    }
+
     let bits = value.to_bits();
     let negative = bits >> 31 != 0;
     let ieee_mantissa = bits & ((1 << FLOAT_MANTISSA_BITS) - 1);
@@ -355,25 +387,25 @@ fn write_finite_nonzero(value: f32, buffer: &mut [u8; FLOAT_SHORTEST_DECIMAL_LEN
     let decimal = small_integer(ieee_mantissa, ieee_exponent)
         .unwrap_or_else(|| shortest_decimal(ieee_mantissa, ieee_exponent));
 
+    if negative {
+        buffer[0] = b'-';
+    }
     let mut len = usize::from(negative);
-    buffer[0] = b'-';
     let mut digits = decimal.digits;
     let mut digit_count = decimal_length(digits);
     let scientific_exponent = decimal.exponent + digit_count as i32 - 1;
 
     if (-4..6).contains(&scientific_exponent) {
         if decimal.exponent >= 0 {
+            // Followed by `decimal.exponent` zeros, already in the buffer.
             write_digits(&mut buffer[len..len + digit_count], digits);
-            len += digit_count;
-            let zeros = decimal.exponent as usize;
-            buffer[len..len + zeros].fill(b'0');
-            return len + zeros;
+            return len + digit_count + decimal.exponent as usize;
         }
         if scientific_exponent >= 0 {
             let integer_digits = scientific_exponent as usize + 1;
             let fraction_digits = digit_count - integer_digits;
             let point = len + integer_digits;
-            let divisor = 10u32.pow(fraction_digits as u32);
+            let divisor = POWERS_OF_10[fraction_digits];
             write_digits(&mut buffer[len..point], digits / divisor);
             buffer[point] = b'.';
             write_digits(
@@ -382,11 +414,9 @@ fn write_finite_nonzero(value: f32, buffer: &mut [u8; FLOAT_SHORTEST_DECIMAL_LEN
             );
             return point + 1 + fraction_digits;
         }
-        let leading_zeros = (-scientific_exponent) as usize;
-        // "0." followed by leading_zeros - 1 zeros: the first of them is the integer part.
-        buffer[len..len + leading_zeros + 1].fill(b'0');
+        // "0.", then -scientific_exponent - 1 zeros (already in the buffer), then the digits.
         buffer[len + 1] = b'.';
-        len += leading_zeros + 1;
+        len += 1 + (-scientific_exponent) as usize;
         write_digits(&mut buffer[len..len + digit_count], digits);
         return len + digit_count;
     }
@@ -398,17 +428,15 @@ fn write_finite_nonzero(value: f32, buffer: &mut [u8; FLOAT_SHORTEST_DECIMAL_LEN
             digit_count -= 1;
         }
     }
-    write_digits(
-        &mut buffer[len..len + 1],
-        digits / 10u32.pow(digit_count as u32 - 1),
-    );
+    let fraction_digits = digit_count - 1;
+    let divisor = POWERS_OF_10[fraction_digits];
+    write_digits(&mut buffer[len..len + 1], digits / divisor);
     len += 1;
-    if digit_count > 1 {
+    if fraction_digits > 0 {
         buffer[len] = b'.';
-        let fraction_digits = digit_count - 1;
         write_digits(
             &mut buffer[len + 1..len + 1 + fraction_digits],
-            digits % 10u32.pow(fraction_digits as u32),
+            digits % divisor,
         );
         len += 1 + fraction_digits;
     }
@@ -421,6 +449,20 @@ fn write_finite_nonzero(value: f32, buffer: &mut [u8; FLOAT_SHORTEST_DECIMAL_LEN
     );
     len + 4
 }
+
+/// 10^i for every digit count a shortest `f32` can have.
+const POWERS_OF_10: [u32; 10] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+];
 
 /// Writes the `destination.len()` lowest decimal digits of `value`, zero-padded.
 fn write_digits(destination: &mut [u8], mut value: u32) {
@@ -642,7 +684,62 @@ fn is_multiple_of_power_of_5(mut value: u32, power: u32) -> bool {
     count >= power
 }
 
-/// (m * factor) >> shift, where the result fits in 32 bits.
+/// (m * factor) >> shift for shift > 32, where the result fits in 32 bits. Two 64-bit products are
+/// cheaper than a 128-bit product shifted by a variable amount.
 fn mul_shift(m: u32, factor: u64, shift: i32) -> u32 {
-    ((u128::from(m) * u128::from(factor)) >> shift) as u32
+    let low = u64::from(m) * (factor & 0xFFFF_FFFF);
+    let high = u64::from(m) * (factor >> 32);
+    (((low >> 32) + high) >> (shift - 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spot checks against the literal tables in PostgreSQL's `f2s.c`.
+    #[test]
+    fn ryu_tables_match_postgres() {
+        assert_eq!(FLOAT_POW5_INV_SPLIT[0], 576460752303423489);
+        assert_eq!(FLOAT_POW5_INV_SPLIT[1], 461168601842738791);
+        assert_eq!(FLOAT_POW5_INV_SPLIT[17], 415383748682786211);
+        assert_eq!(FLOAT_POW5_INV_SPLIT[30], 365375409332725730);
+        assert_eq!(FLOAT_POW5_SPLIT[0], 1152921504606846976);
+        assert_eq!(FLOAT_POW5_SPLIT[27], 1862645149230957031);
+        assert_eq!(FLOAT_POW5_SPLIT[46], 2019483917365790221);
+    }
+
+    /// How much glibc's `strtof` consumes, including the cases `vector_in` cannot observe because
+    /// it rejects the value first.
+    #[test]
+    fn strtof_consumes_like_glibc() {
+        let cases: &[(&str, usize)] = &[
+            ("nan(abc_1)x", 10),
+            ("-NaN()", 6),
+            ("nan(", 3),
+            ("nan(a b)", 3),
+            ("-infinityx", 9),
+            ("infinit", 3),
+            ("INF", 3),
+            ("0x", 1),
+            ("-0x", 2),
+            ("0x.p1", 1),
+            ("0x.8p", 4),
+            ("0x1P-2z", 6),
+            ("1e", 1),
+            ("1e+", 1),
+            ("1.e5", 4),
+            (".e1", 0),
+            ("+.5e-1x", 6),
+            ("-", 0),
+            ("x", 0),
+            ("", 0),
+        ];
+        for &(text, expected) in cases {
+            let consumed = match strtof(text.as_bytes()) {
+                Number::Value { len, .. } | Number::Overflow { len } => len,
+                Number::Invalid => 0,
+            };
+            assert_eq!(consumed, expected, "{text:?}");
+        }
+    }
 }

@@ -59,9 +59,24 @@ fn scalar_matches_f64_sums() {
         let dot = |x: f64, y: f64| x * y;
         let l1 = |x: f64, y: f64| (x - y).abs();
         let kernels = scalar();
-        assert_close(kernels.l2_squared(&a, &b), exact(&l2), abs_sum(&a, &b, l2), &context);
-        assert_close(kernels.dot(&a, &b), exact(&dot), abs_sum(&a, &b, dot), &context);
-        assert_close(kernels.l1(&a, &b), exact(&l1), abs_sum(&a, &b, l1), &context);
+        assert_close(
+            kernels.l2_squared(&a, &b),
+            exact(&l2),
+            abs_sum(&a, &b, l2),
+            &context,
+        );
+        assert_close(
+            kernels.dot(&a, &b),
+            exact(&dot),
+            abs_sum(&a, &b, dot),
+            &context,
+        );
+        assert_close(
+            kernels.l1(&a, &b),
+            exact(&l1),
+            abs_sum(&a, &b, l1),
+            &context,
+        );
         let norm: f64 = a.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         assert!((kernels.norm_squared_f64(&a) - norm).abs() <= 1e-12 * norm);
     }
@@ -92,7 +107,12 @@ fn every_level_matches_scalar() {
                     l2_magnitude,
                     &context,
                 );
-                assert_close(kernels.dot(a, b), scalar().dot(a, b), dot_magnitude, &context);
+                assert_close(
+                    kernels.dot(a, b),
+                    scalar().dot(a, b),
+                    dot_magnitude,
+                    &context,
+                );
                 assert_close(kernels.l1(a, b), scalar().l1(a, b), l1_magnitude, &context);
                 let parts = kernels.cosine_parts(a, b);
                 assert_close(parts.0, expected_parts.0, dot_magnitude, &context);
@@ -128,7 +148,11 @@ fn known_values() {
         assert_eq!(kernels.l2_squared(&a, &b), 9.0 + 49.0 + 9.0, "{level:?}");
         assert_eq!(kernels.dot(&a, &b), 4.0 - 10.0 + 18.0, "{level:?}");
         assert_eq!(kernels.l1(&a, &b), 3.0 + 7.0 + 3.0, "{level:?}");
-        assert_eq!(kernels.cosine_parts(&a, &b), (12.0, 14.0, 77.0), "{level:?}");
+        assert_eq!(
+            kernels.cosine_parts(&a, &b),
+            (12.0, 14.0, 77.0),
+            "{level:?}"
+        );
         assert_eq!(kernels.norm_squared_f64(&a), 14.0, "{level:?}");
     }
 }
@@ -186,7 +210,9 @@ fn batch_rejects_misshaped_rows() {
 fn dispatch_picks_an_available_level() {
     let name = distance::implementation_name();
     assert!(
-        available_levels().iter().any(|(_, kernels)| kernels.name() == name),
+        available_levels()
+            .iter()
+            .any(|(_, kernels)| kernels.name() == name),
         "{name}"
     );
     // The best level available is the one chosen.

@@ -73,14 +73,45 @@ fn deterministic_across_thread_counts() {
             normalize_rows(&mut samples, dim);
         }
         let run = |threads| {
-            train(&samples, dim, &params(40, metric, 9), &pool(threads), &mut no_progress())
-                .unwrap()
+            train(
+                &samples,
+                dim,
+                &params(40, metric, 9),
+                &pool(threads),
+                &mut no_progress(),
+            )
+            .unwrap()
         };
         let single = run(1);
         assert_eq!(single, run(2), "{metric:?}: 1 vs 2 threads");
         assert_eq!(single, run(3), "{metric:?}: 1 vs 3 threads");
         assert_eq!(single, run(1), "{metric:?}: rerun");
     }
+}
+
+#[test]
+fn deterministic_when_passes_are_split_into_chunks() {
+    // k·dim large enough that one assignment pass spans several checkpoint chunks, whose size
+    // depends on the thread count.
+    let (n, dim, k) = (3000, 1024, 100);
+    let data = blobs(30, n / 30, dim, 8.0, 19);
+    let mut params = params(k, KMeansMetric::L2, 5);
+    params.max_iterations = 6;
+    let run = |threads| {
+        let mut assigning_checkpoints = 0;
+        let centroids = train(&data.samples, dim, &params, &pool(threads), &mut |stage| {
+            if matches!(stage, KMeansStage::Assigning { iteration: 1, .. }) {
+                assigning_checkpoints += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+        (centroids, assigning_checkpoints)
+    };
+    let (single, single_chunks) = run(1);
+    let (double, double_chunks) = run(2);
+    assert!(single_chunks > double_chunks && double_chunks > 1);
+    assert_eq!(single, double);
 }
 
 #[test]
@@ -100,8 +131,14 @@ fn different_seeds_give_different_starts() {
 
 #[test]
 fn no_samples_gives_random_centroids() {
-    let centroids = train(&[], 3, &params(5, KMeansMetric::L2, 1), &pool(1), &mut no_progress())
-        .unwrap();
+    let centroids = train(
+        &[],
+        3,
+        &params(5, KMeansMetric::L2, 1),
+        &pool(1),
+        &mut no_progress(),
+    )
+    .unwrap();
     assert_eq!(centroids.len(), 15);
     assert!(centroids.iter().all(|v| (0.0..1.0).contains(v)));
 
@@ -125,10 +162,16 @@ fn fewer_samples_than_clusters() {
         assert_eq!(centroids.len(), k * dim);
         // Every centroid is one of the samples, and every distinct sample has a centroid.
         for centroid in centroids.chunks_exact(dim) {
-            assert!(samples.chunks_exact(dim).any(|s| s == centroid), "{centroid:?}");
+            assert!(
+                samples.chunks_exact(dim).any(|s| s == centroid),
+                "{centroid:?}"
+            );
         }
         for sample in samples.chunks_exact(dim) {
-            assert!(centroids.chunks_exact(dim).any(|c| c == sample), "{sample:?}");
+            assert!(
+                centroids.chunks_exact(dim).any(|c| c == sample),
+                "{sample:?}"
+            );
         }
     }
 }
@@ -144,16 +187,10 @@ fn identical_samples() {
             normalize_rows(&mut samples, dim);
         }
         let mut progress_calls = 0;
-        let centroids = train(
-            &samples,
-            dim,
-            &params(10, metric, 3),
-            &pool(2),
-            &mut |_| {
-                progress_calls += 1;
-                Ok(())
-            },
-        )
+        let centroids = train(&samples, dim, &params(10, metric, 3), &pool(2), &mut |_| {
+            progress_calls += 1;
+            Ok(())
+        })
         .unwrap();
         for centroid in centroids.chunks_exact(dim) {
             assert_eq!(centroid, &samples[..dim]);
@@ -195,15 +232,20 @@ fn single_cluster_is_the_mean() {
     let dim = 3;
     let samples = uniform(100 * dim, 8);
     let centroid = train_l2(&samples, dim, 1, 2);
-    for d in 0..dim {
-        let mean = samples.iter().skip(d).step_by(dim).map(|&v| f64::from(v)).sum::<f64>() / 100.0;
-        assert!((f64::from(centroid[d]) - mean).abs() < 1e-6);
+    for (d, &value) in centroid.iter().enumerate() {
+        let column = samples.iter().skip(d).step_by(dim);
+        let mean = column.map(|&v| f64::from(v)).sum::<f64>() / 100.0;
+        assert!((f64::from(value) - mean).abs() < 1e-6);
     }
 }
 
 fn assert_unit_rows(values: &[f32], dim: usize) {
     for row in values.chunks_exact(dim) {
-        let norm = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        let norm = row
+            .iter()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            .sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
     }
 }
@@ -225,7 +267,11 @@ fn spherical_gives_unit_centroids_and_finds_directions() {
     assert_unit_rows(&centroids, dim);
     for centre in data.centres.chunks_exact(dim) {
         let j = nearest(centre, &centroids, dim, KMeansMetric::Spherical) as usize;
-        let cosine: f32 = centre.iter().zip(&centroids[j * dim..][..dim]).map(|(a, b)| a * b).sum();
+        let cosine: f32 = centre
+            .iter()
+            .zip(&centroids[j * dim..][..dim])
+            .map(|(a, b)| a * b)
+            .sum();
         assert!(cosine > 0.99, "cosine {cosine}");
     }
 }
@@ -254,8 +300,14 @@ fn clusters_are_not_left_empty() {
     let samples = uniform(300 * dim, 12);
     let pool = pool(2);
     for k in [50, 150, 300] {
-        let centroids = train(&samples, dim, &params(k, KMeansMetric::L2, 3), &pool, &mut no_progress())
-            .unwrap();
+        let centroids = train(
+            &samples,
+            dim,
+            &params(k, KMeansMetric::L2, 3),
+            &pool,
+            &mut no_progress(),
+        )
+        .unwrap();
         let labels = assign(&samples, dim, &centroids, KMeansMetric::L2, &pool);
         let mut counts = vec![0; k];
         labels.iter().for_each(|&j| counts[j as usize] += 1);
@@ -282,7 +334,13 @@ fn zero_iterations_returns_distinct_seeds() {
 fn invalid_arguments() {
     let pool = pool(1);
     let run = |samples: &[f32], dim, k| {
-        train(samples, dim, &params(k, KMeansMetric::L2, 0), &pool, &mut no_progress())
+        train(
+            samples,
+            dim,
+            &params(k, KMeansMetric::L2, 0),
+            &pool,
+            &mut no_progress(),
+        )
     };
     assert_eq!(run(&[1.0, 2.0], 2, 0), Err(KMeansError::NoClusters));
     assert_eq!(run(&[1.0, 2.0], 0, 1), Err(KMeansError::NoDimensions));
@@ -298,10 +356,16 @@ fn progress_error_aborts_promptly() {
     let data = blobs(10, 100, dim, 1.0, 14);
     let pool = pool(2);
     let mut total = 0;
-    train(&data.samples, dim, &params(10, KMeansMetric::L2, 1), &pool, &mut |_| {
-        total += 1;
-        Ok(())
-    })
+    train(
+        &data.samples,
+        dim,
+        &params(10, KMeansMetric::L2, 1),
+        &pool,
+        &mut |_| {
+            total += 1;
+            Ok(())
+        },
+    )
     .unwrap();
     assert!(total > 12, "only {total} checkpoints");
     for stop_at in [1, 3, total / 2, total] {
@@ -343,7 +407,10 @@ fn progress_runs_on_the_calling_thread_through_every_stage() {
         },
     )
     .unwrap();
-    assert!(matches!(stages[0], KMeansStage::Seeding { chosen: 1, k: 10 }));
+    assert!(matches!(
+        stages[0],
+        KMeansStage::Seeding { chosen: 1, k: 10 }
+    ));
     assert!(stages.contains(&KMeansStage::Seeding { chosen: 10, k: 10 }));
     assert!(stages.contains(&KMeansStage::Assigning {
         iteration: 1,
@@ -356,11 +423,18 @@ fn progress_runs_on_the_calling_thread_through_every_stage() {
 #[test]
 fn assign_matches_brute_force() {
     let pool = pool(2);
-    for (dim, k, n, offset) in [(1, 3, 50, 0.0), (7, 33, 401, 0.0), (64, 100, 300, 0.0), (32, 20, 200, 500.0)] {
+    for (dim, k, n, offset) in [
+        (1, 3, 50, 0.0),
+        (7, 33, 401, 0.0),
+        (64, 100, 300, 0.0),
+        (32, 20, 200, 500.0),
+    ] {
         let mut rows = uniform(n * dim, 16);
         let mut centroids = uniform(k * dim, 17);
         // Far from the origin, the norm expansion loses most of its precision.
-        rows.iter_mut().chain(centroids.iter_mut()).for_each(|v| *v += offset);
+        rows.iter_mut()
+            .chain(centroids.iter_mut())
+            .for_each(|v| *v += offset);
         // Exact ties: the lowest index must win, as in `nearest`.
         let duplicate = centroids[..dim].to_vec();
         centroids.extend(&duplicate);
@@ -395,8 +469,14 @@ fn nearest_prefers_lowest_index_on_ties() {
     assert_eq!(nearest(&[0.5, 0.5], &centroids, 2, KMeansMetric::L2), 0);
     assert_eq!(nearest(&[2.0, 0.1], &centroids, 2, KMeansMetric::L2), 0);
     assert_eq!(nearest(&[0.0, 3.0], &centroids, 2, KMeansMetric::L2), 1);
-    assert_eq!(nearest(&[0.6, 0.8], &centroids, 2, KMeansMetric::Spherical), 1);
-    assert_eq!(nearest(&[-1.0, 0.0], &centroids, 2, KMeansMetric::Spherical), 1);
+    assert_eq!(
+        nearest(&[0.6, 0.8], &centroids, 2, KMeansMetric::Spherical),
+        1
+    );
+    assert_eq!(
+        nearest(&[-1.0, 0.0], &centroids, 2, KMeansMetric::Spherical),
+        1
+    );
 }
 
 #[test]
@@ -428,5 +508,20 @@ fn memory_required_is_monotone_and_counts_bounds() {
         let bytes = memory_required(n, dim, k);
         assert!(bytes >= previous);
         previous = bytes;
+    }
+}
+
+#[test]
+fn far_from_the_origin_clusters_as_well() {
+    // Norms of 10^4·√32 make ‖x‖² − 2x·c + ‖c‖² useless in f32 unless measured from nearby.
+    let dim = 32;
+    let data = blobs(20, 100, dim, 1.0, 23);
+    let centred = train_l2(&data.samples, dim, 20, 2);
+    let base = inertia(&data.samples, &centred, dim);
+    for offset in [100.0f32, 1000.0, 10000.0] {
+        let shifted: Vec<f32> = data.samples.iter().map(|v| v + offset).collect();
+        let centroids = train_l2(&shifted, dim, 20, 2);
+        let found = inertia(&shifted, &centroids, dim);
+        assert!(found <= base * 1.001, "offset {offset}: {found} vs {base}");
     }
 }

@@ -7,6 +7,23 @@ use std::time::Instant;
 use kmeans_common::*;
 use pgivf_core::kmeans::{assign, train, KMeansMetric, KMeansParams, KMeansStage};
 
+/// CPU time of the whole process so far (all threads), from /proc: wall-clock time is
+/// meaningless on a shared machine.
+fn cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ticks * 10)
+}
+
 /// Embedding-like data: many overlapping gaussian blobs, so k-means has real work to do.
 fn embedding_like(n: usize, dim: usize) -> Vec<f32> {
     let blob_count = 1000;
@@ -24,8 +41,10 @@ fn bench(n: usize, dim: usize, k: usize, metric: KMeansMetric) {
 
     params.max_iterations = 0;
     let start = Instant::now();
+    let cpu_start = cpu_time();
     train(&samples, dim, &params, &pool, &mut no_progress()).unwrap();
     let seeding = start.elapsed();
+    let seeding_cpu = cpu_time() - cpu_start;
 
     params.max_iterations = 500;
     let mut iterations = 0;
@@ -33,6 +52,7 @@ fn bench(n: usize, dim: usize, k: usize, metric: KMeansMetric) {
     let mut longest_gap = std::time::Duration::ZERO;
     let mut last = Instant::now();
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let centroids = train(&samples, dim, &params, &pool, &mut |stage| {
         checkpoints += 1;
         longest_gap = longest_gap.max(last.elapsed());
@@ -44,13 +64,15 @@ fn bench(n: usize, dim: usize, k: usize, metric: KMeansMetric) {
     })
     .unwrap();
     let total = start.elapsed();
+    let total_cpu = cpu_time() - cpu_start;
 
     let start = Instant::now();
     assign(&samples, dim, &centroids, metric, &pool);
     let assigning = start.elapsed();
     println!(
-        "{n}×{dim}×{k} {metric:?}: seeding {seeding:.2?}, train {total:.2?} ({iterations} \
-         iterations, {checkpoints} checkpoints, longest gap {longest_gap:.2?}), assign all {assigning:.2?}"
+        "{n}×{dim}×{k} {metric:?}: seeding {seeding:.2?} (cpu {seeding_cpu:.2?}), train \
+         {total:.2?} (cpu {total_cpu:.2?}, {iterations} iterations, {checkpoints} checkpoints, \
+         longest gap {longest_gap:.2?}), assign all {assigning:.2?}"
     );
 }
 
@@ -85,6 +107,36 @@ fn bench_assign_kernel() {
         assign(&samples, dim, &centroids, KMeansMetric::L2, &pool);
         let elapsed = start.elapsed();
         let rate = (n * dim * k) as f64 / elapsed.as_secs_f64();
-        println!("assign {threads} threads: {elapsed:.2?}, {:.2e} multiply-adds/s", rate);
+        println!(
+            "assign {threads} threads: {elapsed:.2?}, {:.2e} multiply-adds/s",
+            rate
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn seeding_quality() {
+    for (n, dim, k, spread) in [
+        (12_500, 384, 250, 4.0),
+        (20_000, 32, 400, 1.0),
+        (10_000, 64, 100, 2.0),
+        (20_000, 16, 1000, 0.5),
+    ] {
+        let data = blobs(k, n / k, dim, spread, 5);
+        let pool = pool(2);
+        for seed in 0..3 {
+            let mut params = KMeansParams::new(k, KMeansMetric::L2);
+            params.seed = seed;
+            params.max_iterations = 0;
+            let init = train(&data.samples, dim, &params, &pool, &mut no_progress()).unwrap();
+            params.max_iterations = 500;
+            let done = train(&data.samples, dim, &params, &pool, &mut no_progress()).unwrap();
+            println!(
+                "{n}×{dim}×{k} seed {seed}: seeded inertia {:.4e}, trained {:.4e}",
+                inertia(&data.samples, &init, dim),
+                inertia(&data.samples, &done, dim)
+            );
+        }
     }
 }

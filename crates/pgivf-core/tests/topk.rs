@@ -1,6 +1,7 @@
 //! Lazy top-k against a full sort, with interleaved pushes, duplicates and NaN.
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use pgivf_core::topk::Candidates;
 use rand::rngs::SmallRng;
@@ -122,37 +123,55 @@ fn nan_sorts_after_infinity() {
     assert_eq!(order, [3, 4, 2, 0, 1]);
 }
 
-/// Pushes between pops, checked against a brute-force minimum over what is left.
+/// `reference_order` reversed, so that `BinaryHeap` pops the nearest entry.
+struct Nearest((f32, u64));
+
+impl PartialEq for Nearest {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Nearest {}
+
+impl PartialOrd for Nearest {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Nearest {
+    fn cmp(&self, other: &Self) -> Ordering {
+        reference_order(&other.0, &self.0)
+    }
+}
+
+/// Pushes between pops, checked against a heap of what is left.
 #[test]
 fn interleaved_pushes_and_pops() {
     let mut rng = SmallRng::seed_from_u64(3);
     for round in 0..40 {
         let mut candidates = Candidates::new();
-        let mut remaining: Vec<(f32, u64)> = Vec::new();
+        let mut remaining = BinaryHeap::new();
         let operations = rng.gen_range(100..3000);
         for step in 0..operations {
             let context = format!("round {round} step {step}");
             match rng.gen_range(0..10) {
                 0..=3 => {
-                    let batch = random_candidates(&mut rng, rng.gen_range(0..200));
-                    let (distances, payloads): (Vec<f32>, Vec<u64>) =
-                        batch.iter().copied().unzip();
+                    let count = rng.gen_range(0..200);
+                    let batch = random_candidates(&mut rng, count);
+                    let (distances, payloads): (Vec<f32>, Vec<u64>) = batch.iter().copied().unzip();
                     candidates.extend_from(&distances, &payloads);
-                    remaining.extend(batch);
+                    remaining.extend(batch.into_iter().map(Nearest));
                 }
                 4..=5 => {
                     let entry = random_candidates(&mut rng, 1)[0];
                     candidates.push(entry.0, entry.1);
-                    remaining.push(entry);
+                    remaining.push(Nearest(entry));
                 }
                 _ => {
-                    for _ in 0..rng.gen_range(1..50) {
-                        let expected = remaining
-                            .iter()
-                            .enumerate()
-                            .min_by(|a, b| reference_order(a.1, b.1))
-                            .map(|(index, _)| index)
-                            .map(|index| remaining.swap_remove(index));
+                    for _ in 0..rng.gen_range(1..300) {
+                        let expected = remaining.pop().map(|nearest| nearest.0);
                         match (candidates.pop_nearest(), expected) {
                             (Some(actual), Some(expected)) => {
                                 assert_same_entry(actual, expected, &context)
@@ -191,7 +210,11 @@ fn clear_allows_reuse() {
         }
         fresh.sort_by(reference_order);
         for (i, &entry) in fresh.iter().enumerate() {
-            assert_same_entry(candidates.pop_nearest().unwrap(), entry, &format!("pop {i}"));
+            assert_same_entry(
+                candidates.pop_nearest().unwrap(),
+                entry,
+                &format!("pop {i}"),
+            );
         }
         assert_eq!(candidates.pop_nearest(), None);
     }

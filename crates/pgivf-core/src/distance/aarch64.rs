@@ -5,6 +5,16 @@
 
 use super::Kernels;
 
+macro_rules! entry_point {
+    ($kernel:path, $($argument:ident),+) => {
+        |$($argument),+| {
+            // SAFETY: this module is compiled only with the `neon` target feature enabled for the
+            // whole build, so every CPU running it has NEON.
+            unsafe { $kernel($($argument),+) }
+        }
+    };
+}
+
 pub(super) static NEON_KERNELS: Kernels = simd_kernels!("neon", neon);
 
 mod neon {
@@ -165,11 +175,10 @@ mod neon {
         let mut row_groups = rows.chunks_exact(BATCH_ROWS * dim);
         let mut out_groups = out.chunks_exact_mut(BATCH_ROWS);
         for (group, results) in (&mut row_groups).zip(&mut out_groups) {
-            let group_rows: [&[f32]; BATCH_ROWS] =
-                std::array::from_fn(|r| &group[r * dim..(r + 1) * dim]);
+            let row = |r: usize| &group[r * dim..(r + 1) * dim];
             // Cut to the query's length so the compiler can drop the bounds checks in the loop.
-            let row_blocks =
-                group_rows.map(|row| &row.as_chunks::<LANES>().0[..query_blocks.len()]);
+            let blocks = |r: usize| &row(r).as_chunks::<LANES>().0[..query_blocks.len()];
+            let row_blocks: [_; BATCH_ROWS] = [blocks(0), blocks(1), blocks(2), blocks(3)];
             let mut sums = [vdupq_n_f32(0.0); BATCH_ROWS];
             for (j, query_block) in query_blocks.iter().enumerate() {
                 let query_block = load(query_block);
@@ -178,7 +187,7 @@ mod neon {
                 }
             }
             for r in 0..BATCH_ROWS {
-                let row_tail = &group_rows[r][dim - query_tail.len()..];
+                let row_tail = &row(r)[dim - query_tail.len()..];
                 let sum = query_tail
                     .iter()
                     .zip(row_tail)

@@ -7,18 +7,9 @@
 
 use std::sync::OnceLock;
 
-/// A plain function pointer to a `#[target_feature]` kernel, for a SIMD dispatch table.
-macro_rules! entry_point {
-    ($kernel:path, $($argument:ident),+) => {
-        |$($argument),+| {
-            // SAFETY: SIMD tables are reachable only through `kernels_for`, which returns them only
-            // when the CPU has the features their kernels are compiled for.
-            unsafe { $kernel($($argument),+) }
-        }
-    };
-}
-
 /// The dispatch table for the kernels of `$module`, all compiled with the same target features.
+/// Each architecture module defines `entry_point!(kernel, arguments...)`, a closure entering a
+/// `#[target_feature]` kernel, so that `unsafe` and its justification stay in that module.
 macro_rules! simd_kernels {
     ($name:literal, $module:ident) => {
         Kernels {
@@ -194,4 +185,15 @@ pub fn l2_squared_batch(query: &[f32], rows: &[f32], out: &mut [f32]) {
 /// `out[i] = -dot(query, row i)`, laid out like [`l2_squared_batch`].
 pub fn neg_dot_batch(query: &[f32], rows: &[f32], out: &mut [f32]) {
     kernels().neg_dot_batch(query, rows, out);
+}
+
+/// Asks the CPU to start loading `bytes` into cache. Index pages sit in separate 8 kB shared
+/// buffers, and hardware prefetchers stop at 4 kB boundaries, so a scan that touches a page only
+/// when it gets to it waits for memory at every page; prefetching a whole page first lets its cache
+/// lines load in parallel. A no-op where there is no prefetch instruction.
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch(bytes);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }

@@ -51,9 +51,14 @@ pub(super) fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
     let mut aa = [0.0f32; LANES];
     let mut bb = [0.0f32; LANES];
     for (x, y) in a_blocks.iter().zip(b_blocks) {
+        // Separate loops keep each sum's lanes together, which the vectoriser needs.
         for lane in 0..LANES {
             ab[lane] += x[lane] * y[lane];
+        }
+        for lane in 0..LANES {
             aa[lane] += x[lane] * x[lane];
+        }
+        for lane in 0..LANES {
             bb[lane] += y[lane] * y[lane];
         }
     }

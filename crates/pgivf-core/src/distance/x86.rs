@@ -8,6 +8,16 @@
 
 use super::Kernels;
 
+macro_rules! entry_point {
+    ($kernel:path, $($argument:ident),+) => {
+        |$($argument),+| {
+            // SAFETY: the tables below are reachable only through `kernels_for`, which returns
+            // each only after detecting the CPU features its kernels are compiled for.
+            unsafe { $kernel($($argument),+) }
+        }
+    };
+}
+
 pub(super) static AVX2_FMA_KERNELS: Kernels = simd_kernels!("avx2+fma", avx2);
 pub(super) static AVX512F_KERNELS: Kernels = simd_kernels!("avx512f", avx512);
 
@@ -192,11 +202,10 @@ mod avx2 {
         let mut row_groups = rows.chunks_exact(BATCH_ROWS * dim);
         let mut out_groups = out.chunks_exact_mut(BATCH_ROWS);
         for (group, results) in (&mut row_groups).zip(&mut out_groups) {
-            let group_rows: [&[f32]; BATCH_ROWS] =
-                std::array::from_fn(|r| &group[r * dim..(r + 1) * dim]);
+            let row = |r: usize| &group[r * dim..(r + 1) * dim];
             // Cut to the query's length so the compiler can drop the bounds checks in the loop.
-            let row_blocks =
-                group_rows.map(|row| &row.as_chunks::<LANES>().0[..query_blocks.len()]);
+            let blocks = |r: usize| &row(r).as_chunks::<LANES>().0[..query_blocks.len()];
+            let row_blocks: [_; BATCH_ROWS] = [blocks(0), blocks(1), blocks(2), blocks(3)];
             let mut sums = [_mm256_setzero_ps(); BATCH_ROWS];
             for (j, query_block) in query_blocks.iter().enumerate() {
                 let query_block = load(query_block);
@@ -205,7 +214,7 @@ mod avx2 {
                 }
             }
             for r in 0..BATCH_ROWS {
-                let row_tail = &group_rows[r][dim - query_tail.len()..];
+                let row_tail = &row(r)[dim - query_tail.len()..];
                 let sum = query_tail
                     .iter()
                     .zip(row_tail)
@@ -396,11 +405,10 @@ mod avx512 {
         let mut row_groups = rows.chunks_exact(BATCH_ROWS * dim);
         let mut out_groups = out.chunks_exact_mut(BATCH_ROWS);
         for (group, results) in (&mut row_groups).zip(&mut out_groups) {
-            let group_rows: [&[f32]; BATCH_ROWS] =
-                std::array::from_fn(|r| &group[r * dim..(r + 1) * dim]);
+            let row = |r: usize| &group[r * dim..(r + 1) * dim];
             // Cut to the query's length so the compiler can drop the bounds checks in the loop.
-            let row_blocks =
-                group_rows.map(|row| &row.as_chunks::<LANES>().0[..query_blocks.len()]);
+            let blocks = |r: usize| &row(r).as_chunks::<LANES>().0[..query_blocks.len()];
+            let row_blocks: [_; BATCH_ROWS] = [blocks(0), blocks(1), blocks(2), blocks(3)];
             let mut sums = [_mm512_setzero_ps(); BATCH_ROWS];
             for (j, query_block) in query_blocks.iter().enumerate() {
                 let query_block = load(query_block);
@@ -409,7 +417,7 @@ mod avx512 {
                 }
             }
             for r in 0..BATCH_ROWS {
-                let row_tail = load_partial(group_rows[r].as_chunks::<LANES>().1);
+                let row_tail = load_partial(row(r).as_chunks::<LANES>().1);
                 results[r] = finish(_mm512_reduce_add_ps(accumulate(
                     sums[r], query_tail, row_tail,
                 )));
@@ -435,5 +443,15 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn neg_dot_batch(query: &[f32], rows: &[f32], out: &mut [f32]) {
         batch(query, rows, out, |s, x, y| product(s, x, y), |sum| -sum);
+    }
+}
+
+/// Prefetches every 64-byte line of `bytes` into all cache levels.
+pub(super) fn prefetch(bytes: &[u8]) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for line in bytes.chunks(64) {
+        // SAFETY: prefetching is only a hint: it never faults and reads nothing architecturally,
+        // and the pointer is inside `bytes` anyway. SSE is part of x86_64's baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
     }
 }

@@ -5,15 +5,23 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::panels::{Panels, LANES, ROWS};
+use super::panels::{sq_distances_to, ROWS};
 use super::{chunk_len, normalize, KMeansError, KMeansMetric, KMeansStage, Progress};
-use crate::distance;
 
-/// Multiply-adds above which k-means++ over all samples is replaced by k-means++ over a random
-/// subset of `SEEDING_WORK_LIMIT / (k·dim)` samples. Exact k-means++ costs n·k·dim, as much as a
-/// full Lloyd iteration but with one pass over the samples per centre instead of cache-blocked
-/// work; 4e10 is a few seconds on two cores, and seeding from a large subset loses little.
-pub const SEEDING_WORK_LIMIT: f64 = 4e10;
+/// Multiply-adds above which k-means++ over all n samples is replaced by k-means++ over a random
+/// subset of `max(SEEDING_WORK_LIMIT / (k·dim), n / SEEDING_SUBSET_DIVISOR)` of them.
+///
+/// k-means++ needs one pass over the samples per centre, comparing each sample with a single
+/// centre, so unlike the cache-blocked Lloyd iterations it is bound by memory bandwidth, several
+/// times slower per multiply-add. (Drawing several centres per pass to use the blocked kernel
+/// was tried: it cost 3-25% in final inertia.) 5e9 is about a second on two cores, below one full
+/// Lloyd pass at the sizes where it applies; 12,500 × 384 × 250 (1.2e9) stays exact.
+pub const SEEDING_WORK_LIMIT: f64 = 5e9;
+
+/// Above the limit the subset still holds at least 1/16 of the samples: seeding then costs at
+/// most about as much time as one full Lloyd pass, and the subset stays large enough for
+/// k-means++ to matter.
+const SEEDING_SUBSET_DIVISOR: usize = 16;
 
 /// A subset smaller than this many samples per centroid gives k-means++ too little choice to be
 /// worth it; the centroids are then simply distinct random samples.
@@ -53,7 +61,8 @@ pub(super) fn seeding_sample_count(n: usize, dim: usize, k: usize) -> usize {
     if (n as f64) * per_sample <= SEEDING_WORK_LIMIT {
         n
     } else {
-        ((SEEDING_WORK_LIMIT / per_sample) as usize).min(n)
+        let within_limit = (SEEDING_WORK_LIMIT / per_sample) as usize;
+        within_limit.max(n / SEEDING_SUBSET_DIVISOR).min(n)
     }
 }
 
@@ -125,30 +134,6 @@ struct Weights {
     block_weight: Vec<f64>,
 }
 
-impl Weights {
-    /// Takes a drawn candidate out of the running, so the rest of its batch is distinct from it.
-    fn remove(&mut self, i: usize) {
-        let weight = f64::from(self.min_sq_distance[i]);
-        if weight.is_finite() {
-            self.block_weight[i / WEIGHT_BLOCK] -= weight;
-        }
-        self.min_sq_distance[i] = 0.0;
-    }
-}
-
-/// Centres drawn from one D² distribution before distances are updated.
-///
-/// Updating the distances after every single centre means one pass over all candidates per
-/// centre, each comparing one vector with one centre: bound by memory bandwidth, not arithmetic.
-/// Drawing a batch and comparing every candidate with the whole batch at once uses the blocked
-/// kernel (a batch fills one 16-centroid panel) and reads the candidates k/16 times instead of
-/// k times. Within a batch later draws do not see earlier ones, a mild version of k-means||'s
-/// oversampling; keeping batches at most k/32 leaves at least 32 rounds of re-weighting, which
-/// in our measurements changed the final inertia by well under 1%.
-fn batch_len(k: usize) -> usize {
-    (k / 32).clamp(1, LANES)
-}
-
 fn kmeans_plus_plus(
     candidates: &Candidates,
     centroids: &mut [f32],
@@ -164,51 +149,42 @@ fn kmeans_plus_plus(
         nearest_centre: vec![0; m],
         block_weight: vec![0.0; m.div_ceil(WEIGHT_BLOCK)],
     };
-    // For each chosen centre, its squared distance to the nearest centre of the current batch.
-    let mut centre_to_batch: Vec<f32> = vec![0.0; k];
-    let blocks_per_chunk = chunk_len(LANES * dim, pool).div_ceil(WEIGHT_BLOCK);
+    let mut centre_sq_distances: Vec<f32> = Vec::with_capacity(k);
+    let blocks_per_chunk = chunk_len(dim, pool).div_ceil(WEIGHT_BLOCK);
 
-    let mut chosen = 0;
-    while chosen < k {
-        let batch = match chosen {
-            0 => 1,
-            _ => batch_len(k).min(k - chosen),
+    for chosen in 0..k {
+        let pick = match chosen {
+            0 => rng.gen_range(0..m),
+            _ => draw(&weights, rng),
         };
-        for slot in chosen..chosen + batch {
-            let pick = match chosen {
-                0 => rng.gen_range(0..m),
-                _ => draw(&weights, rng),
-            };
-            weights.remove(pick);
-            centroids[slot * dim..][..dim].copy_from_slice(candidates.row(pick));
-        }
-        let (previous, rest) = centroids.split_at(chosen * dim);
-        let batch_panels = Panels::new(&rest[..batch * dim], dim);
+        let (previous, rest) = centroids.split_at_mut(chosen * dim);
+        let centre = &mut rest[..dim];
+        centre.copy_from_slice(candidates.row(pick));
+        let centre = &*centre;
 
         // Triangle inequality: a candidate whose nearest centre c satisfies
-        // d(c, b)² ≥ 4·d(x, c)² for every batch centre b cannot get closer to the batch, so it is
-        // skipped without touching its vector. Clustered data skips most candidates this way.
-        let centre_to_batch = &mut centre_to_batch[..chosen];
+        // d(c, new)² ≥ 4·d(x, c)² cannot get closer to the new centre, so it is skipped without
+        // reading its vector. Clustered data skips most candidates this way.
+        centre_sq_distances.resize(chosen, 0.0);
         pool.install(|| {
-            centre_to_batch
+            centre_sq_distances
                 .par_chunks_mut(ROWS)
-                .enumerate()
-                .for_each(|(group, out)| {
-                    let rows: Vec<&[f32]> = (0..out.len())
-                        .map(|r| &previous[(group * ROWS + r) * dim..][..dim])
-                        .collect();
-                    let norms: Vec<f32> = rows.iter().map(|r| distance::dot(r, r)).collect();
-                    let nearest = batch_panels.two_nearest(&rows, &norms, 0..1, None);
-                    for (out, nearest) in out.iter_mut().zip(nearest) {
-                        *out = nearest.first;
-                    }
+                .zip(previous.par_chunks(ROWS * dim))
+                .for_each(|(out, group)| {
+                    let rows: [&[f32]; ROWS] =
+                        std::array::from_fn(|r| &group[r.min(out.len() - 1) * dim..][..dim]);
+                    out.copy_from_slice(&sq_distances_to(centre, &rows)[..out.len()]);
                 })
         });
-        let centre_to_batch = &*centre_to_batch;
-        let first_centre = chosen as u32;
-        for first_block in (0..weights.block_weight.len()).step_by(blocks_per_chunk) {
-            let blocks =
-                first_block..(first_block + blocks_per_chunk).min(weights.block_weight.len());
+        let update = CentreUpdate {
+            candidates,
+            centre,
+            index: chosen as u32,
+            centre_sq_distances: &centre_sq_distances,
+        };
+        let block_count = weights.block_weight.len();
+        for first_block in (0..block_count).step_by(blocks_per_chunk) {
+            let blocks = first_block..(first_block + blocks_per_chunk).min(block_count);
             let rows = blocks.start * WEIGHT_BLOCK..(blocks.end * WEIGHT_BLOCK).min(m);
             pool.install(|| {
                 weights.min_sq_distance[rows.clone()]
@@ -217,77 +193,64 @@ fn kmeans_plus_plus(
                     .zip(weights.block_weight[blocks.clone()].par_iter_mut())
                     .enumerate()
                     .for_each(|(b, ((min_sq, nearest), weight))| {
-                        let update = BlockUpdate {
-                            candidates,
-                            first: rows.start + b * WEIGHT_BLOCK,
-                            batch: &batch_panels,
-                            first_centre,
-                            centre_to_batch,
-                        };
-                        *weight = update.run(min_sq, nearest);
+                        *weight = update.block(rows.start + b * WEIGHT_BLOCK, min_sq, nearest);
                     })
             });
             progress.checkpoint(KMeansStage::Seeding {
-                chosen: chosen + batch,
+                chosen: chosen + 1,
                 k,
             })?;
         }
-        chosen += batch;
     }
     Ok(())
 }
 
-/// Brings one weight block's distances up to date with a new batch of centres.
-struct BlockUpdate<'a> {
+/// Brings the D² weights up to date with one new centre.
+struct CentreUpdate<'a> {
     candidates: &'a Candidates<'a>,
-    first: usize,
-    batch: &'a Panels,
-    first_centre: u32,
-    centre_to_batch: &'a [f32],
+    centre: &'a [f32],
+    index: u32,
+    /// Squared distance from each earlier centre to this one.
+    centre_sq_distances: &'a [f32],
 }
 
-impl BlockUpdate<'_> {
-    /// Returns the block's new total weight.
-    fn run(&self, min_sq: &mut [f32], nearest: &mut [u32]) -> f64 {
+impl CentreUpdate<'_> {
+    /// Updates the candidates `first..first + min_sq.len()`; returns their new total weight.
+    fn block(&self, first: usize, min_sq: &mut [f32], nearest: &mut [u32]) -> f64 {
         let mut pending = [0usize; ROWS];
         let mut pending_len = 0;
         for offset in 0..min_sq.len() {
-            let skip = self
-                .centre_to_batch
+            let far = self
+                .centre_sq_distances
                 .get(nearest[offset] as usize)
                 .is_some_and(|&cc| cc >= 4.0 * min_sq[offset]);
-            if skip {
-                continue;
-            }
-            pending[pending_len] = offset;
-            pending_len += 1;
-            if pending_len == ROWS {
-                self.search(&pending, min_sq, nearest);
-                pending_len = 0;
+            if !far {
+                pending[pending_len] = offset;
+                pending_len += 1;
+                if pending_len == ROWS {
+                    self.measure(first, &pending, min_sq, nearest);
+                    pending_len = 0;
+                }
             }
         }
         if pending_len > 0 {
-            self.search(&pending[..pending_len], min_sq, nearest);
+            self.measure(first, &pending[..pending_len], min_sq, nearest);
         }
         min_sq.iter().map(|&w| f64::from(w)).sum()
     }
 
-    fn search(&self, pending: &[usize], min_sq: &mut [f32], nearest: &mut [u32]) {
+    /// Compares up to [`ROWS`] candidates (offsets from `first`) with the new centre.
+    fn measure(&self, first: usize, pending: &[usize], min_sq: &mut [f32], nearest: &mut [u32]) {
         let rows: [&[f32]; ROWS] = std::array::from_fn(|r| {
             self.candidates
-                .row(self.first + pending[r.min(pending.len() - 1)])
+                .row(first + pending[r.min(pending.len() - 1)])
         });
-        let rows = &rows[..pending.len()];
-        let norms: [f32; ROWS] = std::array::from_fn(|r| {
-            let row = rows[r.min(rows.len() - 1)];
-            distance::dot(row, row)
-        });
-        let found = self.batch.two_nearest(rows, &norms[..rows.len()], 0..1, None);
-        for (&offset, found) in pending.iter().zip(found) {
-            // The very first centre must replace the initial +∞ even if its distance overflowed.
-            if found.first < min_sq[offset] || !min_sq[offset].is_finite() {
-                min_sq[offset] = found.first;
-                nearest[offset] = self.first_centre + found.index;
+        let distances = sq_distances_to(self.centre, &rows);
+        for (&offset, d) in pending.iter().zip(distances) {
+            // The first centre replaces +∞ even if its distance overflowed.
+            if d < min_sq[offset] || self.index == 0 {
+                min_sq[offset] = d;
+                nearest[offset] = self.index;
             }
         }
     }

@@ -1,10 +1,12 @@
 //! k-means for the IVFFlat index build: the centroids ("lists") the table rows are filed under.
 //!
-//! [`train`] seeds with k-means++ and refines with Lloyd iterations accelerated by Hamerly's
-//! bounds (one upper and one lower bound per sample, so O(n) extra memory, unlike Elkan's O(n·k)
-//! matrix). Nearest-centroid searches compare blocks of samples with blocks of centroids (see
-//! `panels`). Everything parallel runs on the caller's rayon pool; the [`Progress`] callback runs
-//! on the calling thread between bounded chunks of work so the backend can react to query cancel.
+//! [`train`] seeds with k-means++ and refines with Lloyd iterations that skip most distance
+//! computations using Hamerly's test and Yinyang-style bounds: one upper bound and at most 32
+//! group lower bounds per sample, so O(n) extra memory rather than the O(n·k) bound matrix of
+//! Elkan's algorithm that makes pgvector run out of memory (see `lloyd`). Nearest-centroid
+//! searches compare blocks of samples with blocks of centroids (see `panels`). Everything
+//! parallel runs on the caller's rayon pool; the [`Progress`] callback runs on the calling thread
+//! between bounded chunks of work so the backend can react to query cancel.
 //!
 //! Results are deterministic for a given seed and input, whatever the number of threads: every
 //! floating-point sum is taken in an order fixed by the data alone.
@@ -27,8 +29,10 @@ pub use init::SEEDING_WORK_LIMIT;
 pub const DEFAULT_MAX_ITERATIONS: usize = 500;
 
 /// Multiply-adds per thread between two progress checkpoints, counted as if no distance were
-/// skipped. About 100 ms with scalar kernels, 10-20 ms with the SIMD ones; bounds and k-means++'s
-/// triangle test only ever make the real gap shorter.
+/// skipped: about 4 ms for the blocked search with AVX2, 10-30 ms for k-means++ (bound by memory
+/// bandwidth) and around 50 ms for portable code. Bounds and k-means++'s triangle test only ever
+/// make the real gap shorter; the longest gaps measured on a busy two-core machine were 40 ms
+/// (90 ms under heavy load from other processes).
 const WORK_PER_CHECKPOINT_PER_THREAD: usize = 100_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -60,7 +64,9 @@ pub enum KMeansMetric {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KMeansParams {
+    /// Number of centroids (the index's lists).
     pub k: usize,
+    /// Most Lloyd passes; 0 returns the seeding.
     pub max_iterations: usize,
     pub seed: u64,
     pub metric: KMeansMetric,
@@ -83,6 +89,8 @@ impl KMeansParams {
 pub enum KMeansStage {
     /// Seeding has placed `chosen` of the `k` initial centroids.
     Seeding { chosen: usize, k: usize },
+    /// Centroids are being arranged for the iterations (sorted into groups that prune together).
+    Preparing,
     /// Lloyd iteration `iteration` (1-based) has assigned `done` of `total` samples.
     Assigning {
         iteration: usize,
@@ -94,8 +102,8 @@ pub enum KMeansStage {
 }
 
 /// Called by [`train`] on the calling thread, never from a pool worker, between chunks of at
-/// most roughly [`WORK_PER_CHECKPOINT_PER_THREAD`] multiply-adds per thread (well under 0.2 s),
-/// and often much more frequently, so it must be cheap. Returning an error abandons the
+/// most 1e8 multiply-adds per pool thread (well under 0.2 s even with portable kernels), and
+/// often much more frequently, so it must be cheap. Returning an error abandons the
 /// computation promptly and `train` returns that error. Panicking (e.g. a PostgreSQL error raised
 /// through pgrx) is safe as well: no lock is held and no worker is running at that point.
 pub trait Progress {
@@ -159,7 +167,7 @@ fn validate(values: usize, dim: usize, k: usize) -> Result<(), KMeansError> {
     if dim == 0 {
         return Err(KMeansError::NoDimensions);
     }
-    if values % dim != 0 {
+    if !values.is_multiple_of(dim) {
         return Err(KMeansError::RaggedSamples { len: values, dim });
     }
     let max = u32::MAX as usize;
@@ -172,16 +180,22 @@ fn validate(values: usize, dim: usize, k: usize) -> Result<(), KMeansError> {
 
 /// Upper bound on the bytes [`train`] allocates for `n` samples (the returned centroids
 /// included, the samples themselves not), for checking against `maintenance_work_mem` before
-/// starting. Monotone in each argument. Per sample it is 4 bytes × (cluster, upper bound, lower
-/// bound, sort index) plus up to 16 for the list of samples that changed cluster; per centroid
-/// value it is 4 (result) + 4 (next centroids) + 8 (f64 sums) + 4 (packed copy for the blocked
-/// search).
+/// starting. Monotone in each argument.
+///
+/// Per sample: 12 bytes for seeding; 12 for cluster, upper bound and sort index, 4 per group
+/// lower bound (at most 32 groups, and at most dim/2 so the bounds never outweigh the samples),
+/// and up to 16 for the list of samples that changed cluster. Per centroid value: 4 for the
+/// result, 4 for the next centroids, 8 for the f64 sums, 4 for the packed copy used by the
+/// blocked search. Plus 1 MiB for scratch.
 pub fn memory_required(n: usize, dim: usize, k: usize) -> usize {
     let result = k * dim * size_of::<f32>();
     // Seeding's buffers are freed before the iterations start, but adding them keeps this simple
     // and monotone; they are small next to the samples.
     result + init::bytes_required(n, k) + lloyd::bytes_required(n, dim, k)
 }
+
+/// Rows per parallel task of [`assign`]: enough to amortise the score buffer.
+const ASSIGN_ROWS_PER_TASK: usize = 16 * ROWS;
 
 /// Index of the nearest centroid of every row (n·dim values), computed in parallel on `pool`.
 /// The result equals [`nearest`] row by row, ties included: the blocked search is only used to
@@ -202,7 +216,9 @@ pub fn assign(
 ) -> Vec<u32> {
     assert!(dim > 0, "dimension must be positive");
     assert!(
-        !centroids.is_empty() && centroids.len() % dim == 0 && rows.len() % dim == 0,
+        !centroids.is_empty()
+            && centroids.len().is_multiple_of(dim)
+            && rows.len().is_multiple_of(dim),
         "buffers must hold whole {dim}-dimensional vectors and at least one centroid"
     );
     let n = rows.len() / dim;
@@ -210,17 +226,16 @@ pub fn assign(
     if n == 0 {
         return labels;
     }
-    let panels = Panels::new(centroids, dim);
+    let panels = Panels::new(centroids, dim, metric == KMeansMetric::L2);
     let max_centroid_norm = panels.max_norm();
-    const ROWS_PER_TASK: usize = 16 * ROWS;
     pool.install(|| {
         labels
-            .par_chunks_mut(ROWS_PER_TASK)
+            .par_chunks_mut(ASSIGN_ROWS_PER_TASK)
             .enumerate()
             .for_each(|(task, labels)| {
                 let stride = panels.padded_len();
                 let mut scores = vec![0.0f32; ROWS * stride];
-                let first_row = task * ROWS_PER_TASK;
+                let first_row = task * ASSIGN_ROWS_PER_TASK;
                 for (group, labels) in labels.chunks_mut(ROWS).enumerate() {
                     let first = first_row + group * ROWS;
                     let group_rows: [&[f32]; ROWS] = std::array::from_fn(|r| {
@@ -231,7 +246,15 @@ pub fn assign(
                     panels.scores(group_rows, metric == KMeansMetric::Spherical, &mut scores);
                     for (r, (label, row)) in labels.iter_mut().zip(group_rows).enumerate() {
                         let row_scores = &scores[r * stride..][..stride];
-                        *label = confirm_nearest(row, row_scores, centroids, metric, max_centroid_norm);
+                        let row_norm = panels.row_sq_norm(row).sqrt();
+                        *label = confirm_nearest(
+                            row,
+                            row_scores,
+                            centroids,
+                            metric,
+                            row_norm,
+                            max_centroid_norm,
+                        );
                     }
                 }
             })
@@ -246,14 +269,16 @@ fn confirm_nearest(
     scores: &[f32],
     centroids: &[f32],
     metric: KMeansMetric,
+    row_norm: f32,
     max_centroid_norm: f32,
 ) -> u32 {
     let dim = row.len();
     let best_score = scores.iter().fold(f32::INFINITY, |best, &s| best.min(s));
     // Worst-case error of an f32 sum of `dim` products is about dim·ε/2 of the sum of absolute
     // terms; each side of the comparison (blocked dot and norm versus exact kernel) contributes
-    // such a term. The margin doubles that so that the true winner is always shortlisted.
-    let row_norm = f64::from(distance::dot(row, row)).sqrt();
+    // such a term. The margin doubles that so that the true winner is always shortlisted. Norms
+    // are measured from the panels' origin, as the scores are.
+    let row_norm = f64::from(row_norm);
     let centroid_norm = f64::from(max_centroid_norm);
     let eps = f64::from(f32::EPSILON);
     let margin = match metric {
@@ -266,31 +291,7 @@ fn confirm_nearest(
         .enumerate()
         .filter(|&(_, &score)| f64::from(score) <= limit || score.is_nan())
         .map(|(j, _)| j);
-    let centroid = |j: usize| &centroids[j * dim..][..dim];
-    let mut best = 0;
-    match metric {
-        KMeansMetric::L2 => {
-            let mut best_distance = f32::INFINITY;
-            for j in shortlist {
-                let d = distance::l2_squared(row, centroid(j));
-                if d < best_distance {
-                    best_distance = d;
-                    best = j;
-                }
-            }
-        }
-        KMeansMetric::Spherical => {
-            let mut best_dot = f32::NEG_INFINITY;
-            for j in shortlist {
-                let d = distance::dot(row, centroid(j));
-                if d > best_dot {
-                    best_dot = d;
-                    best = j;
-                }
-            }
-        }
-    }
-    best as u32
+    exact_nearest(row, centroids, shortlist, metric)
 }
 
 /// Index of the centroid nearest to `row`: smallest squared Euclidean distance for L2, largest
@@ -299,31 +300,37 @@ fn confirm_nearest(
 /// # Panics
 /// If `dim` is 0 or there is no centroid.
 pub fn nearest(row: &[f32], centroids: &[f32], dim: usize, metric: KMeansMetric) -> u32 {
-    assert!(dim > 0 && centroids.len() >= dim, "need at least one centroid");
-    let mut best = 0;
-    match metric {
-        KMeansMetric::L2 => {
-            let mut best_distance = f32::INFINITY;
-            for (j, c) in centroids.chunks_exact(dim).enumerate() {
-                let d = distance::l2_squared(row, c);
-                if d < best_distance {
-                    best_distance = d;
-                    best = j;
-                }
-            }
+    assert!(
+        dim > 0 && centroids.len() >= dim,
+        "need at least one centroid"
+    );
+    exact_nearest(row, centroids, 0..centroids.len() / dim, metric)
+}
+
+/// The nearest of the `candidates` (in increasing index order) by the exact distance kernels.
+fn exact_nearest(
+    row: &[f32],
+    centroids: &[f32],
+    candidates: impl Iterator<Item = usize>,
+    metric: KMeansMetric,
+) -> u32 {
+    let dim = row.len();
+    // Negated dot products make "smaller is nearer" hold for both metrics.
+    let score = |j: usize| {
+        let centroid = &centroids[j * dim..][..dim];
+        match metric {
+            KMeansMetric::L2 => distance::l2_squared(row, centroid),
+            KMeansMetric::Spherical => -distance::dot(row, centroid),
         }
-        KMeansMetric::Spherical => {
-            let mut best_dot = f32::NEG_INFINITY;
-            for (j, c) in centroids.chunks_exact(dim).enumerate() {
-                let d = distance::dot(row, c);
-                if d > best_dot {
-                    best_dot = d;
-                    best = j;
-                }
-            }
+    };
+    let mut best = (0, f32::INFINITY);
+    for j in candidates {
+        let s = score(j);
+        if s < best.1 {
+            best = (j, s);
         }
     }
-    best as u32
+    best.0 as u32
 }
 
 /// Samples per parallel chunk between checkpoints when each sample may cost `work_per_sample`

@@ -37,7 +37,9 @@ pub struct Blobs {
 
 pub fn blobs(blobs: usize, per_blob: usize, dim: usize, spread: f32, seed: u64) -> Blobs {
     let mut rng = StdRng::seed_from_u64(seed);
-    let centres: Vec<f32> = (0..blobs * dim).map(|_| rng.gen_range(-10.0..10.0)).collect();
+    let centres: Vec<f32> = (0..blobs * dim)
+        .map(|_| rng.gen_range(-10.0..10.0))
+        .collect();
     let mut samples = Vec::with_capacity(blobs * per_blob * dim);
     for _ in 0..per_blob {
         for centre in centres.chunks_exact(dim) {
@@ -95,10 +97,11 @@ pub fn plain_lloyd(samples: &[f32], init: &[f32], dim: usize, max_iterations: us
                 *s += f64::from(v);
             }
         }
-        for j in 0..k {
-            if counts[j] > 0 {
-                for d in 0..dim {
-                    centroids[j * dim + d] = (sums[j * dim + d] / counts[j] as f64) as f32;
+        let means = centroids.chunks_exact_mut(dim).zip(sums.chunks_exact(dim));
+        for ((centroid, sum), &count) in means.zip(&counts) {
+            if count > 0 {
+                for (c, &s) in centroid.iter_mut().zip(sum) {
+                    *c = (s / count as f64) as f32;
                 }
             }
         }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The pgivf benchmark (see benches/README.md). `make bench ARGS="..."` runs this script.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/benches/.venv"
+PY="$VENV/bin/python"
+
+usage() {
+    cat <<'EOF'
+usage: bash benches/run.sh [run.sh options] [bench.py options]
+
+  Creates benches/.venv (psycopg, numpy, matplotlib) if missing, runs scripts/setup.sh (installs and
+  builds pgivf; idempotent), starts a throwaway PostgreSQL 15 cluster (pg_test_configs/base.conf +
+  benches/bench.conf) unless --dsn is given, runs benches/bench.py and stops the cluster.
+  Results: benches/results/<dataset>-<timestamp>.json, <dataset>-latest.md, <dataset>-latest.png.
+
+run.sh options:
+  --help          this text and bench.py's options
+  --criterion [FILTER...]
+                  instead: the criterion benchmarks of the core crate (distance kernels in GB/s,
+                  k-means training time): cargo bench -p pgivf-core --bench kernels [-- FILTER]
+  --no-setup      skip scripts/setup.sh (measure the pgivf already installed)
+  --keep-cluster  leave the cluster running and print how to connect and stop it
+
+examples:
+  bash benches/run.sh                                          # pgivf on the debian set
+  bash benches/run.sh --extension pgivf,vector                 # side by side with pgvector
+  bash benches/run.sh --quick --extension pgivf,vector         # 3-minute smoke run
+  bash benches/run.sh --dataset synthetic-768 --lists 316 --probes 1,4,16,64
+  make bench ARGS="--extension pgivf,vector --lists 100,250"
+
+EOF
+}
+
+ensure_venv() {
+    if [[ -x "$PY" ]] && "$PY" -c "import psycopg, numpy, matplotlib" 2>/dev/null; then
+        return
+    fi
+    echo "==> creating $VENV (psycopg[binary], numpy, matplotlib)"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q "psycopg[binary]" numpy matplotlib
+}
+
+criterion=0
+setup=1
+keep=0
+external=0
+args=()
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help)
+            usage
+            python3 "$ROOT/benches/bench.py" --help | sed -n '/^options:/,$p'
+            exit 0
+            ;;
+        --criterion) criterion=1 ;;
+        --no-setup) setup=0 ;;
+        --keep-cluster) keep=1 ;;
+        --dsn | --dsn=* | --report | --report=*) external=1; args+=("$arg") ;;
+        *) args+=("$arg") ;;
+    esac
+done
+
+if ((criterion)); then
+    export PATH="$HOME/.cargo/bin:$PATH"
+    cd "$ROOT/crates/pgivf-core"
+    if ((${#args[@]})); then
+        exec cargo bench -p pgivf-core --bench kernels -- "${args[@]}"
+    fi
+    exec cargo bench -p pgivf-core --bench kernels
+fi
+
+ensure_venv
+if ((external)); then
+    exec "$PY" "$ROOT/benches/bench.py" "${args[@]}"
+fi
+if ((setup)); then
+    "$ROOT/scripts/setup.sh"
+fi
+
+source "$ROOT/scripts/cluster.sh"
+WORK="$(mktemp -d /tmp/pgivf-bench.XXXXXX)"
+chmod 755 "$WORK"
+PORT="$(free_port)"
+cleanup() {
+    if ((keep)); then
+        echo "==> cluster left running: psql -h 127.0.0.1 -p $PORT -U postgres; stop it with:"
+        echo "    runuser -u postgres -- $PG_BIN/pg_ctl -D $WORK/cluster/data stop && rm -rf $WORK"
+        return
+    fi
+    stop_cluster "$WORK/cluster"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+echo "==> starting a throwaway PostgreSQL 15 cluster on port $PORT ($WORK)"
+start_cluster "$WORK/cluster" "$PORT" "$ROOT/benches/bench.conf"
+status=0
+"$PY" "$ROOT/benches/bench.py" --dsn "host=127.0.0.1 port=$PORT user=postgres dbname=postgres" ${args[@]+"${args[@]}"} || status=$?
+if ! assert_no_crash "$WORK/cluster"; then
+    status=1
+fi
+if ((status)); then
+    echo "==> benchmark failed (status $status); server log tail:" >&2
+    tail -20 "$WORK/cluster/server.log" >&2 || true
+fi
+exit "$status"

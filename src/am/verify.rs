@@ -1,0 +1,314 @@
+//! `ivfflat_verify(index regclass, heapallindexed boolean DEFAULT false)`: an amcheck-style check
+//! of an ivfflat index's structure and content. It returns a one-line report and raises an
+//! `index_corrupted` error on the first problem found.
+//!
+//! Checked: the meta page (magic, format version, consistent fields), every centroid finite, every
+//! directory entry pointing inside the index, every list's chain acyclic and made of entry pages whose
+//! stream of entries is whole (each page's first-entry offset matches the stream), the directory's
+//! tail being the chain's last page, every entry's vector finite (and unit length for cosine), no
+//! heap TID indexed twice among live entries. With `heapallindexed`, every heap row the index must
+//! contain (non-NULL, non-zero for cosine) is present exactly once, found by a scan of the table
+//! under a ShareLock, which keeps writers out while it runs.
+
+use super::build::{prepare_row, tid_of};
+use super::cache;
+use super::storage::{Locked, Mode};
+use crate::error::raise_with;
+use pgivf_core::page::{self, Meta, Metric, PageKind, StreamReader, INVALID_BLOCK};
+use pgrx::{pg_sys, PgSqlErrorCode};
+use std::collections::{HashMap, HashSet};
+
+fn corrupt(index_name: &str, what: String) -> ! {
+    raise_with(
+        PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        format!("index \"{index_name}\" is corrupted: {what}"),
+        None,
+    )
+}
+
+struct HeapCheck {
+    metric: Metric,
+    expected: Vec<u64>,
+    scratch: Vec<f32>,
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn heap_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // SAFETY: the HeapCheck passed to the scan, and the callback's own arrays.
+    unsafe {
+        let state = &mut *state.cast::<HeapCheck>();
+        if *isnull {
+            return;
+        }
+        let vector = crate::types::vector::detoast(*values);
+        if prepare_row(state.metric, vector, &mut state.scratch) {
+            state.expected.push(tid_of(&*tid).to_u64());
+        }
+    }
+}
+
+/// Verifies `index` and returns the report.
+pub fn verify(index_oid: pg_sys::Oid, heapallindexed: bool) -> String {
+    // SAFETY: catalog and relation access by oid on the backend thread; every relation opened here is
+    // closed before returning (or released by the transaction on error).
+    unsafe {
+        let heap_oid = pg_sys::IndexGetRelation(index_oid, true);
+        if heap_oid == pg_sys::InvalidOid {
+            raise_with(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                "ivfflat_verify needs an index".into(),
+                None,
+            );
+        }
+        let lock = if heapallindexed {
+            pg_sys::ShareLock
+        } else {
+            pg_sys::AccessShareLock
+        } as i32;
+        let heap = pg_sys::table_open(heap_oid, lock);
+        let index = pg_sys::index_open(index_oid, lock);
+        let am = std::ffi::CStr::from_ptr(pg_sys::get_am_name((*(*index).rd_rel).relam));
+        let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        if am.to_bytes() != b"ivfflat" {
+            raise_with(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("\"{name}\" is not an ivfflat index"),
+                None,
+            );
+        }
+        let report = check_index(index, &name);
+        let report = if heapallindexed {
+            check_heap(heap, index, &name, report)
+        } else {
+            report.summary()
+        };
+        pg_sys::index_close(index, lock);
+        pg_sys::table_close(heap, lock);
+        report
+    }
+}
+
+struct Report {
+    meta: Meta,
+    pages: u32,
+    live: HashMap<u64, u32>,
+    dead: u64,
+}
+
+impl Report {
+    fn summary(&self) -> String {
+        format!(
+            "ivfflat index OK: {} lists, {} dimensions, {:?}, {} pages, {} live entries, {} dead entries",
+            self.meta.lists,
+            self.meta.dimensions,
+            self.meta.metric,
+            self.pages,
+            self.live.len(),
+            self.dead
+        )
+    }
+}
+
+fn check_index(index: pg_sys::Relation, name: &str) -> Report {
+    // SAFETY: an open index.
+    let pages =
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    if pages == 0 {
+        corrupt(name, "the index has no meta page".into());
+    }
+    let meta = {
+        let buffer = Locked::read(index, 0, Mode::Share);
+        Meta::read(buffer.page()).unwrap_or_else(|e| corrupt(name, e.to_string()))
+    };
+    let first_entry_page = meta.directory_start + meta.directory_pages;
+    if first_entry_page > pages {
+        corrupt(
+            name,
+            format!(
+                "meta page describes {first_entry_page} structure pages, the index has {pages}"
+            ),
+        );
+    }
+    let centroids = cache::get(index);
+    if let Some(position) = centroids.centroids.iter().position(|x| !x.is_finite()) {
+        corrupt(
+            name,
+            format!(
+                "centroid {} is not finite",
+                position / meta.dimensions as usize
+            ),
+        );
+    }
+    let format = meta.entry_format();
+    let mut live: HashMap<u64, u32> = HashMap::new();
+    let mut dead = 0u64;
+    let mut owner: HashMap<u32, u32> = HashMap::new();
+    let mut reader = StreamReader::new();
+    for list in 0..meta.lists {
+        pgrx::check_for_interrupts!();
+        let (directory_block, slot) = meta.directory_slot(list);
+        let entry = {
+            let buffer = Locked::read(index, directory_block, Mode::Share);
+            page::read_directory_entry(buffer.page(), slot)
+                .unwrap_or_else(|e| corrupt(name, e.to_string()))
+        };
+        let in_range =
+            |block: u32| block == INVALID_BLOCK || (first_entry_page..pages).contains(&block);
+        if !in_range(entry.head) || !in_range(entry.tail) || !in_range(entry.free_hint) {
+            corrupt(
+                name,
+                format!("list {list}'s directory entry points outside the entry pages: {entry:?}"),
+            );
+        }
+        if (entry.head == INVALID_BLOCK) != (entry.tail == INVALID_BLOCK) {
+            corrupt(
+                name,
+                format!("list {list} has a head without a tail or the reverse: {entry:?}"),
+            );
+        }
+        reader.reset();
+        let mut block = entry.head;
+        let mut last = INVALID_BLOCK;
+        let mut bad_vector = None;
+        while block != INVALID_BLOCK {
+            if let Some(other) = owner.insert(block, list) {
+                corrupt(name, format!("page {block} is reached from list {other} and again from list {list} (a cycle or a shared page)"));
+            }
+            let buffer = Locked::read(index, block, Mode::Share);
+            let special = page::read_special(buffer.page())
+                .unwrap_or_else(|e| corrupt(name, format!("page {block}: {e}")));
+            if special.kind != PageKind::Entries {
+                corrupt(
+                    name,
+                    format!("page {block} in list {list} is a {:?} page", special.kind),
+                );
+            }
+            reader
+                .feed(buffer.page(), format, |tid, is_dead, vector| {
+                    if is_dead {
+                        dead += 1;
+                        return;
+                    }
+                    let finite = vector.iter().all(|x| x.is_finite());
+                    let unit = meta.metric != Metric::Cosine
+                        || (pgivf_core::distance::norm_squared_f64(vector) - 1.0).abs() < 1e-3;
+                    if (!finite || !unit) && bad_vector.is_none() {
+                        bad_vector = Some((tid, finite));
+                    }
+                    *live.entry(tid.to_u64()).or_insert(0) += 1;
+                })
+                .unwrap_or_else(|e| corrupt(name, format!("page {block} in list {list}: {e}")));
+            last = block;
+            block = special.next;
+        }
+        if reader.has_partial_entry() {
+            corrupt(name, format!("list {list} ends in the middle of an entry"));
+        }
+        if last != entry.tail {
+            corrupt(
+                name,
+                format!(
+                    "list {list}'s last page is {last}, its directory says {}",
+                    entry.tail
+                ),
+            );
+        }
+        if let Some((tid, finite)) = bad_vector {
+            let what = if finite {
+                "not of unit length"
+            } else {
+                "not finite"
+            };
+            corrupt(
+                name,
+                format!(
+                    "the vector of heap row ({},{}) in list {list} is {what}",
+                    tid.block, tid.offset
+                ),
+            );
+        }
+    }
+    if let Some((tid, count)) = live.iter().find(|(_, count)| **count > 1) {
+        let tid = page::Tid::from_u64(*tid);
+        corrupt(
+            name,
+            format!(
+                "heap row ({},{}) is indexed {count} times",
+                tid.block, tid.offset
+            ),
+        );
+    }
+    Report {
+        meta,
+        pages,
+        live,
+        dead,
+    }
+}
+
+fn check_heap(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    name: &str,
+    report: Report,
+) -> String {
+    let mut state = HeapCheck {
+        metric: report.meta.metric,
+        expected: Vec::new(),
+        scratch: Vec::new(),
+    };
+    // SAFETY: the heap is ShareLocked; the callback matches IndexBuildCallback and `state` outlives the scan.
+    unsafe {
+        let info = pg_sys::BuildIndexInfo(index);
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            info,
+            false,
+            false,
+            Some(heap_callback),
+            (&mut state as *mut HeapCheck).cast(),
+            std::ptr::null_mut(),
+        );
+    }
+    let mut seen = HashSet::with_capacity(state.expected.len());
+    for tid in &state.expected {
+        if !report.live.contains_key(tid) {
+            let tid = page::Tid::from_u64(*tid);
+            corrupt(
+                name,
+                format!(
+                    "heap row ({},{}) is missing from the index",
+                    tid.block, tid.offset
+                ),
+            );
+        }
+        seen.insert(*tid);
+    }
+    format!(
+        "{}; all {} heap rows that need an entry have exactly one",
+        report.summary(),
+        seen.len()
+    )
+}
+
+pg_function!(ivfflat_verify, pg_finfo_ivfflat_verify, |fcinfo| {
+    // SAFETY: (regclass, boolean), both non-NULL (STRICT).
+    let (oid, heapallindexed) = unsafe {
+        (
+            pg_sys::Oid::from(crate::fmgr::arg_datum(fcinfo, 0).value() as u32),
+            crate::fmgr::arg_datum(fcinfo, 1).value() != 0,
+        )
+    };
+    let report = verify(oid, heapallindexed);
+    pg_sys::Datum::from(pgrx::rust_str_to_text_p(&report).into_pg())
+});
