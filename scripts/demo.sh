@@ -31,4 +31,4 @@ while IFS= read -r query && IFS=$'\t' read -r package summary <&3; do
         FROM packages ORDER BY embedding <=> '$query' LIMIT 5"
 done <"$WORK/queries" 3<"$WORK/query-texts"
 echo "==> the plan of that query:"
-psql -c "SET ivfflat.probes = 10" -c "EXPLAIN (COSTS OFF) SELECT package FROM packages ORDER BY embedding <=> '$(head -1 "$WORK/queries")' LIMIT 5" | cut -c1-100
+psql -At -c "SET ivfflat.probes = 10" -c "EXPLAIN (COSTS OFF) SELECT package FROM packages ORDER BY embedding <=> '$(head -1 "$WORK/queries")' LIMIT 5" | cut -c1-100

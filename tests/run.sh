@@ -48,6 +48,7 @@ fi
 
 echo "==> integration tests (tests/integration)"
 for test in tests/integration/*.sh; do
+    [[ "$(basename "$test")" == lib.sh ]] && continue
     [[ -e "$test" ]] || continue
     name=$(basename "$test" .sh)
     log="$WORK/$name.log"
