@@ -1,61 +1,108 @@
 #!/usr/bin/env bash
-# kill -9 the postmaster while rows are being inserted and deleted, restart, and check that every
-# committed row is found through the index and no deleted row is; also a crash in the middle of
-# CREATE INDEX leaves a usable database.
+# Crash loop: concurrent inserters, updaters, deleters and VACUUM against an indexed table, the
+# postmaster and all backends killed with SIGKILL at a random moment, restart (crash recovery from
+# WAL), then: ivfflat_verify(heapallindexed) passes, every committed row is found through the index at
+# probes = lists, and no row that is not in the table comes back. Also crashes in the middle of CREATE
+# INDEX and of REINDEX CONCURRENTLY leave a usable database.
 source "$(dirname "$0")/lib.sh"
+CYCLES=${PGIVF_CRASH_CYCLES:-4}
 new_cluster main
 P=$PORT_main
 sql $P -c "CREATE EXTENSION pgivf"
 sql $P -c "CREATE TABLE items (id bigint PRIMARY KEY, v vector(48))"
-sql $P -c "CREATE TABLE committed (id bigint PRIMARY KEY)"
-sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 48) FROM generate_series(1, 5000) i"
-sql $P -c "INSERT INTO committed SELECT id FROM items"
+# Every transaction that changes items changes this ledger in the same transaction, so after a crash
+# the ledger lists exactly the rows that must be there.
+sql $P -c "CREATE TABLE ledger (id bigint PRIMARY KEY)"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 48) FROM generate_series(1, 6000) i"
+sql $P -c "INSERT INTO ledger SELECT id FROM items"
 sql $P -c "CREATE INDEX items_v ON items USING ivfflat (v vector_cosine_ops) WITH (lists = 20)"
 
-for cycle in 1 2 3; do
-    # Each transaction inserts a row into both tables, so `committed` lists exactly the rows that
-    # must survive; deletes remove from both in one transaction too.
+rows_checked=0
+for cycle in $(seq 1 "$CYCLES"); do
+    base=$((cycle * 1000000))
+    pids=()
+    # inserters
+    for w in 1 2; do
+        (
+            i=$((base + w * 100000))
+            while true; do
+                i=$((i + 1))
+                sql $P -c "BEGIN" -c "INSERT INTO items VALUES ($i, $(vector_expr $i 48))" -c "INSERT INTO ledger VALUES ($i)" -c "COMMIT" >/dev/null 2>&1 || break
+            done
+        ) &
+        pids+=($!)
+    done
+    # updater: moves rows to other lists (new vector, same id)
     (
-        i=$((cycle * 100000))
         while true; do
-            i=$((i + 1))
-            sql $P -c "BEGIN" -c "INSERT INTO items VALUES ($i, $(vector_expr $i 48))" -c "INSERT INTO committed VALUES ($i)" \
-                -c "DELETE FROM committed WHERE id = $((i % 5000 + 1))" -c "DELETE FROM items WHERE id = $((i % 5000 + 1))" -c "COMMIT" >/dev/null 2>&1 || break
+            sql $P -c "UPDATE items SET v = $(vector_expr "id * 7 + $RANDOM" 48) WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 5)" >/dev/null 2>&1 || break
         done
     ) &
-    writer=$!
-    (sql $P -c "VACUUM items" >/dev/null 2>&1 || true) &
-    sleep $((2 + cycle))
+    pids+=($!)
+    # deleter
+    (
+        while true; do
+            sql $P -c "WITH gone AS (DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY random() LIMIT 3) RETURNING id) DELETE FROM ledger WHERE id IN (SELECT id FROM gone)" >/dev/null 2>&1 || break
+        done
+    ) &
+    pids+=($!)
+    # vacuum
+    (
+        while true; do sql $P -c "VACUUM items" >/dev/null 2>&1 || break; sleep 0.3; done
+    ) &
+    pids+=($!)
+    sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.1f", 2 + (r % 30) / 10 }')"
     crash "$DIR_main"
-    wait $writer || true
-    wait || true
-    sleep 1
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     restart "$DIR_main"
-    committed=$(sql $P -c "SELECT count(*) FROM committed")
+    ledger=$(sql $P -c "SELECT count(*) FROM ledger")
     rows=$(sql $P -c "SELECT count(*) FROM items")
-    check "cycle $cycle: rows equal committed rows" "$committed" "$rows"
-    found=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s")
-    check "cycle $cycle: committed rows found through the index" "$committed" "$found"
-    wrong=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s WHERE id NOT IN (SELECT id FROM committed)")
-    check "cycle $cycle: rows returned that are not committed" 0 "$wrong"
+    check "cycle $cycle: table rows equal the committed ledger" "$ledger" "$rows"
+    check "cycle $cycle: ledger and table hold the same ids" 0 "$(sql $P -c "SELECT count(*) FROM (SELECT id FROM ledger EXCEPT SELECT id FROM items) d")"
     sql $P -c "SELECT ivfflat_verify('items_v', heapallindexed => true)"
+    found=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s")
+    check "cycle $cycle: committed rows found through the index" "$ledger" "$found"
+    missing=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM ledger EXCEPT SELECT id FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s) m")
+    check "cycle $cycle: committed rows missing from index results" 0 "$missing"
+    extra=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s EXCEPT SELECT id FROM ledger) x")
+    check "cycle $cycle: rows returned that are not committed" 0 "$extra"
+    rows_checked=$((rows_checked + ledger))
 done
+echo "crash cycles survived: $CYCLES, rows checked: $rows_checked"
 
-# A crash in the middle of a build: the database comes back and the index can be built again.
+# A crash in the middle of a build: either no index (the build had not committed) or a complete one.
 sql $P -c "CREATE TABLE big AS SELECT i AS id, $(vector_expr i 64) AS v FROM generate_series(1, 60000) i"
 (sql $P -c "CREATE INDEX big_v ON big USING ivfflat (v vector_l2_ops) WITH (lists = 1000)" >/dev/null 2>&1 || true) &
 sleep 1.5
 crash "$DIR_main"
 wait || true
 restart "$DIR_main"
-# The build either never committed (no index) or committed completely; never a broken index.
 if [[ "$(sql $P -c "SELECT count(*) FROM pg_class WHERE relname = 'big_v'")" == 1 ]]; then
     echo "the build had committed before the crash"
+    sql $P -c "SELECT ivfflat_verify('big_v', true)"
     sql $P -c "DROP INDEX big_v"
 else
     echo "ok: the interrupted build left no index"
 fi
 sql $P -c "CREATE INDEX big_v ON big USING ivfflat (v vector_l2_ops) WITH (lists = 50)"
 check "rebuilt index finds every row" 60000 "$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 50" -c "SELECT count(*) FROM (SELECT id FROM big ORDER BY v <-> (SELECT v FROM big LIMIT 1)) s")"
+
+# A crash in the middle of REINDEX CONCURRENTLY: the old index keeps working; a leftover invalid
+# copy (big_v_ccnew) can be dropped, and REINDEX works again.
+(sql $P -c "REINDEX INDEX CONCURRENTLY big_v" >/dev/null 2>&1 || true) &
+sleep 0.7
+crash "$DIR_main"
+wait || true
+restart "$DIR_main"
+for leftover in $(sql $P -c "SELECT relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE relname LIKE 'big_v%' AND NOT i.indisvalid"); do
+    echo "dropping invalid leftover $leftover"
+    sql $P -c "DROP INDEX $leftover"
+done
+valid=$(sql $P -c "SELECT relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE relname LIKE 'big_v%' AND i.indisvalid")
+[[ -n "$valid" ]] || fail "no valid index left after a crash during REINDEX CONCURRENTLY"
+sql $P -c "SELECT ivfflat_verify('$valid', true)"
+check "index after the interrupted REINDEX finds every row" 60000 "$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 50" -c "SELECT count(*) FROM (SELECT id FROM big ORDER BY v <-> (SELECT v FROM big LIMIT 1)) s")"
+sql $P -c "REINDEX INDEX CONCURRENTLY $valid"
+sql $P -c "SELECT ivfflat_verify('$valid', true)"
 # Our own SIGKILLs are the only signals allowed in the log.
 if grep -E "terminated by signal (11|6|7|4|8)" "$DIR_main/server.log"; then fail "a backend crashed"; fi
