@@ -195,6 +195,12 @@ impl ScanState {
         while block != INVALID_BLOCK {
             let buffer = Locked::read_recent(index, block, &mut recent);
             let page = buffer.page();
+            let next = page::read_special(page).or_corrupt(index).next;
+            // Start loading the next page of the list while this one is computed: the scan is bound
+            // by memory, and the CPU's own prefetcher does not follow a chain of buffers.
+            if let Some(&next_buffer) = recent.get(next as usize) {
+                prefetch_buffer(next_buffer);
+            }
             self.reader
                 .feed(page, format, |tid: Tid, dead, vector| {
                     if !dead {
@@ -203,9 +209,23 @@ impl ScanState {
                     }
                 })
                 .or_corrupt(index);
-            block = page::read_special(page).or_corrupt(index).next;
+            block = next;
         }
     }
+}
+
+/// Prefetches the page held by `buffer`, a shared buffer this backend saw holding a block of the
+/// index (it may hold another block by now, which only wastes the prefetch).
+fn prefetch_buffer(buffer: pg_sys::Buffer) {
+    if buffer <= 0 {
+        return; // no hint, or a local buffer
+    }
+    // SAFETY: computing a shared buffer's address (BufferBlocks + (buffer - 1) * BLCKSZ) reads
+    // nothing; prefetching any address inside the shared buffer pool is harmless.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(pg_sys::BufferGetBlock(buffer).cast::<u8>(), page::BLOCK_SIZE)
+    };
+    pgivf_core::distance::prefetch(bytes);
 }
 
 #[pgrx::pg_guard]

@@ -1,0 +1,182 @@
+//! The on-page format: every reader in `pgivf_core::page` returns an error, never panics, on any
+//! page content, and what it returns is consistent with the page.
+//!
+//! The input is one or two 8192-byte pages (cut or zero-padded): a meta, centroid, directory or
+//! entry page, or two consecutive pages of an entry chain. Entry pages are read with a few fixed
+//! dimension counts plus the one a meta page announces.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pgivf_core::page::{
+    self, centroids_per_page, entry_spills, entry_starts, free_space, mark_dead, overwrite_entry,
+    read_centroids, read_directory_entry, read_entry_header, read_special, set_next, used,
+    EntryFormat, Meta, PageKind, StreamReader, Tid, BLOCK_SIZE, DATA_CAPACITY,
+    DIRECTORY_ENTRIES_PER_PAGE,
+};
+
+const DIMS: [usize; 6] = [1, 2, 3, 128, 768, 2000];
+
+fuzz_target!(|data: &[u8]| {
+    let first = page_from(&data[..data.len().min(BLOCK_SIZE)]);
+    let second =
+        (data.len() > BLOCK_SIZE).then(|| page_from(&data[BLOCK_SIZE..data.len().min(2 * BLOCK_SIZE)]));
+
+    // Anything but a whole page is refused.
+    assert!(read_special(&first[..BLOCK_SIZE - 1]).is_err());
+    assert!(used(&[]).is_err());
+    assert!(read_centroids(data, &mut Vec::new()).is_err() || data.len() == BLOCK_SIZE);
+
+    let mut dims = DIMS.to_vec();
+    check_page(&first, &mut dims);
+    if let Some(second) = &second {
+        check_page(second, &mut dims);
+    }
+    for &dim in &dims {
+        let format = EntryFormat { dim };
+        check_entries(&first, second.as_deref(), format);
+        if let Some(second) = &second {
+            check_entries(second, None, format);
+        }
+        check_stream(&first, second.as_deref(), format, 0);
+        // Unaligned buffers take the copying path of `page::floats`.
+        check_stream(&first, second.as_deref(), format, 1);
+    }
+});
+
+fn page_from(bytes: &[u8]) -> Vec<u8> {
+    let mut page = vec![0u8; BLOCK_SIZE];
+    page[..bytes.len()].copy_from_slice(bytes);
+    page
+}
+
+/// The page-kind independent readers, plus the meta page's dimensions for the entry readers.
+fn check_page(page: &[u8], dims: &mut Vec<usize>) {
+    let special = read_special(page);
+    let used = used(page).ok();
+    if let Some(used) = used {
+        assert!(used <= DATA_CAPACITY);
+        assert_eq!(free_space(page), Ok(DATA_CAPACITY - used));
+    }
+
+    if let Ok(meta) = Meta::read(page) {
+        assert!(matches!(special, Ok(s) if s.kind == PageKind::Meta));
+        let dim = meta.dimensions as usize;
+        assert!((1..=pgivf_core::VECTOR_MAX_DIM).contains(&dim));
+        assert!(meta.lists >= 1);
+        assert!(centroids_per_page(dim) >= 1);
+        assert!(meta.entry_format().stride() >= page::ENTRY_HEADER_SIZE + 4 * dim);
+        // The block arithmetic the extension does with a meta page it has read.
+        let centroid_end = meta.centroid_start.checked_add(meta.centroid_pages);
+        let directory_end = meta.directory_start.checked_add(meta.directory_pages);
+        assert!(centroid_end.is_some(), "centroid pages overflow: {meta:?}");
+        assert!(directory_end.is_some(), "directory pages overflow: {meta:?}");
+        for list in [0, meta.lists / 2, meta.lists - 1] {
+            let (block, slot) = meta.directory_slot(list);
+            assert!(slot < DIRECTORY_ENTRIES_PER_PAGE);
+            assert!(block >= meta.directory_start && Some(block) < directory_end);
+        }
+        if !dims.contains(&dim) {
+            dims.push(dim);
+        }
+    }
+
+    let is = |kind| matches!(special, Ok(s) if s.kind == kind);
+    for slot in [0, 1, 7, DIRECTORY_ENTRIES_PER_PAGE - 1] {
+        assert_eq!(read_directory_entry(page, slot).is_ok(), is(PageKind::Directory));
+    }
+    assert!(read_directory_entry(page, DIRECTORY_ENTRIES_PER_PAGE).is_err());
+    assert!(read_directory_entry(page, usize::MAX).is_err());
+
+    let mut centroids = vec![1.0f32];
+    match read_centroids(page, &mut centroids) {
+        Ok(()) => {
+            assert!(is(PageKind::Centroids));
+            assert_eq!(centroids.len(), 1 + used.unwrap() / 4);
+        }
+        Err(_) => assert!(!is(PageKind::Centroids) || used.is_none()),
+    }
+
+    if let Ok(special) = special {
+        let mut copy = page.to_vec();
+        set_next(&mut copy, special.next ^ 0x5a5a);
+        assert_eq!(read_special(&copy).map(|s| s.next), Ok(special.next ^ 0x5a5a));
+        if let Some(before) = used {
+            let appended = page::append_bytes(&mut copy, &page[..100]).unwrap();
+            assert_eq!(appended, 100.min(DATA_CAPACITY - before));
+            assert_eq!(page::used(&copy), Ok(before + appended));
+        }
+    }
+}
+
+/// `entry_starts`, `read_entry_header`, `mark_dead` and `overwrite_entry` (a dead slot reused) on an
+/// entry page, `next` being the following page of the chain if there is one.
+fn check_entries(page: &[u8], next: Option<&[u8]>, format: EntryFormat) {
+    let Ok(starts) = entry_starts(page, format) else {
+        return;
+    };
+    let starts: Vec<usize> = starts.collect();
+    assert!(starts.len() <= DATA_CAPACITY / page::ENTRY_HEADER_SIZE);
+    let headers: Vec<(Tid, bool)> = starts.iter().map(|&o| read_entry_header(page, o)).collect();
+    for pair in starts.windows(2) {
+        assert_eq!(pair[1] - pair[0], format.stride());
+    }
+
+    let mut copy = page.to_vec();
+    for (&offset, &(tid, _)) in starts.iter().zip(&headers) {
+        assert!(offset % 8 == 0 && offset < DATA_CAPACITY);
+        assert_eq!(entry_spills(offset, format), offset + format.stride() > DATA_CAPACITY);
+        mark_dead(&mut copy, offset);
+        assert_eq!(read_entry_header(&copy, offset), (tid, true));
+    }
+
+    // Reuse the last slot, the one most likely to continue on the next page.
+    if let Some(&offset) = starts.last() {
+        let mut entry = vec![0u8; format.stride()];
+        let tid = Tid {
+            block: 0xabcdef,
+            offset: 42,
+        };
+        let vector: Vec<f32> = (0..format.dim).map(|i| i as f32).collect();
+        format.encode(tid, &vector, &mut entry);
+        let mut next_copy = next.map(<[u8]>::to_vec);
+        let result = overwrite_entry(&mut copy, offset, next_copy.as_deref_mut(), &entry);
+        if result.is_ok() {
+            assert_eq!(read_entry_header(&copy, offset), (tid, false));
+        } else {
+            assert!(entry_spills(offset, format));
+        }
+    }
+}
+
+/// A scan of a list whose chain is `first` then `second`, from buffers that start `misalign` bytes
+/// into an allocation.
+fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misalign: usize) {
+    let mut buffer = vec![0u8; misalign + BLOCK_SIZE];
+    buffer[misalign..].copy_from_slice(first);
+    let mut reader = StreamReader::new();
+    let mut visited = 0usize;
+    let mut visit = |_: Tid, _: bool, vector: &[f32]| {
+        assert_eq!(vector.len(), format.dim);
+        visited += 1;
+    };
+    if reader.feed(&buffer[misalign..], format, &mut visit).is_err() {
+        return;
+    }
+    // A list's first page starts at an entry boundary: every whole entry on it was visited.
+    let used_first = used(first).unwrap();
+    assert_eq!(visited, used_first / format.stride());
+    assert_eq!(reader.has_partial_entry(), used_first % format.stride() != 0);
+    if let Some(second) = second {
+        buffer[misalign..].copy_from_slice(second);
+        let before = visited;
+        let mut visit = |_: Tid, _: bool, vector: &[f32]| {
+            assert_eq!(vector.len(), format.dim);
+            visited += 1;
+        };
+        if reader.feed(&buffer[misalign..], format, &mut visit).is_ok() {
+            let used_second = used(second).unwrap();
+            let total = (used_first + used_second) / format.stride();
+            assert!(visited - before <= total + 1);
+        }
+    }
+}
