@@ -22,7 +22,7 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 /// cancel is noticed quickly.
 const ASSIGN_BATCH_ROWS: usize = 8192;
 /// Heap tuples per page at most (MaxHeapTuplesPerPage for 8 kB pages): caps the sample of tiny tables.
-const MAX_HEAP_TUPLES_PER_PAGE: usize = 291;
+pub const MAX_HEAP_TUPLES_PER_PAGE: usize = 291;
 const KMEANS_SEED: u64 = 0x5EED_1F1F;
 
 /// What the build needs to know about the index, checked up front with pgvector's errors.

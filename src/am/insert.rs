@@ -11,7 +11,7 @@
 
 use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache;
-use super::storage::{Locked, Mode, OrCorrupt, Xlog};
+use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::kmeans;
 use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, PageKind, INVALID_BLOCK};
 use pgrx::pg_sys;
@@ -124,7 +124,9 @@ fn create_first_page(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u
 fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry: &[u8]) {
     let stride = entry.len();
     let mut block = tail_hint;
+    let mut walk = ChainWalk::new(index);
     loop {
+        walk.step();
         let tail = Locked::read(index, block, Mode::Exclusive);
         let special = page::read_special(tail.page()).or_corrupt(index);
         if special.next != INVALID_BLOCK {

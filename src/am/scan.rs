@@ -10,7 +10,7 @@
 use super::build::{item_pointer, normalize};
 use super::cache::{self, IndexCache};
 use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES};
-use super::storage::{Locked, Mode, OrCorrupt};
+use super::storage::{ChainWalk, Locked, Mode, OrCorrupt};
 use crate::error::raise_with;
 use pgivf_core::page::{self, Metric, StreamReader, Tid, INVALID_BLOCK};
 use pgivf_core::topk::Candidates;
@@ -191,8 +191,11 @@ impl ScanState {
         let candidates = &mut self.candidates;
         self.reader.reset();
         let mut recent = cache.recent_buffers.borrow_mut();
+        let mut walk = ChainWalk::new(index);
         let mut block = head;
+        let mut bad_tid = None;
         while block != INVALID_BLOCK {
+            walk.step();
             let buffer = Locked::read_recent(index, block, &mut recent);
             let page = buffer.page();
             let next = page::read_special(page).or_corrupt(index).next;
@@ -204,13 +207,44 @@ impl ScanState {
             self.reader
                 .feed(page, format, |tid: Tid, dead, vector| {
                     if !dead {
+                        if !valid_heap_tid(tid) {
+                            bad_tid = Some(tid);
+                        }
                         let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, vector));
                         candidates.push(d, tid.to_u64());
                     }
                 })
                 .or_corrupt(index);
             block = next;
+            if let Some(tid) = bad_tid {
+                // Handing such a TID to the executor would make it read (or, for block 0xFFFFFFFF,
+                // PostgreSQL 15's P_NEW, even extend) the table.
+                crate::error::raise_format(
+                    &relation_name(index),
+                    page::FormatError::Corrupted(if tid.offset == 0 {
+                        "an entry has heap offset 0"
+                    } else {
+                        "an entry has an invalid heap TID"
+                    }),
+                );
+            }
         }
+    }
+}
+
+/// Heap TIDs PostgreSQL could have given us: a real block and a line pointer in 1..=MaxHeapTuplesPerPage.
+pub fn valid_heap_tid(tid: Tid) -> bool {
+    tid.block != pg_sys::InvalidBlockNumber
+        && tid.offset >= 1
+        && tid.offset as usize <= super::build::MAX_HEAP_TUPLES_PER_PAGE
+}
+
+fn relation_name(index: pg_sys::Relation) -> String {
+    // SAFETY: an open relation.
+    unsafe {
+        std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -223,7 +257,10 @@ fn prefetch_buffer(buffer: pg_sys::Buffer) {
     // SAFETY: computing a shared buffer's address (BufferBlocks + (buffer - 1) * BLCKSZ) reads
     // nothing; prefetching any address inside the shared buffer pool is harmless.
     let bytes = unsafe {
-        std::slice::from_raw_parts(pg_sys::BufferGetBlock(buffer).cast::<u8>(), page::BLOCK_SIZE)
+        std::slice::from_raw_parts(
+            pg_sys::BufferGetBlock(buffer).cast::<u8>(),
+            page::BLOCK_SIZE,
+        )
     };
     pgivf_core::distance::prefetch(bytes);
 }

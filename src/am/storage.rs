@@ -232,3 +232,46 @@ impl<T> OrCorrupt<T> for Result<T, FormatError> {
         self.unwrap_or_else(|e| corrupted(index, e))
     }
 }
+
+/// Bounds a walk along a list's page chain. A chain can only be longer than the index if its `next`
+/// links form a cycle (corruption); without this a scan, insert or VACUUM would loop forever. Also
+/// checks for interrupts at every page so that any long walk can be cancelled.
+pub struct ChainWalk {
+    index: pg_sys::Relation,
+    steps: u64,
+    limit: Option<u64>,
+}
+
+impl ChainWalk {
+    pub fn new(index: pg_sys::Relation) -> Self {
+        ChainWalk {
+            index,
+            steps: 0,
+            limit: None,
+        }
+    }
+
+    /// Call once per page visited.
+    pub fn step(&mut self) {
+        pgrx::check_for_interrupts!();
+        self.steps += 1;
+        // The relation size is only looked up for long walks, which keeps short ones free of it.
+        if self.steps % 4096 == 0 {
+            let limit = *self.limit.get_or_insert_with(|| {
+                // SAFETY: an open index.
+                u64::from(unsafe {
+                    pg_sys::RelationGetNumberOfBlocksInFork(
+                        self.index,
+                        pg_sys::ForkNumber::MAIN_FORKNUM,
+                    )
+                })
+            });
+            if self.steps > limit {
+                corrupted(
+                    self.index,
+                    FormatError::Corrupted("a list's page chain is a cycle"),
+                );
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! a dead entry, where later inserts reuse the slots: the index does not grow under churn.
 
 use super::cache;
-use super::storage::{Locked, Mode, OrCorrupt, Xlog};
+use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::page::{self, INVALID_BLOCK};
 use pgrx::pg_sys;
 
@@ -57,7 +57,9 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         };
         let mut first_free = INVALID_BLOCK;
         let mut block = head;
+        let mut walk = ChainWalk::new(index);
         while block != INVALID_BLOCK {
+            walk.step();
             // SAFETY: VACUUM's cost-based delay and interrupt check, on the backend thread.
             unsafe { pg_sys::vacuum_delay_point() };
             let buffer = Locked::read_with(index, block, Mode::Cleanup, strategy);
@@ -132,7 +134,9 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
                     .head
             };
             reader.reset();
+            let mut walk = ChainWalk::new(index);
             while block != INVALID_BLOCK {
+                walk.step();
                 let buffer = Locked::read(index, block, Mode::Share);
                 reader
                     .feed(buffer.page(), meta.entry_format(), |_, dead, _| {

@@ -179,7 +179,9 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         let mut block = entry.head;
         let mut last = INVALID_BLOCK;
         let mut bad_vector = None;
+        let mut bad_tid = None;
         while block != INVALID_BLOCK {
+            pgrx::check_for_interrupts!();
             if let Some(other) = owner.insert(block, list) {
                 corrupt(name, format!("page {block} is reached from list {other} and again from list {list} (a cycle or a shared page)"));
             }
@@ -197,6 +199,9 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                     if is_dead {
                         dead += 1;
                         return;
+                    }
+                    if !super::scan::valid_heap_tid(tid) && bad_tid.is_none() {
+                        bad_tid = Some(tid);
                     }
                     let finite = vector.iter().all(|x| x.is_finite());
                     let unit = meta.metric != Metric::Cosine
@@ -219,6 +224,15 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                 format!(
                     "list {list}'s last page is {last}, its directory says {}",
                     entry.tail
+                ),
+            );
+        }
+        if let Some(tid) = bad_tid {
+            corrupt(
+                name,
+                format!(
+                    "list {list} has an entry with an invalid heap TID ({},{})",
+                    tid.block, tid.offset
                 ),
             );
         }

@@ -296,7 +296,22 @@ impl Meta {
             )
             && meta.directory_pages as u64
                 == div_ceil_u64(meta.lists as u64, DIRECTORY_ENTRIES_PER_PAGE as u64);
-        if !dims_ok || !lists_ok || !pages_ok || centroids_per_page(meta.dimensions as usize) == 0 {
+        // Block numbers are u32: a range that runs past the last one cannot be read (and would
+        // overflow `start + pages`).
+        let blocks_ok = meta
+            .centroid_start
+            .checked_add(meta.centroid_pages)
+            .is_some()
+            && meta
+                .directory_start
+                .checked_add(meta.directory_pages)
+                .is_some();
+        if !dims_ok
+            || !lists_ok
+            || !pages_ok
+            || !blocks_ok
+            || centroids_per_page(meta.dimensions as usize) == 0
+        {
             return Err(FormatError::Corrupted("meta page fields are inconsistent"));
         }
         Ok(meta)
@@ -743,6 +758,41 @@ mod tests {
         put_u32(data_mut(&mut bad), 12, 5000);
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
         assert!(read_special(&page[..100]).is_err());
+    }
+
+    /// Found by the page_decode fuzz target: a meta page whose centroid or directory range ran past
+    /// block u32::MAX was accepted, and `start + pages` (or `directory_slot`) then overflowed.
+    #[test]
+    fn meta_block_ranges_must_fit_in_u32() {
+        let mut page = new_page(PageKind::Meta, 0);
+        let meta = Meta {
+            dimensions: 3,
+            lists: 5,
+            metric: Metric::L2,
+            build_id: 1,
+            centroid_start: 1,
+            centroid_pages: 1,
+            directory_start: 2,
+            directory_pages: 1,
+            rows_at_build: 0,
+        };
+        meta.write(&mut page);
+        assert_eq!(Meta::read(&page).unwrap(), meta);
+        for (at, start) in [(32, u32::MAX), (40, u32::MAX)] {
+            let mut bad = page.clone();
+            put_u32(data_mut(&mut bad), at, start);
+            assert_eq!(
+                Meta::read(&bad),
+                Err(FormatError::Corrupted("meta page fields are inconsistent"))
+            );
+        }
+        // The last block that still leaves room for the range is fine.
+        let mut edge = page.clone();
+        put_u32(data_mut(&mut edge), 40, u32::MAX - 1);
+        assert_eq!(
+            Meta::read(&edge).unwrap().directory_slot(4),
+            (u32::MAX - 1, 4)
+        );
     }
 
     #[test]
