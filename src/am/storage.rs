@@ -256,7 +256,7 @@ impl ChainWalk {
         pgrx::check_for_interrupts!();
         self.steps += 1;
         // The relation size is only looked up for long walks, which keeps short ones free of it.
-        if self.steps % 4096 == 0 {
+        if self.steps.is_multiple_of(4096) {
             let limit = *self.limit.get_or_insert_with(|| {
                 // SAFETY: an open index.
                 u64::from(unsafe {
