@@ -6,7 +6,7 @@
 //! random build id on the meta page (which REINDEX, TRUNCATE and VACUUM FULL all change).
 
 use super::storage::{Locked, Mode, OrCorrupt};
-use pgivf_core::page::{self, Meta};
+use pgivf_core::page::{self, DirectoryEntry, Meta};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -70,4 +70,11 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
 pub fn read_meta(index: pg_sys::Relation) -> Meta {
     let buffer = Locked::read(index, 0, Mode::Share);
     Meta::read(buffer.page()).or_corrupt(index)
+}
+
+/// List `list`'s directory entry (head, tail and free-slot hint), read under a share lock.
+pub fn read_directory(index: pg_sys::Relation, meta: &Meta, list: u32) -> DirectoryEntry {
+    let (block, slot) = meta.directory_slot(list);
+    let buffer = Locked::read(index, block, Mode::Share);
+    page::read_directory_entry(buffer.page(), slot).or_corrupt(index)
 }

@@ -10,7 +10,7 @@
 //! page, except when creating a list's first page, which locks a brand-new page nobody else can see.
 
 use super::build::{kmeans_metric, prepare_row, tid_of};
-use super::cache;
+use super::cache::{self, read_directory};
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::kmeans;
 use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, PageKind, INVALID_BLOCK};
@@ -62,12 +62,6 @@ pub unsafe extern "C-unwind" fn aminsert(
     format.encode(tid_of(unsafe { &*heap_tid }), &stored, &mut entry);
     insert_entry(index, &meta, list, &entry);
     false
-}
-
-fn read_directory(index: pg_sys::Relation, meta: &Meta, list: u32) -> DirectoryEntry {
-    let (block, slot) = meta.directory_slot(list);
-    let buffer = Locked::read(index, block, Mode::Share);
-    page::read_directory_entry(buffer.page(), slot).or_corrupt(index)
 }
 
 /// Changes one list's directory entry under the directory page's exclusive lock, in its own WAL record.

@@ -10,7 +10,7 @@
 use super::build::{item_pointer, normalize};
 use super::cache::{self, IndexCache};
 use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES};
-use super::storage::{ChainWalk, Locked, Mode, OrCorrupt};
+use super::storage::{ChainWalk, Locked, OrCorrupt};
 use crate::error::raise_with;
 use pgivf_core::page::{self, Metric, StreamReader, Tid, INVALID_BLOCK};
 use pgivf_core::topk::Candidates;
@@ -177,13 +177,7 @@ impl ScanState {
     fn probe_list(&mut self, index: pg_sys::Relation, cache: &IndexCache, list: u32) {
         pgrx::check_for_interrupts!();
         let meta = &cache.meta;
-        let (directory_block, slot) = meta.directory_slot(list);
-        let head = {
-            let buffer = Locked::read(index, directory_block, Mode::Share);
-            page::read_directory_entry(buffer.page(), slot)
-                .or_corrupt(index)
-                .head
-        };
+        let head = cache::read_directory(index, meta, list).head;
         let format = meta.entry_format();
         let metric = meta.metric;
         let query = self.query.as_deref();

@@ -49,12 +49,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let mut removed = 0f64;
     for list in 0..meta.lists {
         let (directory_block, slot) = meta.directory_slot(list);
-        let head = {
-            let buffer = Locked::read(index, directory_block, Mode::Share);
-            page::read_directory_entry(buffer.page(), slot)
-                .or_corrupt(index)
-                .head
-        };
+        let head = cache::read_directory(index, &meta, list).head;
         let mut first_free = INVALID_BLOCK;
         let mut block = head;
         let mut walk = ChainWalk::new(index);

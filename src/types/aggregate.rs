@@ -38,21 +38,7 @@ unsafe fn state_values<'a>(datum: pg_sys::Datum, caller: &str) -> &'a [f64] {
 }
 
 fn state_array(values: &[f64]) -> pg_sys::Datum {
-    let datums: Vec<pg_sys::Datum> = values
-        .iter()
-        .map(|x| pg_sys::Datum::from(x.to_bits()))
-        .collect();
-    // SAFETY: float8 is 8 bytes, by value on 64-bit platforms, double-aligned.
-    unsafe {
-        pg_sys::Datum::from(pg_sys::construct_array(
-            datums.as_ptr().cast_mut(),
-            datums.len() as i32,
-            pg_sys::FLOAT8OID,
-            8,
-            true,
-            pg_sys::TYPALIGN_DOUBLE as std::ffi::c_char,
-        ))
-    }
+    super::float_array(values.iter().map(|x| x.to_bits()), pg_sys::FLOAT8OID)
 }
 
 fn checked_sum(x: f64, y: f64) -> f64 {

@@ -98,19 +98,5 @@ pg_function!(array_to_vector, pg_finfo_array_to_vector, |fcinfo| {
 pg_function!(vector_to_float4, pg_finfo_vector_to_float4, |fcinfo| {
     // SAFETY: (vector, int4, bool)
     let values = unsafe { vector::detoast(arg_datum(fcinfo, 0)) };
-    let datums: Vec<pg_sys::Datum> = values
-        .iter()
-        .map(|x| pg_sys::Datum::from(x.to_bits()))
-        .collect();
-    // SAFETY: float4 is 4 bytes, by value, int-aligned.
-    unsafe {
-        pg_sys::Datum::from(pg_sys::construct_array(
-            datums.as_ptr().cast_mut(),
-            datums.len() as i32,
-            pg_sys::FLOAT4OID,
-            4,
-            true,
-            pg_sys::TYPALIGN_INT as std::ffi::c_char,
-        ))
-    }
+    super::float_array(values.iter().map(|x| x.to_bits() as u64), pg_sys::FLOAT4OID)
 });
