@@ -17,7 +17,7 @@ use pgrx::pg_sys;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 pub const DEFAULT_LISTS: i32 = 100;
-pub const MAX_LISTS: i32 = 32768;
+pub const MAX_LISTS: i32 = pgivf_core::page::MAX_LISTS as i32;
 /// An entry must fit a page with room to spare for pgvector-compatible behaviour; pgvector's limit.
 pub const MAX_DIMENSIONS: usize = 2000;
 

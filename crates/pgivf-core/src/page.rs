@@ -42,6 +42,9 @@ const PD_LOWER: usize = 12;
 const SPECIAL_START: usize = BLOCK_SIZE - SPECIAL_SIZE;
 pub const DIRECTORY_ENTRY_SIZE: usize = 16;
 pub const DIRECTORY_ENTRIES_PER_PAGE: usize = DATA_CAPACITY / DIRECTORY_ENTRY_SIZE;
+/// Most lists an index may have (the `lists` option's upper bound, as in pgvector); a meta page
+/// claiming more is corrupt, and trusting it would size the centroid cache from garbage.
+pub const MAX_LISTS: u32 = 32768;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FormatError {
@@ -288,7 +291,7 @@ impl Meta {
             rows_at_build: get_u64(d, 48),
         };
         let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
-        let lists_ok = meta.lists >= 1;
+        let lists_ok = (1..=MAX_LISTS).contains(&meta.lists);
         let pages_ok = meta.centroid_pages as u64
             == div_ceil_u64(
                 meta.lists as u64,

@@ -13,8 +13,14 @@ use std::fs;
 fn main() {
     let text: &[(&str, &str)] = &[
         ("simple", "[1,2,3]"),
-        ("spaces-exponents", " [ -1.5e-3 ,\t+4E+2,0.000001 ,1e-45 ]\n"),
-        ("hex-and-limits", "[0x1.fffffep127,-0x1p-149,3.4028235e38,1.17549435e-38,-0]"),
+        (
+            "spaces-exponents",
+            " [ -1.5e-3 ,\t+4E+2,0.000001 ,1e-45 ]\n",
+        ),
+        (
+            "hex-and-limits",
+            "[0x1.fffffep127,-0x1p-149,3.4028235e38,1.17549435e-38,-0]",
+        ),
         ("out-of-range", "[1e39]"),
         ("nan-payload", "[nan(abc_1)]"),
         ("junk", "[1,2]x"),
@@ -26,7 +32,11 @@ fn main() {
     // First byte: the typmod mode of the binary_decode target (0: -1, 2: the announced count).
     for (name, mode, values) in [
         ("two", 0u8, vec![1.0f32, 2.0]),
-        ("typmod-match", 2, vec![-0.0, f32::MIN_POSITIVE, f32::MAX, 1e-45]),
+        (
+            "typmod-match",
+            2,
+            vec![-0.0, f32::MIN_POSITIVE, f32::MAX, 1e-45],
+        ),
         ("typmod-mismatch", 3 | (2 << 2), vec![0.5; 3]),
     ] {
         let mut bytes = vec![mode];
@@ -34,8 +44,8 @@ fn main() {
         write("binary_decode", name, &bytes);
     }
 
-    let dim = 3;
-    let lists = 5;
+    let dim: usize = 3;
+    let lists: usize = 5;
     let centroid_pages = lists.div_ceil(centroids_per_page(dim));
     let mut meta_page = new_page(PageKind::Meta, 0);
     Meta {
@@ -75,7 +85,15 @@ fn main() {
         let mut chain = Vec::new();
         for i in 0..rows {
             let vector: Vec<f32> = (0..dim).map(|j| (i * 7 + j) as f32 * 0.5).collect();
-            append(&mut chain, format, Tid { block: i as u32, offset: 1 + (i % 50) as u16 }, &vector);
+            append(
+                &mut chain,
+                format,
+                Tid {
+                    block: i as u32,
+                    offset: 1 + (i % 50) as u16,
+                },
+                &vector,
+            );
         }
         assert_eq!(chain.len(), 2);
         page::mark_dead(&mut chain[0], 0);
@@ -96,7 +114,14 @@ fn new_page(kind: PageKind, first_entry: u16) -> Vec<u8> {
     page[12..14].copy_from_slice(&(PAGE_HEADER_SIZE as u16).to_le_bytes());
     page[14..16].copy_from_slice(&special_start.to_le_bytes());
     page[16..18].copy_from_slice(&special_start.to_le_bytes());
-    write_special(&mut page, Special { next: INVALID_BLOCK, first_entry, kind });
+    write_special(
+        &mut page,
+        Special {
+            next: INVALID_BLOCK,
+            first_entry,
+            kind,
+        },
+    );
     page
 }
 

@@ -14,12 +14,15 @@ use pgivf_core::page::{
     DIRECTORY_ENTRIES_PER_PAGE,
 };
 
-const DIMS: [usize; 6] = [1, 2, 3, 128, 768, 2000];
+const DIMS: [usize; 5] = [1, 3, 128, 768, 2000];
+/// A byte of the page header that no reader looks at (`pd_prune_xid`): its low bit makes the scan
+/// read from unaligned buffers, which take the copying path of `page::floats`.
+const MISALIGN_FLAG_BYTE: usize = 20;
 
 fuzz_target!(|data: &[u8]| {
     let first = page_from(&data[..data.len().min(BLOCK_SIZE)]);
-    let second =
-        (data.len() > BLOCK_SIZE).then(|| page_from(&data[BLOCK_SIZE..data.len().min(2 * BLOCK_SIZE)]));
+    let second = (data.len() > BLOCK_SIZE)
+        .then(|| page_from(&data[BLOCK_SIZE..data.len().min(2 * BLOCK_SIZE)]));
 
     // Anything but a whole page is refused.
     assert!(read_special(&first[..BLOCK_SIZE - 1]).is_err());
@@ -37,9 +40,8 @@ fuzz_target!(|data: &[u8]| {
         if let Some(second) = &second {
             check_entries(second, None, format);
         }
-        check_stream(&first, second.as_deref(), format, 0);
-        // Unaligned buffers take the copying path of `page::floats`.
-        check_stream(&first, second.as_deref(), format, 1);
+        let misalign = usize::from(first[MISALIGN_FLAG_BYTE] & 1);
+        check_stream(&first, second.as_deref(), format, misalign);
     }
 });
 
@@ -69,7 +71,10 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
         let centroid_end = meta.centroid_start.checked_add(meta.centroid_pages);
         let directory_end = meta.directory_start.checked_add(meta.directory_pages);
         assert!(centroid_end.is_some(), "centroid pages overflow: {meta:?}");
-        assert!(directory_end.is_some(), "directory pages overflow: {meta:?}");
+        assert!(
+            directory_end.is_some(),
+            "directory pages overflow: {meta:?}"
+        );
         for list in [0, meta.lists / 2, meta.lists - 1] {
             let (block, slot) = meta.directory_slot(list);
             assert!(slot < DIRECTORY_ENTRIES_PER_PAGE);
@@ -82,7 +87,10 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
 
     let is = |kind| matches!(special, Ok(s) if s.kind == kind);
     for slot in [0, 1, 7, DIRECTORY_ENTRIES_PER_PAGE - 1] {
-        assert_eq!(read_directory_entry(page, slot).is_ok(), is(PageKind::Directory));
+        assert_eq!(
+            read_directory_entry(page, slot).is_ok(),
+            is(PageKind::Directory)
+        );
     }
     assert!(read_directory_entry(page, DIRECTORY_ENTRIES_PER_PAGE).is_err());
     assert!(read_directory_entry(page, usize::MAX).is_err());
@@ -99,7 +107,10 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
     if let Ok(special) = special {
         let mut copy = page.to_vec();
         set_next(&mut copy, special.next ^ 0x5a5a);
-        assert_eq!(read_special(&copy).map(|s| s.next), Ok(special.next ^ 0x5a5a));
+        assert_eq!(
+            read_special(&copy).map(|s| s.next),
+            Ok(special.next ^ 0x5a5a)
+        );
         if let Some(before) = used {
             let appended = page::append_bytes(&mut copy, &page[..100]).unwrap();
             assert_eq!(appended, 100.min(DATA_CAPACITY - before));
@@ -124,7 +135,10 @@ fn check_entries(page: &[u8], next: Option<&[u8]>, format: EntryFormat) {
     let mut copy = page.to_vec();
     for (&offset, &(tid, _)) in starts.iter().zip(&headers) {
         assert!(offset % 8 == 0 && offset < DATA_CAPACITY);
-        assert_eq!(entry_spills(offset, format), offset + format.stride() > DATA_CAPACITY);
+        assert_eq!(
+            entry_spills(offset, format),
+            offset + format.stride() > DATA_CAPACITY
+        );
         mark_dead(&mut copy, offset);
         assert_eq!(read_entry_header(&copy, offset), (tid, true));
     }
@@ -159,13 +173,19 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
         assert_eq!(vector.len(), format.dim);
         visited += 1;
     };
-    if reader.feed(&buffer[misalign..], format, &mut visit).is_err() {
+    if reader
+        .feed(&buffer[misalign..], format, &mut visit)
+        .is_err()
+    {
         return;
     }
     // A list's first page starts at an entry boundary: every whole entry on it was visited.
     let used_first = used(first).unwrap();
     assert_eq!(visited, used_first / format.stride());
-    assert_eq!(reader.has_partial_entry(), used_first % format.stride() != 0);
+    assert_eq!(
+        reader.has_partial_entry(),
+        !used_first.is_multiple_of(format.stride())
+    );
     if let Some(second) = second {
         buffer[misalign..].copy_from_slice(second);
         let before = visited;
