@@ -56,6 +56,8 @@ for test in tests/integration/*.sh; do
     if PGIVF_PORT="$PORT" PGIVF_WORK="$WORK/$name" bash "$test" >"$log" 2>&1; then
         count 1 0
         echo "  ok    $name ($(($(date +%s) - t0)) s)"
+        # Figures for the record (crash cycles, transactions, executions, ...), one per line.
+        sed -n 's/^figure: /          /p' "$log"
     else
         count 0 1
         fail "$name"

@@ -1101,7 +1101,7 @@ else
 fi
 
 summary=($(cat "$WORK/corpus.summary"))
-echo "bad inputs tried: ${summary[0]}, clean errors: ${summary[1]}, accepted: ${summary[2]}; corrupted indexes: ${#KINDS[@]} x 4 operations"
+echo "figure: bad inputs tried: ${summary[0]}, clean errors: ${summary[1]}, accepted: ${summary[2]}; corrupted indexes: ${#KINDS[@]} x 4 operations"
 if ((${#problems[@]})); then
     printf 'problem: %s\n' "${problems[@]}" >&2
     fail "${#problems[@]} problems"

@@ -22,7 +22,7 @@ sql $P -c "SET max_parallel_maintenance_workers = 1" -c "CREATE INDEX big_v ON b
 build_seconds=$(awk "BEGIN { print $(date +%s.%N) - $start }")
 kill $watcher 2>/dev/null || true
 wait $watcher 2>/dev/null || true
-echo "build took $build_seconds s"
+echo "figure: build of 80,000 x 128 with 400 lists took $build_seconds s"
 phases=$(sql $P -c "SELECT string_agg(DISTINCT phase, ',' ORDER BY phase) FROM seen WHERE phase LIKE 'building index:%'")
 echo "phases seen: $phases"
 [[ "$phases" == *"performing k-means"* || "$phases" == *"assigning tuples"* ]] || fail "no ivfflat build phase seen in pg_stat_progress_create_index"
@@ -35,7 +35,7 @@ if out=$(sql $P -c "SET statement_timeout = '1s'" -c "CREATE INDEX big_v ON big 
     fail "the build was expected to be cancelled"
 fi
 elapsed=$(awk "BEGIN { print $(date +%s.%N) - $start }")
-echo "cancelled after $elapsed s: $out"
+echo "figure: build cancelled by statement_timeout after $elapsed s"
 [[ "$out" == *"canceling statement due to statement timeout"* ]] || fail "unexpected error: $out"
 awk "BEGIN { exit !($elapsed < 3.0) }" || fail "cancel took $elapsed s"
 check "session usable after cancel" 1 "$(sql $P -c "SELECT 1")"

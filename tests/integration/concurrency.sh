@@ -38,7 +38,7 @@ vacuum_pid=$!
     { cat "$WORK/pgbench.log"; fail "pgbench reported errors"; }
 wait $vacuum_pid || fail "concurrent VACUUM failed"
 grep -E "^(number of transactions actually processed|number of failed transactions|tps)" "$WORK/pgbench.log" || true
-echo "soak: $SECONDS_TO_RUN s, $(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$WORK/pgbench.log") transactions, 8 clients" 
+echo "figure: soak: $SECONDS_TO_RUN s, $(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$WORK/pgbench.log") transactions, 8 clients" 
 
 rows=$(sql $P -c "SELECT count(*) FROM items")
 via_index=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s")

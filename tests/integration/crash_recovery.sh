@@ -68,7 +68,7 @@ for cycle in $(seq 1 "$CYCLES"); do
     check "cycle $cycle: rows returned that are not committed" 0 "$extra"
     rows_checked=$((rows_checked + ledger))
 done
-echo "crash cycles survived: $CYCLES, rows checked: $rows_checked"
+echo "figure: crash cycles survived: $CYCLES, rows checked: $rows_checked"
 
 # A crash in the middle of a build: either no index (the build had not committed) or a complete one.
 sql $P -c "CREATE TABLE big AS SELECT i AS id, $(vector_expr i 64) AS v FROM generate_series(1, 60000) i"

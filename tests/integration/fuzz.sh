@@ -88,7 +88,7 @@ for target in "${TARGETS[@]}"; do
             echo "    reproduce: $binary $input"
         done
     else
-        echo "    $target: $runs executions ($done_line), corpus $seeds -> $(find "$corpus" -type f | wc -l) inputs, no crash"
+        echo "figure: fuzz $target: $runs executions ($done_line), corpus $seeds -> $(find "$corpus" -type f | wc -l) inputs, no crash"
     fi
 done
 

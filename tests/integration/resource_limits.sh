@@ -71,7 +71,7 @@ fi
 run_build -c "SET maintenance_work_mem = '${required}MB'"
 ((BUILD_OK == 1)) || fail "the build failed with the $required MB it said it needs: $BUILD_OUT"
 echo "lists = 50, maintenance_work_mem = ${required}MB (the figure from the message): built in $BUILD_SECONDS s"
-echo "memory check: fails after $early_seconds s, the whole build takes $BUILD_SECONDS s"
+echo "figure: memory check: fails after $early_seconds s, the whole build takes $BUILD_SECONDS s"
 below "$early_seconds" 2 || problem "the failing build took $early_seconds s"
 below "$early_seconds" "$(awk "BEGIN { print $BUILD_SECONDS / 2 }")" ||
     problem "the failing build ($early_seconds s) did not stop well before a whole build ($BUILD_SECONDS s)"
@@ -127,7 +127,7 @@ ended=$(now)
 ((scan_rc != 0)) || fail "the 200 scans finished despite pg_cancel_backend"
 grep -q "canceling statement due to user request" "$WORK/scan.out" || problem "cancelled scans: unexpected output: $(cat "$WORK/scan.out")"
 latency=$(seconds "$cancel_at" "$ended")
-echo "200 full index scans, pg_cancel_backend after $(seconds "$t0" "$cancel_at") s: ended $latency s after the cancel"
+echo "figure: 200 full index scans, pg_cancel_backend after $(seconds "$t0" "$cancel_at") s: ended $latency s after the cancel"
 below "$latency" 1.0 || problem "the index scans ended $latency s after pg_cancel_backend"
 check "session usable after the cancels" 1 "$(sql $P -c "SELECT 1")"
 
@@ -221,7 +221,7 @@ read -r -a m <<<"$(tr '\n' ' ' <<<"$out")"
 hwm_growth=$((m[10] - m[3]))
 anon_growth=$((m[12] - m[5]))
 ctx_growth=$((m[14] - m[7]))
-echo "ivfflat rescans: after N = 1,000: VmHWM ${m[3]} kB, RssAnon ${m[5]} kB, contexts ${m[7]} bytes;" \
+echo "figure: ivfflat rescans: after N = 1,000: VmHWM ${m[3]} kB, RssAnon ${m[5]} kB, contexts ${m[7]} bytes;" \
     "after N = 10,000: VmHWM ${m[10]} kB, RssAnon ${m[12]} kB, contexts ${m[14]} bytes;" \
     "growth: VmHWM $hwm_growth kB, RssAnon $anon_growth kB, contexts $ctx_growth bytes"
 out=$(measure "$CONTROL")
