@@ -642,6 +642,10 @@ pub unsafe extern "C-unwind" fn ambuild(
         );
     }
     let pool = thread_pool();
+    if pool.current_num_threads() > 1 {
+        // pgvector reports its parallel builds this way, and its tests look for the message.
+        pgrx::debug1!("using {} parallel workers", pool.current_num_threads());
+    }
 
     // pgvector's sample size: 50 rows per list, at least 10,000, never more than the table can hold.
     // SAFETY: heap is open.
