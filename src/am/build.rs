@@ -144,12 +144,12 @@ fn maintenance_work_mem_bytes() -> usize {
 }
 
 /// A short-lived memory context for per-row detoasting, reset after every row.
-struct RowContext {
+pub(super) struct RowContext {
     context: pg_sys::MemoryContext,
 }
 
 impl RowContext {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         // SAFETY: a child of the current context, deleted with it at the latest.
         let context = unsafe {
             pg_sys::AllocSetContextCreateInternal(
@@ -164,7 +164,7 @@ impl RowContext {
     }
 
     /// Runs `f` with the row context current, then frees whatever it allocated there.
-    fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(super) fn with<R>(&self, f: impl FnOnce() -> R) -> R {
         // SAFETY: switching to a valid context and back, then resetting it; `f` must not keep pointers
         // into it, which callers honour by copying the vector out.
         unsafe {
@@ -189,7 +189,10 @@ impl Drop for RowContext {
 ///
 /// # Safety
 /// `values` and `isnull` must be the build callback's arrays.
-unsafe fn row_vector<'a>(values: *mut pg_sys::Datum, isnull: *mut bool) -> Option<&'a [f32]> {
+pub(super) unsafe fn row_vector<'a>(
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+) -> Option<&'a [f32]> {
     // SAFETY: guaranteed by the caller.
     unsafe {
         if *isnull {

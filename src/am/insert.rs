@@ -82,11 +82,14 @@ fn update_directory(
 }
 
 pub fn insert_entry(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8]) {
-    let directory = read_directory(index, meta, list);
-    if directory.head == INVALID_BLOCK && create_first_page(index, meta, list, entry) {
-        return;
+    let mut directory = read_directory(index, meta, list);
+    if directory.head == INVALID_BLOCK {
+        if create_first_page(index, meta, list, entry) {
+            return;
+        }
+        // Another backend started the list meanwhile: go on with its page.
+        directory = read_directory(index, meta, list);
     }
-    let directory = read_directory(index, meta, list);
     if directory.free_hint != INVALID_BLOCK
         && reuse_free_slot(index, meta, list, directory.free_hint, entry)
     {

@@ -10,7 +10,7 @@
 //! contain (non-NULL, non-zero for cosine) is present exactly once, found by a scan of the table
 //! under a ShareLock, which keeps writers out while it runs.
 
-use super::build::{prepare_row, tid_of};
+use super::build::{prepare_row, row_vector, tid_of, RowContext};
 use super::cache;
 use super::storage::{Locked, Mode};
 use crate::error::raise_with;
@@ -30,6 +30,7 @@ struct HeapCheck {
     metric: Metric,
     expected: Vec<u64>,
     scratch: Vec<f32>,
+    row_context: RowContext,
 }
 
 #[pgrx::pg_guard]
@@ -41,16 +42,20 @@ unsafe extern "C-unwind" fn heap_callback(
     _alive: bool,
     state: *mut std::ffi::c_void,
 ) {
-    // SAFETY: the HeapCheck passed to the scan, and the callback's own arrays.
-    unsafe {
-        let state = &mut *state.cast::<HeapCheck>();
-        if *isnull {
-            return;
-        }
-        let vector = crate::types::vector::detoast(*values);
-        if prepare_row(state.metric, vector, &mut state.scratch) {
-            state.expected.push(tid_of(&*tid).to_u64());
-        }
+    // SAFETY: the HeapCheck passed to the scan.
+    let state = unsafe { &mut *state.cast::<HeapCheck>() };
+    let metric = state.metric;
+    // The build's per-row context, so detoasted copies do not pile up over the whole table.
+    // SAFETY: the callback's own arrays.
+    let needs_entry = state
+        .row_context
+        .with(|| match unsafe { row_vector(values, isnull) } {
+            Some(vector) => prepare_row(metric, vector, &mut state.scratch),
+            None => false,
+        });
+    if needs_entry {
+        // SAFETY: `tid` points at the heap tuple's ItemPointer.
+        state.expected.push(tid_of(unsafe { &*tid }).to_u64());
     }
 }
 
@@ -279,6 +284,7 @@ fn check_heap(
         metric: report.meta.metric,
         expected: Vec::new(),
         scratch: Vec::new(),
+        row_context: RowContext::new(),
     };
     // SAFETY: the heap is ShareLocked; the callback matches IndexBuildCallback and `state` outlives the scan.
     unsafe {
