@@ -130,6 +130,26 @@ pub fn train(
 ) -> Result<Vec<f32>, KMeansError> {
     let k = params.k;
     validate(samples.len(), dim, k)?;
+    // Coordinates near f32's limits (anything finite is a valid vector) make squared distances
+    // overflow to infinity, and the bounds and sums of the iterations stop meaning anything. Train
+    // on a copy scaled by a power of two, which changes no comparison and no rounding, then scale
+    // the centroids back.
+    let exponent = overflow_safe_exponent(samples, dim);
+    if exponent > 0 {
+        let scaled: Vec<f32> = samples
+            .iter()
+            .map(|&v| scale_by_power_of_two(v, -exponent))
+            .collect();
+        let mut centroids = train(&scaled, dim, params, pool, progress)?;
+        centroids
+            .iter_mut()
+            .for_each(|c| *c = scale_by_power_of_two(*c, exponent));
+        return if centroids.iter().all(|v| v.is_finite()) {
+            Ok(centroids)
+        } else {
+            Err(KMeansError::NonFiniteCentroid)
+        };
+    }
     let n = samples.len() / dim;
     let mut centroids = vec![0.0f32; k * dim];
     let mut rng = StdRng::seed_from_u64(params.seed);
@@ -273,6 +293,9 @@ fn confirm_nearest(
     max_centroid_norm: f32,
 ) -> u32 {
     let dim = row.len();
+    // Panels pad the centroids to whole lanes; the padding's scores are not centroids (and are NaN
+    // when a row's products overflow).
+    let scores = &scores[..centroids.len() / dim];
     let best_score = scores.iter().fold(f32::INFINITY, |best, &s| best.min(s));
     // Worst-case error of an f32 sum of `dim` products is about dim·ε/2 of the sum of absolute
     // terms; each side of the comparison (blocked dot and norm versus exact kernel) contributes
@@ -330,7 +353,51 @@ fn exact_nearest(
             best = (j, s);
         }
     }
+    if best.1.is_finite() {
+        best.0 as u32
+    } else {
+        // Every f32 score overflowed (coordinates near f32's limits): compare them all in f64,
+        // where they cannot.
+        nearest_f64(row, centroids, metric)
+    }
+}
+
+/// [`nearest`] computed in f64 over all centroids, for rows whose f32 distances overflow.
+fn nearest_f64(row: &[f32], centroids: &[f32], metric: KMeansMetric) -> u32 {
+    let dim = row.len();
+    let score = |centroid: &[f32]| -> f64 {
+        let pairs = row.iter().zip(centroid).map(|(&a, &b)| (f64::from(a), f64::from(b)));
+        match metric {
+            KMeansMetric::L2 => pairs.map(|(a, b)| (a - b) * (a - b)).sum(),
+            KMeansMetric::Spherical => -pairs.map(|(a, b)| a * b).sum::<f64>(),
+        }
+    };
+    let mut best = (0, f64::INFINITY);
+    for (j, centroid) in centroids.chunks_exact(dim).enumerate() {
+        let s = score(centroid);
+        if s < best.1 {
+            best = (j, s);
+        }
+    }
     best.0 as u32
+}
+
+/// The power of two to divide `samples` by so that squared distances between them (and centroids
+/// inside their range) stay finite in f32: coordinates at most 2^59 / sqrt(dim) keep every sum
+/// of `dim` squared differences below 2^120. 0 for all ordinary data.
+fn overflow_safe_exponent(samples: &[f32], dim: usize) -> i32 {
+    let largest = samples.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    let limit = 2f64.powi(59) / (dim.max(1) as f64).sqrt();
+    if f64::from(largest) <= limit {
+        0
+    } else {
+        (f64::from(largest) / limit).log2().ceil() as i32
+    }
+}
+
+/// v · 2^exponent, exact unless the result leaves f32's normal range.
+fn scale_by_power_of_two(v: f32, exponent: i32) -> f32 {
+    (f64::from(v) * 2f64.powi(exponent)) as f32
 }
 
 /// Samples per parallel chunk between checkpoints when each sample may cost `work_per_sample`
