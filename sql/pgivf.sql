@@ -264,3 +264,18 @@ CREATE FUNCTION @extschema@.ivfflat_verify(index pg_catalog.regclass, heapallind
 	AS 'MODULE_PATHNAME', 'ivfflat_verify' LANGUAGE C STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.ivfflat_verify(pg_catalog.regclass, pg_catalog.bool) IS
 	'check an ivfflat index''s structure, and with heapallindexed that every table row is in it; raises index_corrupted on a problem';
+
+-- index health (since 0.2.0)
+
+CREATE FUNCTION @extschema@.ivfflat_stats(index pg_catalog.regclass,
+	OUT lists pg_catalog.int4, OUT dimensions pg_catalog.int4, OUT metric pg_catalog.text,
+	OUT pages pg_catalog.int8, OUT rows pg_catalog.int8, OUT dead_entries pg_catalog.int8,
+	OUT empty_lists pg_catalog.int4, OUT min_list_rows pg_catalog.int8,
+	OUT median_list_rows pg_catalog.float8, OUT max_list_rows pg_catalog.int8,
+	OUT rows_at_build pg_catalog.int8, OUT rows_inserted_since_build pg_catalog.int8,
+	OUT build_mean_distance pg_catalog.float8, OUT insert_mean_distance pg_catalog.float8,
+	OUT drift pg_catalog.float8, OUT recommendation pg_catalog.text)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'ivfflat_stats' LANGUAGE C STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.ivfflat_stats(pg_catalog.regclass) IS
+	'rows per list, rows inserted since the build, how far inserted rows lie from their centroids compared with the build''s rows, and whether to REINDEX';

@@ -59,3 +59,37 @@ pub unsafe fn return_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: guaranteed by the caller.
     unsafe { pgrx::fcinfo::pg_return_null(fcinfo) }
 }
+
+/// Builds the composite result of a function declared with OUT parameters from one datum per
+/// parameter (`None` for NULL).
+///
+/// # Safety
+/// `fcinfo` must be the call's own `FunctionCallInfo`, and the function's result type must have
+/// exactly `values.len()` columns whose types match the datums.
+pub unsafe fn return_record(
+    fcinfo: pg_sys::FunctionCallInfo,
+    values: &[Option<pg_sys::Datum>],
+) -> pg_sys::Datum {
+    let mut descriptor: pg_sys::TupleDesc = std::ptr::null_mut();
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut descriptor)
+            != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+            || (*descriptor).natts as usize != values.len()
+        {
+            crate::error::raise_with(
+                pgrx::PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                "function returning a record called in a context that cannot accept it".into(),
+                None,
+            );
+        }
+        let descriptor = pg_sys::BlessTupleDesc(descriptor);
+        let mut datums: Vec<pg_sys::Datum> = values
+            .iter()
+            .map(|v| v.unwrap_or(pg_sys::Datum::from(0usize)))
+            .collect();
+        let mut nulls: Vec<bool> = values.iter().map(Option::is_none).collect();
+        let tuple = pg_sys::heap_form_tuple(descriptor, datums.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
+    }
+}

@@ -12,7 +12,7 @@ use crate::error::raise_with;
 use pgivf_core::distance;
 use pgivf_core::kmeans::{self, KMeansError, KMeansMetric, KMeansParams, KMeansStage};
 use pgivf_core::page::{
-    self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, PageKind, Tid,
+    self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, Origin, PageKind, Tid,
     DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK,
 };
 use pgivf_core::sample::{block_sample, Reservoir};
@@ -32,7 +32,9 @@ pub struct BuildParams {
     pub metric: Metric,
 }
 
-pub fn build_params(index: pg_sys::Relation) -> BuildParams {
+/// The index's parameters; `heap` is the table being indexed (None for the empty init fork of an
+/// unlogged table), used to size the index when `lists` was not given.
+pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> BuildParams {
     // SAFETY: `index` is an open index relation with at least one attribute.
     let (typmod, type_oid) = unsafe {
         let attr = (*(*index).rd_att).attrs.as_slice(1)[0];
@@ -71,11 +73,83 @@ pub fn build_params(index: pg_sys::Relation) -> BuildParams {
             None,
         );
     }
+    let lists = super::lists_option(index).unwrap_or_else(|| {
+        let rows = heap.map_or(0.0, estimated_rows);
+        let lists = super::lists_for_rows(rows);
+        if rows >= 1.0 {
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                format!(
+                    "ivfflat index uses {lists} {} for about {rows:.0} rows",
+                    if lists == 1 { "list" } else { "lists" }
+                ),
+                "ambuild",
+            )
+            .set_detail("Without a lists option the index gets rows / 1000 lists up to 1M rows and sqrt(rows) beyond; REINDEX sizes it again.")
+            .set_hint("Give WITH (lists = n) to choose the number yourself.")
+            .report(PgLogLevel::NOTICE);
+        }
+        lists
+    });
     BuildParams {
         dimensions,
-        lists: super::lists_option(index),
+        lists,
         metric,
     }
+}
+
+/// Heap pages up to which a never-analyzed table's rows are counted rather than guessed.
+const COUNT_ROWS_UP_TO_BLOCKS: u32 = 10_000;
+
+/// The table's rows, as the planner estimates them: pg_class.reltuples scaled to the table's current
+/// size. A table never vacuumed or analyzed has no reltuples, and the planner's guess from the row
+/// width assumes full pages (and at least 10 of them), which makes a table of 3 rows look like
+/// hundreds; up to COUNT_ROWS_UP_TO_BLOCKS pages its row versions are counted instead.
+fn estimated_rows(heap: pg_sys::Relation) -> f64 {
+    // SAFETY: `heap` is open and locked by CREATE INDEX.
+    let (blocks, never_analyzed) = unsafe {
+        (
+            pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM),
+            (*(*heap).rd_rel).reltuples < 0.0,
+        )
+    };
+    if never_analyzed && blocks <= COUNT_ROWS_UP_TO_BLOCKS {
+        return (0..blocks).map(|block| heap_tuples_on(heap, block)).sum::<u64>() as f64;
+    }
+    let mut pages: pg_sys::BlockNumber = 0;
+    let mut tuples = 0.0;
+    let mut all_visible = 0.0;
+    // SAFETY: as above; estimate_rel_size only reads the relation.
+    unsafe {
+        pg_sys::estimate_rel_size(
+            heap,
+            std::ptr::null_mut(),
+            &mut pages,
+            &mut tuples,
+            &mut all_visible,
+        )
+    };
+    if pages == 0 {
+        0.0
+    } else {
+        (tuples * (blocks as f64 / pages as f64)).max(0.0)
+    }
+}
+
+/// Row versions stored on one heap page (line pointers in use), read under a share lock.
+fn heap_tuples_on(heap: pg_sys::Relation, block: u32) -> u64 {
+    const LP_NORMAL: u32 = 1;
+    let buffer = Locked::read(heap, block, Mode::Share);
+    let page = buffer.page();
+    let header = std::mem::size_of::<pg_sys::PageHeaderData>();
+    let lower = (u16::from_le_bytes([page[12], page[13]]) as usize).clamp(header, page.len());
+    page[header..lower]
+        .chunks_exact(4)
+        .filter(|item| {
+            let word = u32::from_ne_bytes([item[0], item[1], item[2], item[3]]);
+            (word >> 15) & 3 == LP_NORMAL
+        })
+        .count() as u64
 }
 
 /// How a row's vector is clustered and stored. Returns false for rows the index leaves out:
@@ -563,7 +637,7 @@ impl AssignState<'_> {
             .zip(self.batch_rows.chunks_exact(self.dim))
             .zip(labels)
         {
-            self.lists.format.encode(*tid, row, &mut entry);
+            self.lists.format.encode(*tid, row, Origin::Build, &mut entry);
             self.lists.pending[list as usize].extend_from_slice(&entry);
             self.lists.pending_bytes += stride;
         }
@@ -633,7 +707,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     index: pg_sys::Relation,
     info: *mut pg_sys::IndexInfo,
 ) -> *mut pg_sys::IndexBuildResult {
-    let params = build_params(index);
+    let params = build_params(index, Some(heap));
     // SAFETY: a block count of the index being built (must be empty).
     if unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
         != 0
@@ -761,7 +835,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 /// contrib/bloom and pgvector do.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
-    let params = build_params(index);
+    let params = build_params(index, None);
     let pool = thread_pool();
     let centroids = compute_centroids(Vec::new(), &params, &pool);
     let writer = PageWriter {

@@ -13,7 +13,9 @@ use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache::{self, read_directory};
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::kmeans;
-use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, PageKind, INVALID_BLOCK};
+use pgivf_core::page::{
+    self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK,
+};
 use pgrx::pg_sys;
 
 /// Pages an insert looks at for a reusable slot before giving up and appending; bounded so that an
@@ -59,7 +61,12 @@ pub unsafe extern "C-unwind" fn aminsert(
     let format = meta.entry_format();
     let mut entry = vec![0u8; format.stride()];
     // SAFETY: the heap TID of the new row.
-    format.encode(tid_of(unsafe { &*heap_tid }), &stored, &mut entry);
+    format.encode(
+        tid_of(unsafe { &*heap_tid }),
+        &stored,
+        Origin::Insert,
+        &mut entry,
+    );
     insert_entry(index, &meta, list, &entry);
     false
 }

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod guc;
 pub mod insert;
 pub mod scan;
+pub mod stats;
 pub mod storage;
 pub mod vacuum;
 pub mod validate;
@@ -16,7 +17,10 @@ use pgivf_core::page::Metric;
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-pub const DEFAULT_LISTS: i32 = 100;
+/// pgvector's default, used when `lists` is not given and the table is empty (nothing to size by).
+pub const DEFAULT_LISTS: usize = 100;
+/// The reloption's value when `lists` was not given: the build then sizes the index by the table.
+const LISTS_NOT_GIVEN: i32 = 0;
 pub const MAX_LISTS: i32 = pgivf_core::page::MAX_LISTS as i32;
 /// An entry must fit a page with room to spare for pgvector-compatible behaviour; pgvector's limit.
 pub const MAX_DIMENSIONS: usize = 2000;
@@ -50,7 +54,7 @@ pub fn init() {
             kind,
             c"lists".as_ptr(),
             c"Number of inverted lists".as_ptr(),
-            DEFAULT_LISTS,
+            LISTS_NOT_GIVEN,
             1,
             MAX_LISTS,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
@@ -58,16 +62,30 @@ pub fn init() {
     }
 }
 
-/// The `lists` option of an index.
-pub fn lists_option(index: pg_sys::Relation) -> usize {
+/// The `lists` option of an index, `None` when it was not given.
+pub fn lists_option(index: pg_sys::Relation) -> Option<usize> {
     // SAFETY: rd_options is NULL or what amoptions returned for this index.
-    unsafe {
+    let lists = unsafe {
         let options = (*index).rd_options.cast::<Options>();
         if options.is_null() {
-            DEFAULT_LISTS as usize
+            LISTS_NOT_GIVEN
         } else {
-            (*options).lists as usize
+            (*options).lists
         }
+    };
+    (lists != LISTS_NOT_GIVEN).then_some(lists as usize)
+}
+
+/// Lists for a table of `rows` rows when `lists` is not given: rows / 1000 up to a million rows,
+/// sqrt(rows) beyond (the usual IVF advice, pgvector's README's), at least 1; pgvector's default of
+/// 100 for an empty table.
+pub fn lists_for_rows(rows: f64) -> usize {
+    if rows < 1.0 {
+        DEFAULT_LISTS
+    } else if rows <= 1_000_000.0 {
+        ((rows / 1000.0) as usize).max(1)
+    } else {
+        (rows.sqrt() as usize).min(MAX_LISTS as usize)
     }
 }
 

@@ -199,8 +199,8 @@ impl ScanState {
                 prefetch_buffer(next_buffer);
             }
             self.reader
-                .feed(page, format, |tid: Tid, dead, vector| {
-                    if !dead {
+                .feed(page, format, |tid: Tid, flags, vector| {
+                    if !flags.is_dead() {
                         if !valid_heap_tid(tid) {
                             bad_tid = Some(tid);
                         }

@@ -59,24 +59,23 @@ unsafe extern "C-unwind" fn heap_callback(
     }
 }
 
-/// Verifies `index` and returns the report.
-pub fn verify(index_oid: pg_sys::Oid, heapallindexed: bool) -> String {
-    // SAFETY: catalog and relation access by oid on the backend thread; every relation opened here is
-    // closed before returning (or released by the transaction on error).
+/// Opens an ivfflat index and its table (table first, as PostgreSQL does) with `lock`, raising
+/// wrong_object_type for anything else; returns them and the index's name.
+pub(super) fn open_ivfflat(
+    index_oid: pg_sys::Oid,
+    lock: pg_sys::LOCKMODE,
+    function: &str,
+) -> (pg_sys::Relation, pg_sys::Relation, String) {
+    let wrong = |message: String| -> ! {
+        raise_with(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message, None)
+    };
+    // SAFETY: catalog lookups and relation opens by oid on the backend thread; the caller closes both
+    // relations (or the transaction's end releases them on error).
     unsafe {
         let heap_oid = pg_sys::IndexGetRelation(index_oid, true);
         if heap_oid == pg_sys::InvalidOid {
-            raise_with(
-                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                "ivfflat_verify needs an index".into(),
-                None,
-            );
+            wrong(format!("{function} needs an index"));
         }
-        let lock = if heapallindexed {
-            pg_sys::ShareLock
-        } else {
-            pg_sys::AccessShareLock
-        } as i32;
         let heap = pg_sys::table_open(heap_oid, lock);
         let index = pg_sys::index_open(index_oid, lock);
         let am = std::ffi::CStr::from_ptr(pg_sys::get_am_name((*(*index).rd_rel).relam));
@@ -84,12 +83,28 @@ pub fn verify(index_oid: pg_sys::Oid, heapallindexed: bool) -> String {
             .to_string_lossy()
             .into_owned();
         if am.to_bytes() != b"ivfflat" {
-            raise_with(
-                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                format!("\"{name}\" is not an ivfflat index"),
-                None,
-            );
+            wrong(format!("\"{name}\" is not an ivfflat index"));
         }
+        if (*(*index).rd_rel).relkind != pg_sys::RELKIND_INDEX as std::ffi::c_char {
+            wrong(format!(
+                "\"{name}\" is the index of a partitioned table; call {function} on its partitions' indexes"
+            ));
+        }
+        (heap, index, name)
+    }
+}
+
+/// Verifies `index` and returns the report.
+pub fn verify(index_oid: pg_sys::Oid, heapallindexed: bool) -> String {
+    // SAFETY: catalog and relation access by oid on the backend thread; every relation opened here is
+    // closed before returning (or released by the transaction on error).
+    unsafe {
+        let lock = if heapallindexed {
+            pg_sys::ShareLock
+        } else {
+            pg_sys::AccessShareLock
+        } as pg_sys::LOCKMODE;
+        let (heap, index, name) = open_ivfflat(index_oid, lock, "ivfflat_verify");
         let report = check_index(index, &name);
         let report = if heapallindexed {
             check_heap(heap, index, &name, report)
@@ -200,8 +215,8 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                 );
             }
             reader
-                .feed(buffer.page(), format, |tid, is_dead, vector| {
-                    if is_dead {
+                .feed(buffer.page(), format, |tid, flags, vector| {
+                    if flags.is_dead() {
                         dead += 1;
                         return;
                     }

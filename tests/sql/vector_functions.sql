@@ -78,4 +78,4 @@ DROP TABLE agg_parallel;
 SELECT count(*) AS functions, bool_and(provolatile = 'i') AS all_immutable, bool_and(proparallel = 's') AS all_parallel_safe,
        bool_and(proisstrict) FILTER (WHERE prokind = 'f') AS all_strict, bool_or(prosecdef) AS any_security_definer
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
-JOIN pg_extension e ON e.oid = d.refobjid WHERE e.extname = 'pgivf' AND p.prokind = 'f' AND p.proname NOT IN ('ivfflathandler', 'ivfflat_verify');
+JOIN pg_extension e ON e.oid = d.refobjid WHERE e.extname = 'pgivf' AND p.prokind = 'f' AND p.proname NOT IN ('ivfflathandler', 'ivfflat_verify', 'ivfflat_stats');

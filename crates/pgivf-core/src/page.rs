@@ -38,6 +38,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Size of an entry's header: heap block, heap offset, flags.
 pub const ENTRY_HEADER_SIZE: usize = 8;
 const FLAG_DEAD: u16 = 1;
+/// Set on entries written by inserts after the build (statistics tell drift from them).
+const FLAG_INSERTED: u16 = 2;
 const PD_LOWER: usize = 12;
 const SPECIAL_START: usize = BLOCK_SIZE - SPECIAL_SIZE;
 pub const DIRECTORY_ENTRY_SIZE: usize = 16;
@@ -405,6 +407,31 @@ pub fn write_directory_entry(page: &mut [u8], slot: usize, entry: DirectoryEntry
     }
 }
 
+/// Who wrote an entry: the build, or an insert after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Build,
+    Insert,
+}
+
+/// An entry's flag bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFlags(u16);
+
+impl EntryFlags {
+    pub fn is_dead(self) -> bool {
+        self.0 & FLAG_DEAD != 0
+    }
+
+    pub fn origin(self) -> Origin {
+        if self.0 & FLAG_INSERTED != 0 {
+            Origin::Insert
+        } else {
+            Origin::Build
+        }
+    }
+}
+
 /// Layout of the entries of one index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryFormat {
@@ -423,11 +450,15 @@ impl EntryFormat {
     }
 
     /// Encodes an entry into `out` (exactly `stride()` bytes).
-    pub fn encode(&self, tid: Tid, vector: &[f32], out: &mut [u8]) {
+    pub fn encode(&self, tid: Tid, vector: &[f32], origin: Origin, out: &mut [u8]) {
         debug_assert_eq!(vector.len(), self.dim);
         put_u32(out, 0, tid.block);
         put_u16(out, 4, tid.offset);
-        put_u16(out, 6, 0);
+        let flags = match origin {
+            Origin::Build => 0,
+            Origin::Insert => FLAG_INSERTED,
+        };
+        put_u16(out, 6, flags);
         out[ENTRY_HEADER_SIZE..self.stride()].fill(0);
         put_floats(
             &mut out[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + self.vector_bytes()],
@@ -437,12 +468,12 @@ impl EntryFormat {
 }
 
 /// The header of the entry at `offset` in `bytes`.
-pub fn entry_header(bytes: &[u8], offset: usize) -> (Tid, bool) {
+pub fn entry_header(bytes: &[u8], offset: usize) -> (Tid, EntryFlags) {
     let tid = Tid {
         block: get_u32(bytes, offset),
         offset: get_u16(bytes, offset + 4),
     };
-    (tid, get_u16(bytes, offset + 6) & FLAG_DEAD != 0)
+    (tid, EntryFlags(get_u16(bytes, offset + 6)))
 }
 
 /// Offsets (in the page's data) of the entries that start on this entry page.
@@ -465,7 +496,8 @@ pub fn entry_starts(
 
 /// Heap TID and dead flag of the entry starting at data offset `offset` of an entry page.
 pub fn read_entry_header(page: &[u8], offset: usize) -> (Tid, bool) {
-    entry_header(data(page), offset)
+    let (tid, flags) = entry_header(data(page), offset);
+    (tid, flags.is_dead())
 }
 
 /// Marks the entry starting at data offset `offset` dead (its header is always on its first page).
@@ -532,13 +564,13 @@ impl StreamReader {
         self.carry.clear();
     }
 
-    /// Feeds the next page of the chain; `visit(tid, dead, vector)` is called for every entry that
+    /// Feeds the next page of the chain; `visit(tid, flags, vector)` is called for every entry that
     /// ends on this page, in stream order.
     pub fn feed(
         &mut self,
         page: &[u8],
         format: EntryFormat,
-        mut visit: impl FnMut(Tid, bool, &[f32]),
+        mut visit: impl FnMut(Tid, EntryFlags, &[f32]),
     ) -> Result<(), FormatError> {
         let special = read_special(page)?;
         if special.kind != PageKind::Entries {
@@ -558,12 +590,12 @@ impl StreamReader {
             self.carry.extend_from_slice(&bytes[..take]);
             pos = take;
             if self.carry.len() == stride {
-                let (tid, dead) = entry_header(&self.carry, 0);
+                let (tid, flags) = entry_header(&self.carry, 0);
                 let vector = floats(
                     &self.carry[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + format.vector_bytes()],
                     &mut self.scratch,
                 );
-                visit(tid, dead, vector);
+                visit(tid, flags, vector);
                 self.carry.clear();
             }
         } else if special.first_entry != 0 {
@@ -572,12 +604,12 @@ impl StreamReader {
             ));
         }
         while pos + stride <= used {
-            let (tid, dead) = entry_header(bytes, pos);
+            let (tid, flags) = entry_header(bytes, pos);
             let vector = floats(
                 &bytes[pos + ENTRY_HEADER_SIZE..pos + ENTRY_HEADER_SIZE + format.vector_bytes()],
                 &mut self.scratch,
             );
-            visit(tid, dead, vector);
+            visit(tid, flags, vector);
             pos += stride;
         }
         self.carry.extend_from_slice(&bytes[pos..]);
@@ -614,7 +646,7 @@ mod tests {
     /// Appends entries to a chain of in-memory pages the way the index does.
     fn append(chain: &mut Vec<Vec<u8>>, format: EntryFormat, tid: Tid, vector: &[f32]) {
         let mut entry = vec![0u8; format.stride()];
-        format.encode(tid, vector, &mut entry);
+        format.encode(tid, vector, Origin::Build, &mut entry);
         if chain.is_empty() {
             chain.push(new_page(PageKind::Entries, 0));
         }
@@ -633,8 +665,8 @@ mod tests {
         let mut out = Vec::new();
         for page in chain {
             reader
-                .feed(page, format, |tid, dead, v| {
-                    out.push((tid, dead, v.to_vec()))
+                .feed(page, format, |tid, flags, v| {
+                    out.push((tid, flags.is_dead(), v.to_vec()))
                 })
                 .unwrap();
         }
@@ -725,6 +757,7 @@ mod tests {
                 offset: 9,
             },
             &vector(99, 768),
+            Origin::Insert,
             &mut entry,
         );
         let (first, rest) = chain.split_at_mut(1);
@@ -733,6 +766,24 @@ mod tests {
         assert_eq!(entries.iter().filter(|e| e.1).count(), 0);
         let reused = entries.iter().find(|e| e.0.block == 99).unwrap();
         assert_eq!(reused.2, vector(99, 768));
+
+        // The reused slot says an insert wrote it, the build's entries still say build, and marking
+        // an inserted entry dead keeps its origin.
+        let mut origins = Vec::new();
+        let mut reader = StreamReader::new();
+        for page in &chain {
+            reader
+                .feed(page, format, |tid, flags, _| origins.push((tid, flags)))
+                .unwrap();
+        }
+        for (tid, flags) in &origins {
+            let expected = if tid.block == 99 { Origin::Insert } else { Origin::Build };
+            assert_eq!(flags.origin(), expected, "{tid:?}");
+        }
+        mark_dead(&mut chain[0], offset);
+        let (_, flags) = entry_header(data(&chain[0]), offset);
+        assert!(flags.is_dead());
+        assert_eq!(flags.origin(), Origin::Insert);
     }
 
     #[test]

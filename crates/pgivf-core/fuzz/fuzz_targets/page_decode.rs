@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use pgivf_core::page::{
     self, centroids_per_page, entry_spills, entry_starts, free_space, mark_dead, overwrite_entry,
     read_centroids, read_directory_entry, read_entry_header, read_special, set_next, used,
-    EntryFormat, Meta, PageKind, StreamReader, Tid, BLOCK_SIZE, DATA_CAPACITY,
+    EntryFlags, EntryFormat, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE, DATA_CAPACITY,
     DIRECTORY_ENTRIES_PER_PAGE,
 };
 
@@ -151,7 +151,7 @@ fn check_entries(page: &[u8], next: Option<&[u8]>, format: EntryFormat) {
             offset: 42,
         };
         let vector: Vec<f32> = (0..format.dim).map(|i| i as f32).collect();
-        format.encode(tid, &vector, &mut entry);
+        format.encode(tid, &vector, Origin::Insert, &mut entry);
         let mut next_copy = next.map(<[u8]>::to_vec);
         let result = overwrite_entry(&mut copy, offset, next_copy.as_deref_mut(), &entry);
         if result.is_ok() {
@@ -169,7 +169,7 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
     buffer[misalign..].copy_from_slice(first);
     let mut reader = StreamReader::new();
     let mut visited = 0usize;
-    let mut visit = |_: Tid, _: bool, vector: &[f32]| {
+    let mut visit = |_: Tid, _: EntryFlags, vector: &[f32]| {
         assert_eq!(vector.len(), format.dim);
         visited += 1;
     };
@@ -189,7 +189,7 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
     if let Some(second) = second {
         buffer[misalign..].copy_from_slice(second);
         let before = visited;
-        let mut visit = |_: Tid, _: bool, vector: &[f32]| {
+        let mut visit = |_: Tid, _: EntryFlags, vector: &[f32]| {
             assert_eq!(vector.len(), format.dim);
             visited += 1;
         };
