@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PGRX_VERSION=0.18.0
 need_packages=()
-for pkg in postgresql-15 postgresql-server-dev-15 sudo clang libclang-dev pkg-config make python3 libipc-run-perl; do
+for pkg in postgresql-15 postgresql-server-dev-15 sudo clang libclang-dev pkg-config make python3 python3-venv libipc-run-perl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_packages+=("$pkg")
 done
 if ((${#need_packages[@]})); then
@@ -28,6 +28,9 @@ fi
 
 if [[ "${PGIVF_SKIP_INSTALL:-0}" != 1 ]]; then
     echo "==> building and installing pgivf (release)"
+    # Unlink the old library first: servers that have it loaded keep their copy (overwriting it in
+    # place would change code under them), and a failed build cannot pass for a good one below.
+    rm -f "$(pg_config --pkglibdir)/pgivf.so"
     cargo pgrx install --release --pg-config /usr/bin/pg_config 2>&1 | grep -E "^(error|warning: unused)|Installing|Finished" || true
     test -f "$(pg_config --pkglibdir)/pgivf.so" || { echo "pgivf.so was not installed" >&2; exit 1; }
 fi
