@@ -5,6 +5,9 @@
 source "$(dirname "$0")/lib.sh"
 EXTDIR="$(pg_config --sharedir)/extension"
 CURRENT=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1)
+# The PGXN metadata and the upgrade path follow the crate's version.
+meta_versions=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print(m["version"], m["provides"]["pgivf"]["version"])' "$ROOT/META.json")
+check "META.json versions" "$CURRENT $CURRENT" "$meta_versions"
 [[ -f "$EXTDIR/pgivf--0.1.0--$CURRENT.sql" ]] || fail "the upgrade script pgivf--0.1.0--$CURRENT.sql is not installed"
 # The old install script is only needed to create the old version; install it for the test's duration
 # unless a real 0.1.0 installation already put it there.
