@@ -114,7 +114,9 @@ fn estimated_rows(heap: pg_sys::Relation) -> f64 {
         )
     };
     if never_analyzed && blocks <= COUNT_ROWS_UP_TO_BLOCKS {
-        return (0..blocks).map(|block| heap_tuples_on(heap, block)).sum::<u64>() as f64;
+        return (0..blocks)
+            .map(|block| heap_tuples_on(heap, block))
+            .sum::<u64>() as f64;
     }
     let mut pages: pg_sys::BlockNumber = 0;
     let mut tuples = 0.0;
@@ -637,7 +639,9 @@ impl AssignState<'_> {
             .zip(self.batch_rows.chunks_exact(self.dim))
             .zip(labels)
         {
-            self.lists.format.encode(*tid, row, Origin::Build, &mut entry);
+            self.lists
+                .format
+                .encode(*tid, row, Origin::Build, &mut entry);
             self.lists.pending[list as usize].extend_from_slice(&entry);
             self.lists.pending_bytes += stride;
         }

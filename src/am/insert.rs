@@ -13,9 +13,7 @@ use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache::{self, read_directory};
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::kmeans;
-use pgivf_core::page::{
-    self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK,
-};
+use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK};
 use pgrx::pg_sys;
 
 /// Pages an insert looks at for a reusable slot before giving up and appending; bounded so that an

@@ -777,7 +777,11 @@ mod tests {
                 .unwrap();
         }
         for (tid, flags) in &origins {
-            let expected = if tid.block == 99 { Origin::Insert } else { Origin::Build };
+            let expected = if tid.block == 99 {
+                Origin::Insert
+            } else {
+                Origin::Build
+            };
             assert_eq!(flags.origin(), expected, "{tid:?}");
         }
         mark_dead(&mut chain[0], offset);

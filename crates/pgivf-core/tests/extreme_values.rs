@@ -5,7 +5,10 @@
 use pgivf_core::kmeans::{self, KMeansMetric, KMeansParams, KMeansStage};
 
 fn pool() -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap()
 }
 
 fn no_progress() -> impl FnMut(KMeansStage) -> Result<(), kmeans::KMeansError> {
@@ -52,14 +55,21 @@ fn training_and_assignment_survive_overflowing_distances() {
             )
             .unwrap_or_else(|e| panic!("{metric:?}, k = {k}: {e}"));
             assert_eq!(centroids.len(), k * 3);
-            assert!(centroids.iter().all(|c| c.is_finite()), "{metric:?} k = {k}");
+            assert!(
+                centroids.iter().all(|c| c.is_finite()),
+                "{metric:?} k = {k}"
+            );
             // Rows are assigned raw (inner product keeps them unnormalised).
             let raw: Vec<f32> = rows().concat();
             let labels = kmeans::assign(&raw, 3, &centroids, metric, &pool);
             assert_eq!(labels.len(), rows().len());
             for (row, &label) in rows().iter().zip(&labels) {
                 assert!((label as usize) < k, "{metric:?} k = {k}: label {label}");
-                assert_eq!(label, kmeans::nearest(row, &centroids, 3, metric), "{row:?}");
+                assert_eq!(
+                    label,
+                    kmeans::nearest(row, &centroids, 3, metric),
+                    "{row:?}"
+                );
             }
         }
     }
@@ -69,10 +79,25 @@ fn training_and_assignment_survive_overflowing_distances() {
 fn nearest_prefers_a_finite_distance_and_never_returns_out_of_range() {
     // Row at FLT_MAX: every f32 distance is infinite, yet the nearest centroid is well defined.
     let centroids = [0.0, 0.0, 0.0, MAX, MAX, MAX, -MAX, -MAX, -MAX];
-    assert_eq!(kmeans::nearest(&[MAX, MAX, MAX], &centroids, 3, KMeansMetric::L2), 1);
-    assert_eq!(kmeans::nearest(&[-MAX, -MAX, -MAX], &centroids, 3, KMeansMetric::L2), 2);
-    assert_eq!(kmeans::nearest(&[1.0, 1.0, 1.0], &centroids, 3, KMeansMetric::L2), 0);
+    assert_eq!(
+        kmeans::nearest(&[MAX, MAX, MAX], &centroids, 3, KMeansMetric::L2),
+        1
+    );
+    assert_eq!(
+        kmeans::nearest(&[-MAX, -MAX, -MAX], &centroids, 3, KMeansMetric::L2),
+        2
+    );
+    assert_eq!(
+        kmeans::nearest(&[1.0, 1.0, 1.0], &centroids, 3, KMeansMetric::L2),
+        0
+    );
     let unit = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
-    assert_eq!(kmeans::nearest(&[MAX, -MAX, 0.0], &unit, 3, KMeansMetric::Spherical), 0);
-    assert_eq!(kmeans::nearest(&[-MAX, MAX, 0.0], &unit, 3, KMeansMetric::Spherical), 1);
+    assert_eq!(
+        kmeans::nearest(&[MAX, -MAX, 0.0], &unit, 3, KMeansMetric::Spherical),
+        0
+    );
+    assert_eq!(
+        kmeans::nearest(&[-MAX, MAX, 0.0], &unit, 3, KMeansMetric::Spherical),
+        1
+    );
 }

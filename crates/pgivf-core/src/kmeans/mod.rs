@@ -366,7 +366,10 @@ fn exact_nearest(
 fn nearest_f64(row: &[f32], centroids: &[f32], metric: KMeansMetric) -> u32 {
     let dim = row.len();
     let score = |centroid: &[f32]| -> f64 {
-        let pairs = row.iter().zip(centroid).map(|(&a, &b)| (f64::from(a), f64::from(b)));
+        let pairs = row
+            .iter()
+            .zip(centroid)
+            .map(|(&a, &b)| (f64::from(a), f64::from(b)));
         match metric {
             KMeansMetric::L2 => pairs.map(|(a, b)| (a - b) * (a - b)).sum(),
             KMeansMetric::Spherical => -pairs.map(|(a, b)| a * b).sum::<f64>(),
