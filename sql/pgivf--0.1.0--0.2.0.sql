@@ -1,4 +1,4 @@
--- pgivf 0.1.0 -> 0.2.0: ivfflat_stats(index).
+-- pgivf 0.1.0 -> 0.2.0: ivfflat_stats(index); filter operator classes for the key columns after the vector.
 \echo Use "ALTER EXTENSION pgivf UPDATE TO '0.2.0'" to load this file. \quit
 
 -- index health (since 0.2.0)
@@ -15,3 +15,19 @@ CREATE FUNCTION @extschema@.ivfflat_stats(index pg_catalog.regclass,
 	AS 'MODULE_PATHNAME', 'ivfflat_stats' LANGUAGE C STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.ivfflat_stats(pg_catalog.regclass) IS
 	'rows per list, rows inserted since the build, how far inserted rows lie from their centroids compared with the build''s rows, and whether to REINDEX';
+
+-- filter columns (since 0.2.0): key columns after the vector, matched with = (and = ANY, IN) inside
+-- the index: CREATE INDEX ... USING ivfflat (embedding vector_cosine_ops, category)
+
+CREATE OPERATOR CLASS @extschema@.int2_ops DEFAULT FOR TYPE pg_catalog.int2 USING ivfflat AS
+	OPERATOR 3 pg_catalog.= (pg_catalog.int2, pg_catalog.int2);
+CREATE OPERATOR CLASS @extschema@.int4_ops DEFAULT FOR TYPE pg_catalog.int4 USING ivfflat AS
+	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int4);
+CREATE OPERATOR CLASS @extschema@.int8_ops DEFAULT FOR TYPE pg_catalog.int8 USING ivfflat AS
+	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int8);
+CREATE OPERATOR CLASS @extschema@.bool_ops DEFAULT FOR TYPE pg_catalog.bool USING ivfflat AS
+	OPERATOR 3 pg_catalog.= (pg_catalog.bool, pg_catalog.bool);
+CREATE OPERATOR CLASS @extschema@.text_ops DEFAULT FOR TYPE pg_catalog.text USING ivfflat AS
+	OPERATOR 3 pg_catalog.= (pg_catalog.text, pg_catalog.text);
+CREATE OPERATOR CLASS @extschema@.uuid_ops DEFAULT FOR TYPE pg_catalog.uuid USING ivfflat AS
+	OPERATOR 3 pg_catalog.= (pg_catalog.uuid, pg_catalog.uuid);

@@ -6,14 +6,16 @@
 //! the backend's own thread: worker threads see plain slices. Interrupts are checked and progress is
 //! reported between batches and k-means chunks.
 
+use super::filters::FilterColumns;
 use super::storage::{init_page, Locked, Mode, OrCorrupt, Xlog};
 use super::{metric_of, PHASE_ASSIGN, PHASE_KMEANS, PHASE_LOAD};
 use crate::error::raise_with;
 use pgivf_core::distance;
+use pgivf_core::filter::Summary;
 use pgivf_core::kmeans::{self, KMeansError, KMeansMetric, KMeansParams, KMeansStage};
 use pgivf_core::page::{
     self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, Origin, PageKind, Tid,
-    DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK,
+    DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK, SUMMARIES_PER_PAGE,
 };
 use pgivf_core::sample::{block_sample, Reservoir};
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
@@ -30,23 +32,28 @@ pub struct BuildParams {
     pub dimensions: usize,
     pub lists: usize,
     pub metric: Metric,
+    pub filters: FilterColumns,
+    /// Which key column (0-based) holds the vector.
+    pub vector_column: usize,
 }
 
 /// The index's parameters; `heap` is the table being indexed (None for the empty init fork of an
 /// unlogged table), used to size the index when `lists` was not given.
 pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> BuildParams {
     // SAFETY: `index` is an open index relation with at least one attribute.
-    let (typmod, type_oid) = unsafe {
-        let attr = (*(*index).rd_att).attrs.as_slice(1)[0];
-        (attr.atttypmod, attr.atttypid)
-    };
-    if type_oid == pg_sys::VARBITOID {
+    let first_type = unsafe { (*(*index).rd_att).attrs.as_slice(1)[0].atttypid };
+    if first_type == pg_sys::VARBITOID {
         raise_with(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             "type not supported for ivfflat index".into(),
             None,
         );
     }
+    let vector_column = super::vector_column(index);
+    // SAFETY: the vector column is one of the index's attributes.
+    let typmod =
+        unsafe { (*(*index).rd_att).attrs.as_slice(vector_column + 1)[vector_column].atttypmod };
+    let filters = FilterColumns::of(index);
     if typmod < 0 {
         raise_with(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -76,7 +83,7 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
     let lists = super::lists_option(index).unwrap_or_else(|| {
         let rows = heap.map_or(0.0, estimated_rows);
         let lists = super::lists_for_rows(rows);
-        if rows >= 1.0 {
+        if rows >= super::DEFAULT_LISTS as f64 {
             pgrx::pg_sys::panic::ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
                 format!(
@@ -95,6 +102,8 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
         dimensions,
         lists,
         metric,
+        filters,
+        vector_column,
     }
 }
 
@@ -261,26 +270,29 @@ impl Drop for RowContext {
     }
 }
 
-/// The first column's vector in a build callback, or None for NULL.
+/// Column `column`'s vector in a build callback, or None for NULL.
 ///
 /// # Safety
-/// `values` and `isnull` must be the build callback's arrays.
+/// `values` and `isnull` must be the build callback's arrays, with more than `column` entries, and
+/// `column` the index's vector column.
 pub(super) unsafe fn row_vector<'a>(
     values: *mut pg_sys::Datum,
     isnull: *mut bool,
+    column: usize,
 ) -> Option<&'a [f32]> {
     // SAFETY: guaranteed by the caller.
     unsafe {
-        if *isnull {
+        if *isnull.add(column) {
             None
         } else {
-            Some(crate::types::vector::detoast(*values))
+            Some(crate::types::vector::detoast(*values.add(column)))
         }
     }
 }
 
 struct SampleState {
     metric: Metric,
+    vector_column: usize,
     reservoir: Reservoir<Vec<f32>>,
     row_context: RowContext,
     scratch: Vec<f32>,
@@ -304,7 +316,7 @@ unsafe extern "C-unwind" fn sample_callback(
     let metric = state.metric;
     state.row_context.with(|| {
         // SAFETY: the callback's own arrays.
-        if let Some(vector) = unsafe { row_vector(values, isnull) } {
+        if let Some(vector) = unsafe { row_vector(values, isnull, state.vector_column) } {
             state.scratch.clear();
             state.scratch.extend_from_slice(vector);
             // Spherical k-means clusters directions: ip and cosine samples are normalised, and zero
@@ -323,10 +335,12 @@ fn sample_rows(
     index: pg_sys::Relation,
     info: *mut pg_sys::IndexInfo,
     metric: Metric,
+    vector_column: usize,
     target: usize,
 ) -> Vec<Vec<f32>> {
     let mut state = SampleState {
         metric,
+        vector_column,
         reservoir: Reservoir::new(target, KMEANS_SEED),
         row_context: RowContext::new(),
         scratch: Vec::new(),
@@ -412,6 +426,11 @@ fn write_structure(
     let per_page = centroids_per_page(dim);
     let centroid_pages = params.lists.div_ceil(per_page);
     let directory_pages = params.lists.div_ceil(DIRECTORY_ENTRIES_PER_PAGE);
+    let summary_pages = if params.filters.is_empty() {
+        0
+    } else {
+        params.lists.div_ceil(SUMMARIES_PER_PAGE)
+    };
     let meta = Meta {
         dimensions: dim as u32,
         lists: params.lists as u32,
@@ -422,6 +441,13 @@ fn write_structure(
         directory_start: 1 + centroid_pages as u32,
         directory_pages: directory_pages as u32,
         rows_at_build: rows,
+        filter_columns: params.filters.len() as u32,
+        summary_start: if summary_pages == 0 {
+            0
+        } else {
+            1 + (centroid_pages + directory_pages) as u32
+        },
+        summary_pages: summary_pages as u32,
     };
     let block = writer.new_page(PageKind::Meta, 0, |page| meta.write(page));
     assert_eq!(block, 0, "the meta page must be block 0 of a new index");
@@ -444,7 +470,36 @@ fn write_structure(
             }
         });
     }
+    let empty = Summary::default();
+    for first in (0..params.lists)
+        .step_by(SUMMARIES_PER_PAGE)
+        .take(summary_pages)
+    {
+        let count = SUMMARIES_PER_PAGE.min(params.lists - first);
+        writer.new_page(PageKind::Summaries, 0, |page| {
+            for slot in 0..count {
+                page::write_summary(page, slot, &empty);
+            }
+        });
+    }
     meta
+}
+
+/// Writes every list's filter summary (the build's, from all its entries) to the summary pages.
+fn write_summaries(index: pg_sys::Relation, meta: &Meta, summaries: &[Summary]) {
+    for (page_number, chunk) in summaries.chunks(SUMMARIES_PER_PAGE).enumerate() {
+        let buffer = Locked::read(
+            index,
+            meta.summary_start + page_number as u32,
+            Mode::Exclusive,
+        );
+        let mut xlog = Xlog::start(index);
+        let page = xlog.register(&buffer);
+        for (slot, summary) in chunk.iter().enumerate() {
+            page::write_summary(page, slot, summary);
+        }
+        xlog.finish();
+    }
 }
 
 /// A value that differs between builds, so backends notice that their cached centroids are stale.
@@ -605,6 +660,7 @@ impl Lists {
 
 struct AssignState<'a> {
     metric: Metric,
+    vector_column: usize,
     dim: usize,
     centroids: &'a [f32],
     pool: &'a rayon::ThreadPool,
@@ -613,6 +669,12 @@ struct AssignState<'a> {
     memory_budget: usize,
     batch_rows: Vec<f32>,
     batch_tids: Vec<Tid>,
+    /// The batch's filter hashes, `filters.len()` per row.
+    batch_filters: Vec<u64>,
+    filters: &'a FilterColumns,
+    /// Per list, with filter columns: the summary of its entries' filter hashes.
+    summaries: Vec<Summary>,
+    row_filters: Vec<u64>,
     row_context: RowContext,
     stored: Vec<f32>,
     indexed: u64,
@@ -632,16 +694,24 @@ impl AssignState<'_> {
             self.pool,
         );
         let stride = self.lists.format.stride();
+        let filter_count = self.filters.len();
         let mut entry = vec![0u8; stride];
-        for ((tid, row), list) in self
+        for (i, ((tid, row), list)) in self
             .batch_tids
             .iter()
             .zip(self.batch_rows.chunks_exact(self.dim))
             .zip(labels)
+            .enumerate()
         {
+            let hashes = &self.batch_filters[i * filter_count..(i + 1) * filter_count];
+            if let Some(summary) = self.summaries.get_mut(list as usize) {
+                for &hash in hashes {
+                    summary.insert(hash);
+                }
+            }
             self.lists
                 .format
-                .encode(*tid, row, Origin::Build, &mut entry);
+                .encode(*tid, hashes, row, Origin::Build, &mut entry);
             self.lists.pending[list as usize].extend_from_slice(&entry);
             self.lists.pending_bytes += stride;
         }
@@ -649,6 +719,7 @@ impl AssignState<'_> {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, self.indexed as i64);
         self.batch_rows.clear();
         self.batch_tids.clear();
+        self.batch_filters.clear();
         if self.lists.pending_bytes > self.memory_budget {
             progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
             self.lists.flush(self.writer);
@@ -669,18 +740,25 @@ unsafe extern "C-unwind" fn assign_callback(
     // SAFETY: `state` is the AssignState passed to the scan below.
     let state = unsafe { &mut *state.cast::<AssignState>() };
     let metric = state.metric;
-    // SAFETY: the callback's own arrays.
-    let keep = state
-        .row_context
-        .with(|| match unsafe { row_vector(values, isnull) } {
+    let vector_column = state.vector_column;
+    let filters = state.filters;
+    // SAFETY: the callback's own arrays, one datum per key column.
+    let keep = state.row_context.with(|| {
+        let keep = match unsafe { row_vector(values, isnull, vector_column) } {
             Some(vector) => prepare_row(metric, vector, &mut state.stored),
             None => false,
-        });
+        };
+        if keep && !filters.is_empty() {
+            unsafe { filters.row_hashes(values, isnull, &mut state.row_filters) };
+        }
+        keep
+    });
     if !keep {
         return;
     }
     // SAFETY: `tid` points at the heap tuple's ItemPointer.
     let tid = unsafe { tid_of(&*tid) };
+    state.batch_filters.extend_from_slice(&state.row_filters);
     state.batch_rows.extend_from_slice(&state.stored);
     state.batch_tids.push(tid);
     if state.batch_tids.len() >= ASSIGN_BATCH_ROWS {
@@ -739,7 +817,14 @@ pub unsafe extern "C-unwind" fn ambuild(
         .max(1);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_KMEANS);
     let started = std::time::Instant::now();
-    let samples = sample_rows(heap, index, info, params.metric, target);
+    let samples = sample_rows(
+        heap,
+        index,
+        info,
+        params.metric,
+        params.vector_column,
+        target,
+    );
     let sample_count = samples.len();
     let sampled = started.elapsed();
     let centroids = compute_centroids(samples, &params, &pool);
@@ -758,6 +843,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     let format = meta.entry_format();
     let mut state = AssignState {
         metric: params.metric,
+        vector_column: params.vector_column,
         dim: params.dimensions,
         centroids: &centroids,
         pool: &pool,
@@ -766,6 +852,14 @@ pub unsafe extern "C-unwind" fn ambuild(
         memory_budget: maintenance_work_mem_bytes(),
         batch_rows: Vec::with_capacity(ASSIGN_BATCH_ROWS * params.dimensions),
         batch_tids: Vec::with_capacity(ASSIGN_BATCH_ROWS),
+        batch_filters: Vec::with_capacity(ASSIGN_BATCH_ROWS * params.filters.len()),
+        filters: &params.filters,
+        summaries: if params.filters.is_empty() {
+            Vec::new()
+        } else {
+            vec![Summary::default(); params.lists]
+        },
+        row_filters: Vec::with_capacity(params.filters.len()),
         row_context: RowContext::new(),
         stored: Vec::with_capacity(params.dimensions),
         indexed: 0,
@@ -788,6 +882,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
     state.lists.flush(&writer);
     state.lists.write_directory(index, &meta);
+    if !state.summaries.is_empty() {
+        write_summaries(index, &meta, &state.summaries);
+    }
     // The phase times users and benchmarks ask about (SET client_min_messages = debug1 shows them).
     pgrx::debug1!(
         "ivfflat build: {} samples in {:.3} s, k-means {:.3} s, reading and assigning {} rows {:.3} s, writing {:.3} s, {} threads",

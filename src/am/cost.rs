@@ -2,9 +2,15 @@
 //! (and its plan tests pass): never use the index without ORDER BY; otherwise the generic estimate with
 //! part of the page cost made sequential, and a startup cost proportional to the share of lists probed,
 //! so that probes = lists prefers a sequential scan.
+//!
+//! When the scan goes on past its first `probes` lists (index conditions on filter columns, or an
+//! iterative scan with other WHERE conditions), the share of lists is the one needed to find the
+//! query's LIMIT of matching rows: with a selective condition that is most of the index, and the
+//! planner then prefers an exact plan (a btree on the filtered column, or a sequential scan) where
+//! it is cheaper.
 
 use super::cache;
-use super::guc::PROBES;
+use super::guc::{IterativeScan, ITERATIVE_SCAN, PROBES};
 use pgrx::pg_sys;
 
 #[pgrx::pg_guard]
@@ -29,14 +35,37 @@ pub unsafe extern "C-unwind" fn amcostestimate(
             *pages = 0.0;
             return;
         }
+        let index_info = (*path).indexinfo;
+        let has_index_conditions = !(*path).indexclauses.is_null();
         let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
+        if has_index_conditions {
+            // The scan reads whole lists whatever its conditions; the share it reads is set below.
+            costs.numIndexTuples = (*index_info).tuples.max(1.0);
+        }
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
 
-        let index_info = (*path).indexinfo;
         let index = pg_sys::index_open((*index_info).indexoid, pg_sys::NoLock as i32);
-        let lists = cache::read_meta(index).lists;
+        let lists = cache::read_meta(index).lists as f64;
         pg_sys::index_close(index, pg_sys::NoLock as i32);
-        let ratio = (PROBES.get() as f64 / lists as f64).min(1.0);
+        let probes = (PROBES.get() as f64).min(lists);
+        let mut ratio = probes / lists;
+        let continues = has_index_conditions || ITERATIVE_SCAN.get() != IterativeScan::Off;
+        let limit = (*root).limit_tuples;
+        if continues && limit > 0.0 {
+            // Selectivity of every condition on the table, split into the index conditions' (which
+            // genericcostestimate computed) and the rest.
+            let all = pg_sys::clauselist_selectivity(
+                root,
+                (*(*index_info).rel).baserestrictinfo,
+                0,
+                pg_sys::JoinType::JOIN_INNER,
+                std::ptr::null_mut(),
+            );
+            let matching_share = all.clamp(1e-9, 1.0);
+            let rows_per_list = ((*index_info).tuples / lists).max(1.0);
+            let lists_needed = (limit / (rows_per_list * matching_share)).ceil();
+            ratio = (lists_needed.max(probes) / lists).min(1.0);
+        }
 
         let mut seq_page_cost = 0.0;
         pg_sys::get_tablespace_page_costs(

@@ -8,6 +8,11 @@ pub enum IterativeScan {
     Off,
     #[name = c"relaxed_order"]
     RelaxedOrder,
+    /// pgivf's addition: rows in exact distance order across batches. Hidden from the list of values
+    /// in error hints, which pgvector's tests compare verbatim.
+    #[name = c"strict_order"]
+    #[hidden = true]
+    StrictOrder,
 }
 
 pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);

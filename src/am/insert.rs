@@ -11,6 +11,7 @@
 
 use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache::{self, read_directory};
+use super::filters::{add_to_summary, FilterColumns};
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::kmeans;
 use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK};
@@ -32,14 +33,15 @@ pub unsafe extern "C-unwind" fn aminsert(
     _index_unchanged: bool,
     _info: *mut pg_sys::IndexInfo,
 ) -> bool {
+    let vector_column = super::vector_column(index);
     // SAFETY: the executor passes one value and null flag per key column.
-    if unsafe { *isnull } {
+    if unsafe { *isnull.add(vector_column) } {
         return false;
     }
     let cache = cache::get(index);
     let meta = cache.meta;
     // SAFETY: a non-NULL vector datum.
-    let vector = unsafe { crate::types::vector::detoast(*values) };
+    let vector = unsafe { crate::types::vector::detoast(*values.add(vector_column)) };
     if vector.len() != meta.dimensions as usize {
         crate::error::raise(
             pgivf_core::VectorError::DimensionMismatch(meta.dimensions as usize, vector.len()),
@@ -57,10 +59,19 @@ pub unsafe extern "C-unwind" fn aminsert(
         kmeans_metric(meta.metric),
     );
     let format = meta.entry_format();
+    let mut filter_hashes = Vec::with_capacity(format.filters);
+    if format.filters > 0 {
+        let filters = FilterColumns::of(index);
+        // SAFETY: the executor's arrays, one datum and flag per key column.
+        unsafe { filters.row_hashes(values, isnull, &mut filter_hashes) };
+        // Before the entry exists: see add_to_summary.
+        add_to_summary(index, &meta, list, &filter_hashes);
+    }
     let mut entry = vec![0u8; format.stride()];
     // SAFETY: the heap TID of the new row.
     format.encode(
         tid_of(unsafe { &*heap_tid }),
+        &filter_hashes,
         &stored,
         Origin::Insert,
         &mut entry,

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod cache;
 pub mod cost;
+pub mod filters;
 pub mod guc;
 pub mod insert;
 pub mod scan;
@@ -77,10 +78,12 @@ pub fn lists_option(index: pg_sys::Relation) -> Option<usize> {
 }
 
 /// Lists for a table of `rows` rows when `lists` is not given: rows / 1000 up to a million rows,
-/// sqrt(rows) beyond (the usual IVF advice, pgvector's README's), at least 1; pgvector's default of
-/// 100 for an empty table.
+/// sqrt(rows) beyond (the usual IVF advice, pgvector's README's), at least 1. A table of fewer rows
+/// than pgvector's default of 100 lists is too small to size an index by (it will be rebuilt once
+/// loaded), so it keeps that default and pgvector's "little data" notice, as pgvector's own tests
+/// expect.
 pub fn lists_for_rows(rows: f64) -> usize {
-    if rows < 1.0 {
+    if rows < DEFAULT_LISTS as f64 {
         DEFAULT_LISTS
     } else if rows <= 1_000_000.0 {
         ((rows / 1000.0) as usize).max(1)
@@ -89,14 +92,43 @@ pub fn lists_for_rows(rows: f64) -> usize {
     }
 }
 
-/// The metric implied by the operator class of the index's column (pgvector's support-function
-/// convention), so any opclass shaped like pgvector's works.
+/// The key column (0-based) holding the vector: the one whose operator class has a distance support
+/// function. Every other key column is a filter column (filters.rs). It is usually the first, but
+/// need not be: PostgreSQL 15's planner only makes `col = ANY(...)` an index condition on the first
+/// column while keeping the ORDER BY, so `(category, embedding)` is how to get that for `category`.
+pub fn vector_column(index: pg_sys::Relation) -> usize {
+    // SAFETY: an open index relation.
+    let keys = unsafe { (*(*index).rd_index).indnkeyatts } as usize;
+    let vectors: Vec<usize> = (0..keys)
+        // SAFETY: attribute numbers of the index's key columns.
+        .filter(
+            |&i| unsafe { pg_sys::index_getprocid(index, (i + 1) as i16, 1) } != pg_sys::InvalidOid,
+        )
+        .collect();
+    match vectors.as_slice() {
+        [column] => *column,
+        [] => crate::error::raise_with(
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "an ivfflat index needs a vector column".into(),
+            Some("Index a vector column with one of the vector operator classes, e.g. USING ivfflat (embedding vector_l2_ops, category)."),
+        ),
+        _ => crate::error::raise_with(
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "an ivfflat index can have only one vector column".into(),
+            None,
+        ),
+    }
+}
+
+/// The metric implied by the operator class of the index's vector column (pgvector's
+/// support-function convention), so any opclass shaped like pgvector's works.
 pub fn metric_of(index: pg_sys::Relation) -> Metric {
-    // SAFETY: `index` is an open ivfflat index with one key column.
+    let attno = (vector_column(index) + 1) as i16;
+    // SAFETY: `index` is an open ivfflat index.
     unsafe {
-        if pg_sys::index_getprocid(index, 1, PROC_NORM) != pg_sys::InvalidOid {
+        if pg_sys::index_getprocid(index, attno, PROC_NORM) != pg_sys::InvalidOid {
             Metric::Cosine
-        } else if pg_sys::index_getprocid(index, 1, PROC_KMEANS_NORM) != pg_sys::InvalidOid {
+        } else if pg_sys::index_getprocid(index, attno, PROC_KMEANS_NORM) != pg_sys::InvalidOid {
             Metric::InnerProduct
         } else {
             Metric::L2
@@ -156,10 +188,12 @@ pg_function!(ivfflathandler, pg_finfo_ivfflathandler, |_fcinfo| {
         r.amcanorderbyop = true;
         r.amcanbackward = false;
         r.amcanunique = false;
-        r.amcanmulticol = false;
+        // Key columns after the vector are filter columns (see filters.rs).
+        r.amcanmulticol = true;
         // Without this the planner wants a WHERE clause on the column and never builds the ORDER BY path.
         r.amoptionalkey = true;
-        r.amsearcharray = false;
+        // `filter_column = ANY(array)` and `IN (...)` become one index condition.
+        r.amsearcharray = true;
         r.amsearchnulls = false;
         r.amstorage = false;
         r.amclusterable = false;

@@ -9,9 +9,11 @@
 
 use super::build::{item_pointer, normalize};
 use super::cache::{self, IndexCache};
+use super::filters::{read_summary, FilterColumns};
 use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES};
 use super::storage::{ChainWalk, Locked, OrCorrupt};
 use crate::error::raise_with;
+use pgivf_core::filter::FilterQuery;
 use pgivf_core::page::{self, Metric, StreamReader, Tid, INVALID_BLOCK};
 use pgivf_core::topk::Candidates;
 use pgivf_core::{distance, VectorError};
@@ -26,6 +28,12 @@ struct ScanState {
     lists: Vec<u32>,
     next_list: usize,
     probes: usize,
+    /// The index conditions on filter columns, if any.
+    filter: Option<FilterQuery>,
+    /// Rows come out in exact distance order across batches: a later batch's rows nearer than the
+    /// last one returned are dropped.
+    strict: bool,
+    last_distance: f32,
     started: bool,
     candidates: Candidates,
     reader: StreamReader,
@@ -45,6 +53,9 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         lists: Vec::new(),
         next_list: 0,
         probes: 1,
+        filter: None,
+        strict: false,
+        last_distance: f32::NEG_INFINITY,
         started: false,
         candidates: Candidates::new(),
         reader: StreamReader::new(),
@@ -60,14 +71,17 @@ pub unsafe extern "C-unwind" fn ambeginscan(
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn amrescan(
     scan: pg_sys::IndexScanDesc,
-    _keys: pg_sys::ScanKey,
+    keys: pg_sys::ScanKey,
     _nkeys: i32,
     orderbys: pg_sys::ScanKey,
     _norderbys: i32,
 ) {
-    // SAFETY: our scan; orderbys has numberOfOrderBys keys when non-NULL.
+    // SAFETY: our scan; keys and orderbys have numberOfKeys and numberOfOrderBys keys when non-NULL.
     unsafe {
         let scan = &mut *scan;
+        if !keys.is_null() && scan.numberOfKeys > 0 {
+            std::ptr::copy(keys, scan.keyData, scan.numberOfKeys as usize);
+        }
         if !orderbys.is_null() && scan.numberOfOrderBys > 0 {
             std::ptr::copy(orderbys, scan.orderByData, scan.numberOfOrderBys as usize);
         }
@@ -128,12 +142,32 @@ impl ScanState {
         self.query = unsafe { query_value(scan, &cache) };
         let lists = cache.meta.lists as usize;
         self.probes = (PROBES.get().max(1) as usize).min(lists);
-        let max_probes = match ITERATIVE_SCAN.get() {
-            IterativeScan::Off => self.probes,
-            IterativeScan::RelaxedOrder => (MAX_PROBES.get().max(1) as usize)
-                .max(self.probes)
-                .min(lists),
+        self.filter = (scan.numberOfKeys > 0).then(|| {
+            // SAFETY: the scan's keys, copied in by amrescan, on this index's columns.
+            unsafe {
+                let keys = std::slice::from_raw_parts(scan.keyData, scan.numberOfKeys as usize);
+                FilterColumns::of(index).query(keys)
+            }
+        });
+        // With index conditions the scan goes on to further matching lists whenever it runs out of
+        // rows (skipping the others costs little), so that the LIMIT fills whenever enough matching
+        // rows exist.
+        let mode = ITERATIVE_SCAN.get();
+        let max_probes = match (&self.filter, mode) {
+            (Some(filter), _) if filter.is_unsatisfiable() => 0,
+            (Some(_), _) => lists,
+            (None, IterativeScan::Off) => self.probes,
+            (None, IterativeScan::RelaxedOrder | IterativeScan::StrictOrder) => {
+                (MAX_PROBES.get().max(1) as usize)
+                    .max(self.probes)
+                    .min(lists)
+            }
         };
+        // Index conditions continue past the first batch without iterative scans being asked for;
+        // they then keep the order an ORDER BY promises, as strict_order does.
+        self.strict = mode == IterativeScan::StrictOrder
+            || (mode == IterativeScan::Off && self.filter.is_some());
+        self.last_distance = f32::NEG_INFINITY;
         // Lists nearest first; a NULL query keeps list order (every distance is 0).
         let dim = cache.meta.dimensions as usize;
         let kernels = distance::kernels();
@@ -146,7 +180,9 @@ impl ScanState {
                 (d, list)
             })
             .collect();
-        if max_probes < order.len() {
+        if max_probes == 0 {
+            order.clear();
+        } else if max_probes < order.len() {
             order
                 .select_nth_unstable_by(max_probes, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             order.truncate(max_probes);
@@ -160,21 +196,34 @@ impl ScanState {
         self.started = true;
     }
 
-    /// Probes the next `probes` lists; false when every allowed list has been probed.
+    /// Probes the next `probes` lists (with index conditions: the next `probes` lists holding
+    /// matching rows, skipping those whose summary rules the conditions out); false when every
+    /// allowed list has been probed.
     fn probe_next_batch(&mut self, index: pg_sys::Relation) -> bool {
         if self.next_list >= self.lists.len() {
             return false;
         }
-        let end = (self.next_list + self.probes).min(self.lists.len());
         let cache = self.cache.clone().expect("scan started");
-        for position in self.next_list..end {
-            self.probe_list(index, &cache, self.lists[position]);
+        let mut probed = 0;
+        while probed < self.probes && self.next_list < self.lists.len() {
+            let list = self.lists[self.next_list];
+            self.next_list += 1;
+            if let Some(filter) = &self.filter {
+                pgrx::check_for_interrupts!();
+                if !filter.list_may_match(&read_summary(index, &cache.meta, list)) {
+                    continue;
+                }
+            }
+            if self.probe_list(index, &cache, list) > 0 || self.filter.is_none() {
+                probed += 1;
+            }
         }
-        self.next_list = end;
         true
     }
 
-    fn probe_list(&mut self, index: pg_sys::Relation, cache: &IndexCache, list: u32) {
+    /// Adds the list's live (and, with index conditions, matching) entries to the candidates;
+    /// returns how many.
+    fn probe_list(&mut self, index: pg_sys::Relation, cache: &IndexCache, list: u32) -> usize {
         pgrx::check_for_interrupts!();
         let meta = &cache.meta;
         let head = cache::read_directory(index, meta, list).head;
@@ -183,6 +232,8 @@ impl ScanState {
         let query = self.query.as_deref();
         let kernels = distance::kernels();
         let candidates = &mut self.candidates;
+        let filter = self.filter.as_ref();
+        let mut added = 0;
         self.reader.reset();
         let mut recent = cache.recent_buffers.borrow_mut();
         let mut walk = ChainWalk::new(index);
@@ -199,14 +250,16 @@ impl ScanState {
                 prefetch_buffer(next_buffer);
             }
             self.reader
-                .feed(page, format, |tid: Tid, flags, vector| {
-                    if !flags.is_dead() {
-                        if !valid_heap_tid(tid) {
-                            bad_tid = Some(tid);
-                        }
-                        let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, vector));
-                        candidates.push(d, tid.to_u64());
+                .feed(page, format, |entry| {
+                    if entry.flags.is_dead() || filter.is_some_and(|f| !f.matches(entry.filters)) {
+                        return;
                     }
+                    if !valid_heap_tid(entry.tid) {
+                        bad_tid = Some(entry.tid);
+                    }
+                    let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, entry.vector));
+                    candidates.push(d, entry.tid.to_u64());
+                    added += 1;
                 })
                 .or_corrupt(index);
             block = next;
@@ -223,6 +276,7 @@ impl ScanState {
                 );
             }
         }
+        added
     }
 }
 
@@ -300,9 +354,16 @@ pub unsafe extern "C-unwind" fn amgettuple(
         state.probe_next_batch(scan.indexRelation);
     }
     loop {
-        if let Some((_, payload)) = state.candidates.pop_nearest() {
+        if let Some((distance, payload)) = state.candidates.pop_nearest() {
+            if state.strict {
+                if distance < state.last_distance {
+                    continue;
+                }
+                state.last_distance = distance;
+            }
             scan.xs_heaptid = item_pointer(Tid::from_u64(payload));
-            scan.xs_recheck = false;
+            // Filter values are compared by hash, which can collide: the executor rechecks them.
+            scan.xs_recheck = state.filter.is_some();
             scan.xs_recheckorderby = false;
             return true;
         }

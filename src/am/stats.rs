@@ -172,7 +172,8 @@ fn collect(index: pg_sys::Relation) -> Stats {
             walk.step();
             let buffer = Locked::read(index, block, Mode::Share);
             reader
-                .feed(buffer.page(), format, |_, flags, vector| {
+                .feed(buffer.page(), format, |entry| {
+                    let (flags, vector) = (entry.flags, entry.vector);
                     if flags.is_dead() {
                         stats.dead_entries += 1;
                         return;

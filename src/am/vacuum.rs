@@ -134,8 +134,8 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
                 walk.step();
                 let buffer = Locked::read(index, block, Mode::Share);
                 reader
-                    .feed(buffer.page(), meta.entry_format(), |_, flags, _| {
-                        live += if flags.is_dead() { 0.0 } else { 1.0 }
+                    .feed(buffer.page(), meta.entry_format(), |entry| {
+                        live += if entry.flags.is_dead() { 0.0 } else { 1.0 }
                     })
                     .or_corrupt(index);
                 block = page::read_special(buffer.page()).or_corrupt(index).next;

@@ -2,10 +2,14 @@
 //! OPERATOR CLASS ... USING ivfflat` written by users or other extensions. Problems are reported as
 //! INFO messages and make the opclass invalid.
 //!
-//! Rules (pgvector's opclass shape): operator strategy 1 only, for ORDER BY, returning float8, both
-//! sides the opclass's input type; support functions 1 (distance, required) and 3 (k-means distance)
-//! take two inputs and return float8; 2 (norm) and 4 (k-means norm) take one and return float8; 5 is
-//! a type-support function; no other numbers.
+//! Rules for a vector operator class (pgvector's opclass shape): operator strategy 1 only, for ORDER
+//! BY, returning float8, both sides the opclass's input type; support functions 1 (distance,
+//! required) and 3 (k-means distance) take two inputs and return float8; 2 (norm) and 4 (k-means
+//! norm) take one and return float8; 5 is a type-support function; no other numbers.
+//!
+//! Rules for a filter operator class (an opclass with a search operator, for the key columns after
+//! the vector): strategy 3 only, a search operator returning boolean with both sides the input type,
+//! which must be one the filter columns can hash (filters.rs); no support functions.
 
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 use std::ffi::CStr;
@@ -83,6 +87,10 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         let mut valid = true;
         let mut has_order_operator = false;
         let mut has_distance = false;
+
+        if is_filter_class(family, input_type) {
+            return validate_filter_class(family, input_type, &name);
+        }
 
         let operators = pg_sys::SearchSysCacheList(
             pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
@@ -162,4 +170,95 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         }
         valid
     }
+}
+
+/// Whether the family's operators for `input_type` are search operators (a filter opclass).
+///
+/// # Safety
+/// Catalog access on the backend thread.
+unsafe fn is_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid) -> bool {
+    // SAFETY: a catcache list, released before returning.
+    unsafe {
+        let operators = pg_sys::SearchSysCacheList(
+            pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        let any_search = members::<pg_sys::FormData_pg_amop>(operators)
+            .iter()
+            .any(|op| op.amoplefttype == input_type && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH);
+        pg_sys::ReleaseCatCacheList(operators);
+        any_search
+    }
+}
+
+/// # Safety
+/// Catalog access on the backend thread.
+unsafe fn validate_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid, name: &str) -> bool {
+    let mut valid = true;
+    let supported = [
+        pg_sys::INT2OID,
+        pg_sys::INT4OID,
+        pg_sys::INT8OID,
+        pg_sys::BOOLOID,
+        pg_sys::TEXTOID,
+        pg_sys::VARCHAROID,
+        pg_sys::UUIDOID,
+    ];
+    // SAFETY: a type oid from the catalog.
+    if !supported.contains(&unsafe { pg_sys::getBaseType(input_type) }) {
+        info(format!(
+            "ivfflat operator class \"{name}\" is for a type filter columns cannot hold"
+        ));
+        valid = false;
+    }
+    // SAFETY: catcache lists, released before returning.
+    unsafe {
+        let operators = pg_sys::SearchSysCacheList(
+            pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        let mut has_equality = false;
+        for op in members::<pg_sys::FormData_pg_amop>(operators) {
+            if op.amoplefttype != input_type || op.amoprighttype != input_type {
+                continue;
+            }
+            let shape_ok = op.amopstrategy == super::filters::EQUALITY_STRATEGY as i16
+                && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH
+                && matches!(signature(pg_sys::get_opcode(op.amopopr)),
+                    Some((result, args)) if result == pg_sys::BOOLOID && args.len() == 2);
+            if !shape_ok {
+                info(format!("ivfflat operator class \"{name}\" contains operator {} that is not an equality search operator with strategy {}", u32::from(op.amopopr), super::filters::EQUALITY_STRATEGY));
+                valid = false;
+            }
+            has_equality |= shape_ok;
+        }
+        pg_sys::ReleaseCatCacheList(operators);
+        if !has_equality {
+            info(format!(
+                "ivfflat operator class \"{name}\" is missing its equality operator"
+            ));
+            valid = false;
+        }
+        let procs = pg_sys::SearchSysCacheList(
+            pg_sys::SysCacheIdentifier::AMPROCNUM as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        for proc in members::<pg_sys::FormData_pg_amproc>(procs) {
+            if proc.amproclefttype == input_type {
+                info(format!("ivfflat operator class \"{name}\" is a filter operator class and cannot have support function {}", proc.amprocnum));
+                valid = false;
+            }
+        }
+        pg_sys::ReleaseCatCacheList(procs);
+    }
+    valid
 }

@@ -12,8 +12,10 @@
 
 use super::build::{prepare_row, row_vector, tid_of, RowContext};
 use super::cache;
+use super::filters::FilterColumns;
 use super::storage::{Locked, Mode};
 use crate::error::raise_with;
+use pgivf_core::filter::Summary;
 use pgivf_core::page::{self, Meta, Metric, PageKind, StreamReader, INVALID_BLOCK};
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::{HashMap, HashSet};
@@ -28,7 +30,12 @@ fn corrupt(index_name: &str, what: String) -> ! {
 
 struct HeapCheck {
     metric: Metric,
+    vector_column: usize,
+    /// Rows that need an entry, with their filter hashes (`filters.len()` each, in `expected_filters`).
     expected: Vec<u64>,
+    expected_filters: Vec<u64>,
+    filters: FilterColumns,
+    row_filters: Vec<u64>,
     scratch: Vec<f32>,
     row_context: RowContext,
 }
@@ -45,17 +52,24 @@ unsafe extern "C-unwind" fn heap_callback(
     // SAFETY: the HeapCheck passed to the scan.
     let state = unsafe { &mut *state.cast::<HeapCheck>() };
     let metric = state.metric;
+    let vector_column = state.vector_column;
+    let filters = &state.filters;
     // The build's per-row context, so detoasted copies do not pile up over the whole table.
-    // SAFETY: the callback's own arrays.
-    let needs_entry = state
-        .row_context
-        .with(|| match unsafe { row_vector(values, isnull) } {
+    // SAFETY: the callback's own arrays, one datum per key column.
+    let needs_entry = state.row_context.with(|| {
+        let needs_entry = match unsafe { row_vector(values, isnull, vector_column) } {
             Some(vector) => prepare_row(metric, vector, &mut state.scratch),
             None => false,
-        });
+        };
+        if needs_entry && !filters.is_empty() {
+            unsafe { filters.row_hashes(values, isnull, &mut state.row_filters) };
+        }
+        needs_entry
+    });
     if needs_entry {
         // SAFETY: `tid` points at the heap tuple's ItemPointer.
         state.expected.push(tid_of(unsafe { &*tid }).to_u64());
+        state.expected_filters.extend_from_slice(&state.row_filters);
     }
 }
 
@@ -121,6 +135,8 @@ struct Report {
     meta: Meta,
     pages: u32,
     live: HashMap<u64, u32>,
+    /// Filter hashes of the live entries, by heap TID (only with filter columns).
+    live_filters: HashMap<u64, Vec<u64>>,
     dead: u64,
 }
 
@@ -149,7 +165,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         let buffer = Locked::read(index, 0, Mode::Share);
         Meta::read(buffer.page()).unwrap_or_else(|e| corrupt(name, e.to_string()))
     };
-    let first_entry_page = meta.directory_start + meta.directory_pages;
+    let first_entry_page = meta.structure_end();
     if first_entry_page > pages {
         corrupt(
             name,
@@ -170,6 +186,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
     }
     let format = meta.entry_format();
     let mut live: HashMap<u64, u32> = HashMap::new();
+    let mut live_filters: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut dead = 0u64;
     let mut owner: HashMap<u32, u32> = HashMap::new();
     let mut reader = StreamReader::new();
@@ -200,6 +217,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         let mut last = INVALID_BLOCK;
         let mut bad_vector = None;
         let mut bad_tid = None;
+        let mut holds = Summary::default();
         while block != INVALID_BLOCK {
             pgrx::check_for_interrupts!();
             if let Some(other) = owner.insert(block, list) {
@@ -215,10 +233,17 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                 );
             }
             reader
-                .feed(buffer.page(), format, |tid, flags, vector| {
-                    if flags.is_dead() {
+                .feed(buffer.page(), format, |entry| {
+                    let (tid, vector) = (entry.tid, entry.vector);
+                    if entry.flags.is_dead() {
                         dead += 1;
                         return;
+                    }
+                    if meta.filter_columns > 0 {
+                        for &hash in entry.filters {
+                            holds.insert(hash);
+                        }
+                        live_filters.insert(tid.to_u64(), entry.filters.to_vec());
                     }
                     if !super::scan::valid_heap_tid(tid) && bad_tid.is_none() {
                         bad_tid = Some(tid);
@@ -237,6 +262,20 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         }
         if reader.has_partial_entry() {
             corrupt(name, format!("list {list} ends in the middle of an entry"));
+        }
+        if meta.filter_columns > 0 {
+            let (summary_block, slot) = meta.summary_slot(list);
+            let summary = {
+                let buffer = Locked::read(index, summary_block, Mode::Share);
+                page::read_summary(buffer.page(), slot)
+                    .unwrap_or_else(|e| corrupt(name, format!("page {summary_block}: {e}")))
+            };
+            if !summary.covers(&holds) {
+                corrupt(
+                    name,
+                    format!("list {list}'s filter summary misses values its entries hold"),
+                );
+            }
         }
         if last != entry.tail {
             corrupt(
@@ -285,6 +324,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         meta,
         pages,
         live,
+        live_filters,
         dead,
     }
 }
@@ -295,9 +335,14 @@ fn check_heap(
     name: &str,
     report: Report,
 ) -> String {
+    let filters = FilterColumns::of(index);
     let mut state = HeapCheck {
         metric: report.meta.metric,
+        vector_column: super::vector_column(index),
         expected: Vec::new(),
+        expected_filters: Vec::new(),
+        row_filters: Vec::with_capacity(filters.len()),
+        filters,
         scratch: Vec::new(),
         row_context: RowContext::new(),
     };
@@ -316,7 +361,23 @@ fn check_heap(
         );
     }
     let mut seen = HashSet::with_capacity(state.expected.len());
-    for tid in &state.expected {
+    let filter_count = state.filters.len();
+    for (i, tid) in state.expected.iter().enumerate() {
+        if filter_count > 0 {
+            let expected = &state.expected_filters[i * filter_count..(i + 1) * filter_count];
+            if let Some(stored) = report.live_filters.get(tid) {
+                if stored.as_slice() != expected {
+                    let tid = page::Tid::from_u64(*tid);
+                    corrupt(
+                        name,
+                        format!(
+                            "the filter values of heap row ({},{}) differ from its index entry's",
+                            tid.block, tid.offset
+                        ),
+                    );
+                }
+            }
+        }
         if !report.live.contains_key(tid) {
             let tid = page::Tid::from_u64(*tid);
             corrupt(

@@ -7,6 +7,7 @@
 
 pub mod distance;
 pub mod error;
+pub mod filter;
 pub mod kmeans;
 pub mod page;
 pub mod sample;

@@ -10,11 +10,14 @@
 //!                          where the centroid and directory pages are
 //! blocks 1 ..              centroid pages: whole f32 centroids back to back (read once per backend)
 //! then                     directory pages: per list {head block, tail block, free-slot hint, 0}
+//! then                     summary pages (only with filter columns): per list a bloom filter of
+//!                          its entries' filter values (see `filter`)
 //! then                     entry pages: one chain per list, linked by `next`
 //! ```
 //!
 //! A list's entry pages hold one byte stream of fixed-size entries, `{heap block u32, heap offset u16,
-//! flags u16, f32[dim]}`, and an entry may continue from the end of one page onto the start of the next.
+//! flags u16, u64[filter columns], f32[dim]}`, and an entry may continue from the end of one page onto
+//! the start of the next.
 //! That is what makes the index dense: pgvector stores one whole IndexTuple per page slot and so
 //! wastes 25-50% of each page at 512, 768, 1024 and 1536 dimensions; here every page is full except a
 //! list's tail. Because entries never move (VACUUM only sets the dead flag, and inserts reuse dead
@@ -22,6 +25,7 @@
 //! offset in the page's data of the first entry that starts on that page, so an entry can be located
 //! from its page alone (VACUUM and slot reuse need that); a scan follows the stream from the list head.
 
+use crate::filter::{Summary, SUMMARY_BYTES};
 use thiserror::Error;
 
 pub const BLOCK_SIZE: usize = 8192;
@@ -47,6 +51,9 @@ pub const DIRECTORY_ENTRIES_PER_PAGE: usize = DATA_CAPACITY / DIRECTORY_ENTRY_SI
 /// Most lists an index may have (the `lists` option's upper bound, as in pgvector); a meta page
 /// claiming more is corrupt, and trusting it would size the centroid cache from garbage.
 pub const MAX_LISTS: u32 = 32768;
+/// Most filter columns (PostgreSQL's INDEX_MAX_KEYS is 32, one of which is the vector).
+pub const MAX_FILTER_COLUMNS: usize = 31;
+pub const SUMMARIES_PER_PAGE: usize = DATA_CAPACITY / SUMMARY_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FormatError {
@@ -65,6 +72,7 @@ pub enum PageKind {
     Centroids = 2,
     Directory = 3,
     Entries = 4,
+    Summaries = 5,
 }
 
 /// How distances are computed and what is stored, fixed at build time by the operator class.
@@ -161,6 +169,7 @@ pub fn read_special(page: &[u8]) -> Result<Special, FormatError> {
         2 => PageKind::Centroids,
         3 => PageKind::Directory,
         4 => PageKind::Entries,
+        5 => PageKind::Summaries,
         _ => return Err(FormatError::Corrupted("unknown page kind")),
     };
     Ok(Special {
@@ -248,9 +257,16 @@ pub struct Meta {
     pub directory_pages: u32,
     /// Rows indexed by the build (for statistics).
     pub rows_at_build: u64,
+    /// Scalar key columns after the vector, whose value hashes each entry carries.
+    pub filter_columns: u32,
+    /// The lists' filter summaries (none without filter columns).
+    pub summary_start: u32,
+    pub summary_pages: u32,
 }
 
-const META_SIZE: usize = 56;
+/// Indexes written before filter columns existed have a 56-byte meta page; the bytes after it are
+/// zero there, which reads as no filter columns and no summary pages.
+const META_SIZE: usize = 64;
 
 impl Meta {
     pub fn write(&self, page: &mut [u8]) {
@@ -260,13 +276,15 @@ impl Meta {
         put_u32(d, 8, self.dimensions);
         put_u32(d, 12, self.lists);
         put_u32(d, 16, self.metric as u8 as u32);
-        put_u32(d, 20, 0);
+        put_u32(d, 20, self.filter_columns);
         put_u64(d, 24, self.build_id);
         put_u32(d, 32, self.centroid_start);
         put_u32(d, 36, self.centroid_pages);
         put_u32(d, 40, self.directory_start);
         put_u32(d, 44, self.directory_pages);
         put_u64(d, 48, self.rows_at_build);
+        put_u32(d, 56, self.summary_start);
+        put_u32(d, 60, self.summary_pages);
         set_used(page, META_SIZE);
     }
 
@@ -291,6 +309,9 @@ impl Meta {
             directory_start: get_u32(d, 40),
             directory_pages: get_u32(d, 44),
             rows_at_build: get_u64(d, 48),
+            filter_columns: get_u32(d, 20),
+            summary_start: get_u32(d, 56),
+            summary_pages: get_u32(d, 60),
         };
         let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
         let lists_ok = (1..=MAX_LISTS).contains(&meta.lists);
@@ -300,7 +321,14 @@ impl Meta {
                 centroids_per_page(meta.dimensions as usize) as u64,
             )
             && meta.directory_pages as u64
-                == div_ceil_u64(meta.lists as u64, DIRECTORY_ENTRIES_PER_PAGE as u64);
+                == div_ceil_u64(meta.lists as u64, DIRECTORY_ENTRIES_PER_PAGE as u64)
+            && meta.summary_pages as u64
+                == if meta.filter_columns == 0 {
+                    0
+                } else {
+                    div_ceil_u64(meta.lists as u64, SUMMARIES_PER_PAGE as u64)
+                };
+        let filters_ok = meta.filter_columns as usize <= MAX_FILTER_COLUMNS;
         // Block numbers are u32: a range that runs past the last one cannot be read (and would
         // overflow `start + pages`).
         let blocks_ok = meta
@@ -310,8 +338,10 @@ impl Meta {
             && meta
                 .directory_start
                 .checked_add(meta.directory_pages)
-                .is_some();
+                .is_some()
+            && meta.summary_start.checked_add(meta.summary_pages).is_some();
         if !dims_ok
+            || !filters_ok
             || !lists_ok
             || !pages_ok
             || !blocks_ok
@@ -325,7 +355,22 @@ impl Meta {
     pub fn entry_format(&self) -> EntryFormat {
         EntryFormat {
             dim: self.dimensions as usize,
+            filters: self.filter_columns as usize,
         }
+    }
+
+    /// The first block after the structure pages (meta, centroids, directory, summaries).
+    pub fn structure_end(&self) -> u32 {
+        (self.directory_start + self.directory_pages).max(self.summary_start + self.summary_pages)
+    }
+
+    /// Summary page and slot of `list` (only with filter columns).
+    pub fn summary_slot(&self, list: u32) -> (u32, usize) {
+        let per_page = SUMMARIES_PER_PAGE as u32;
+        (
+            self.summary_start + list / per_page,
+            (list % per_page) as usize,
+        )
     }
 
     /// Block and slot of list `list`'s directory entry.
@@ -432,17 +477,45 @@ impl EntryFlags {
     }
 }
 
+/// List `slot`'s summary on a summary page.
+pub fn read_summary(page: &[u8], slot: usize) -> Result<Summary, FormatError> {
+    if read_special(page)?.kind != PageKind::Summaries {
+        return Err(FormatError::Corrupted("expected a summary page"));
+    }
+    if slot >= SUMMARIES_PER_PAGE {
+        return Err(FormatError::Corrupted("summary slot out of range"));
+    }
+    Ok(Summary::from_bytes(
+        &data(page)[slot * SUMMARY_BYTES..(slot + 1) * SUMMARY_BYTES],
+    ))
+}
+
+pub fn write_summary(page: &mut [u8], slot: usize, summary: &Summary) {
+    let d = &mut data_mut(page)[slot * SUMMARY_BYTES..(slot + 1) * SUMMARY_BYTES];
+    d.copy_from_slice(&summary.bits);
+    let end = (slot + 1) * SUMMARY_BYTES;
+    if used(page).unwrap_or(0) < end {
+        set_used(page, end);
+    }
+}
+
 /// Layout of the entries of one index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryFormat {
     pub dim: usize,
+    /// Filter columns: one u64 value hash each, between the header and the vector.
+    pub filters: usize,
 }
 
 impl EntryFormat {
     /// Entry size, a multiple of 8 so that (with DATA_CAPACITY a multiple of 8 too) an entry's
     /// 8-byte header never straddles two pages: odd dimensions get 4 bytes of padding.
     pub fn stride(&self) -> usize {
-        ENTRY_HEADER_SIZE + (4 * self.dim).next_multiple_of(8)
+        ENTRY_HEADER_SIZE + 8 * self.filters + (4 * self.dim).next_multiple_of(8)
+    }
+
+    fn vector_offset(&self) -> usize {
+        ENTRY_HEADER_SIZE + 8 * self.filters
     }
 
     fn vector_bytes(&self) -> usize {
@@ -450,8 +523,16 @@ impl EntryFormat {
     }
 
     /// Encodes an entry into `out` (exactly `stride()` bytes).
-    pub fn encode(&self, tid: Tid, vector: &[f32], origin: Origin, out: &mut [u8]) {
+    pub fn encode(
+        &self,
+        tid: Tid,
+        filter_hashes: &[u64],
+        vector: &[f32],
+        origin: Origin,
+        out: &mut [u8],
+    ) {
         debug_assert_eq!(vector.len(), self.dim);
+        debug_assert_eq!(filter_hashes.len(), self.filters);
         put_u32(out, 0, tid.block);
         put_u16(out, 4, tid.offset);
         let flags = match origin {
@@ -460,11 +541,22 @@ impl EntryFormat {
         };
         put_u16(out, 6, flags);
         out[ENTRY_HEADER_SIZE..self.stride()].fill(0);
-        put_floats(
-            &mut out[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + self.vector_bytes()],
-            vector,
-        );
+        for (i, hash) in filter_hashes.iter().enumerate() {
+            put_u64(out, ENTRY_HEADER_SIZE + 8 * i, *hash);
+        }
+        let start = self.vector_offset();
+        put_floats(&mut out[start..start + self.vector_bytes()], vector);
     }
+}
+
+/// One entry as a list scan sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    pub tid: Tid,
+    pub flags: EntryFlags,
+    /// One hash per filter column.
+    pub filters: &'a [u64],
+    pub vector: &'a [f32],
 }
 
 /// The header of the entry at `offset` in `bytes`.
@@ -552,6 +644,31 @@ pub fn entry_spills(offset: usize, format: EntryFormat) -> bool {
 pub struct StreamReader {
     carry: Vec<u8>,
     scratch: Vec<f32>,
+    filter_scratch: Vec<u64>,
+}
+
+/// The entry of `format` whose bytes start at `offset` in `bytes`.
+fn entry_at<'a>(
+    bytes: &'a [u8],
+    offset: usize,
+    format: EntryFormat,
+    scratch: &'a mut Vec<f32>,
+    filter_scratch: &'a mut Vec<u64>,
+) -> EntryRef<'a> {
+    let (tid, flags) = entry_header(bytes, offset);
+    let filters_at = offset + ENTRY_HEADER_SIZE;
+    let vector_at = offset + format.vector_offset();
+    filter_scratch.clear();
+    filter_scratch.extend((0..format.filters).map(|i| get_u64(bytes, filters_at + 8 * i)));
+    EntryRef {
+        tid,
+        flags,
+        filters: filter_scratch,
+        vector: floats(
+            &bytes[vector_at..vector_at + format.vector_bytes()],
+            scratch,
+        ),
+    }
 }
 
 impl StreamReader {
@@ -564,13 +681,13 @@ impl StreamReader {
         self.carry.clear();
     }
 
-    /// Feeds the next page of the chain; `visit(tid, flags, vector)` is called for every entry that
-    /// ends on this page, in stream order.
+    /// Feeds the next page of the chain; `visit` is called for every entry that ends on this page,
+    /// in stream order.
     pub fn feed(
         &mut self,
         page: &[u8],
         format: EntryFormat,
-        mut visit: impl FnMut(Tid, EntryFlags, &[f32]),
+        mut visit: impl FnMut(EntryRef<'_>),
     ) -> Result<(), FormatError> {
         let special = read_special(page)?;
         if special.kind != PageKind::Entries {
@@ -590,12 +707,13 @@ impl StreamReader {
             self.carry.extend_from_slice(&bytes[..take]);
             pos = take;
             if self.carry.len() == stride {
-                let (tid, flags) = entry_header(&self.carry, 0);
-                let vector = floats(
-                    &self.carry[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + format.vector_bytes()],
+                visit(entry_at(
+                    &self.carry,
+                    0,
+                    format,
                     &mut self.scratch,
-                );
-                visit(tid, flags, vector);
+                    &mut self.filter_scratch,
+                ));
                 self.carry.clear();
             }
         } else if special.first_entry != 0 {
@@ -604,12 +722,13 @@ impl StreamReader {
             ));
         }
         while pos + stride <= used {
-            let (tid, flags) = entry_header(bytes, pos);
-            let vector = floats(
-                &bytes[pos + ENTRY_HEADER_SIZE..pos + ENTRY_HEADER_SIZE + format.vector_bytes()],
+            visit(entry_at(
+                bytes,
+                pos,
+                format,
                 &mut self.scratch,
-            );
-            visit(tid, flags, vector);
+                &mut self.filter_scratch,
+            ));
             pos += stride;
         }
         self.carry.extend_from_slice(&bytes[pos..]);
@@ -646,7 +765,13 @@ mod tests {
     /// Appends entries to a chain of in-memory pages the way the index does.
     fn append(chain: &mut Vec<Vec<u8>>, format: EntryFormat, tid: Tid, vector: &[f32]) {
         let mut entry = vec![0u8; format.stride()];
-        format.encode(tid, vector, Origin::Build, &mut entry);
+        format.encode(
+            tid,
+            &filter_hashes(format, tid),
+            vector,
+            Origin::Build,
+            &mut entry,
+        );
         if chain.is_empty() {
             chain.push(new_page(PageKind::Entries, 0));
         }
@@ -660,13 +785,24 @@ mod tests {
         }
     }
 
+    /// Distinct per column and row, so that a misplaced byte shows.
+    fn filter_hashes(format: EntryFormat, tid: Tid) -> Vec<u64> {
+        (0..format.filters)
+            .map(|c| crate::filter::hash_integer(c, i64::from(tid.block)))
+            .collect()
+    }
+
+    /// Every entry's TID, dead flag and vector; checks each entry's filter hashes on the way.
     fn read_all(chain: &[Vec<u8>], format: EntryFormat) -> Vec<(Tid, bool, Vec<f32>)> {
         let mut reader = StreamReader::new();
         let mut out = Vec::new();
         for page in chain {
             reader
-                .feed(page, format, |tid, flags, v| {
-                    out.push((tid, flags.is_dead(), v.to_vec()))
+                .feed(page, format, |e| {
+                    if e.tid.block != 99 {
+                        assert_eq!(e.filters, filter_hashes(format, e.tid), "{:?}", e.tid);
+                    }
+                    out.push((e.tid, e.flags.is_dead(), e.vector.to_vec()))
                 })
                 .unwrap();
         }
@@ -680,8 +816,11 @@ mod tests {
 
     #[test]
     fn entries_span_pages_and_read_back_in_order() {
-        for dim in [1, 3, 128, 384, 512, 768, 1024, 1536, 2000] {
-            let format = EntryFormat { dim };
+        for (dim, filters) in [1, 3, 128, 384, 512, 768, 1024, 1536, 2000]
+            .into_iter()
+            .flat_map(|dim| [(dim, 0), (dim, 1), (dim, 3)])
+        {
+            let format = EntryFormat { dim, filters };
             let mut chain = Vec::new();
             let n = 3 * BLOCK_SIZE / format.stride() + 7;
             for i in 0..n {
@@ -718,14 +857,20 @@ mod tests {
     #[test]
     fn density_beats_one_tuple_per_slot() {
         // At 768 dimensions pgvector fits 2 tuples of 3088 bytes per page (75% full).
-        let format = EntryFormat { dim: 768 };
+        let format = EntryFormat {
+            dim: 768,
+            filters: 0,
+        };
         let per_page = DATA_CAPACITY as f64 / format.stride() as f64;
         assert!(per_page > 2.6, "{per_page}");
     }
 
     #[test]
     fn dead_flags_and_slot_reuse_across_a_page_boundary() {
-        let format = EntryFormat { dim: 768 };
+        let format = EntryFormat {
+            dim: 768,
+            filters: 2,
+        };
         let mut chain = Vec::new();
         for i in 0..10 {
             append(
@@ -756,6 +901,7 @@ mod tests {
                 block: 99,
                 offset: 9,
             },
+            &[7, 8],
             &vector(99, 768),
             Origin::Insert,
             &mut entry,
@@ -773,7 +919,12 @@ mod tests {
         let mut reader = StreamReader::new();
         for page in &chain {
             reader
-                .feed(page, format, |tid, flags, _| origins.push((tid, flags)))
+                .feed(page, format, |e| {
+                    if e.tid.block == 99 {
+                        assert_eq!(e.filters, &[7, 8]);
+                    }
+                    origins.push((e.tid, e.flags))
+                })
                 .unwrap();
         }
         for (tid, flags) in &origins {
@@ -803,6 +954,9 @@ mod tests {
             directory_start: 1 + 100usize.div_ceil(centroids_per_page(384)) as u32,
             directory_pages: 1,
             rows_at_build: 62956,
+            filter_columns: 2,
+            summary_start: 3 + 100usize.div_ceil(centroids_per_page(384)) as u32,
+            summary_pages: 4,
         };
         meta.write(&mut page);
         assert_eq!(Meta::read(&page).unwrap(), meta);
@@ -815,6 +969,30 @@ mod tests {
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 12, 5000);
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
+        // Filter columns need exactly one summary slot per list.
+        for (at, value) in [(60, 3), (60, 5), (20, 0), (20, 40)] {
+            let mut bad = page.clone();
+            put_u32(data_mut(&mut bad), at, value);
+            assert!(
+                matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))),
+                "offset {at} = {value}"
+            );
+        }
+        // A meta page from before filter columns (56 bytes, zeros after) reads as none.
+        let mut old = page.clone();
+        data_mut(&mut old)[56..64].fill(0);
+        put_u32(data_mut(&mut old), 20, 0);
+        let read = Meta::read(&old).unwrap();
+        assert_eq!(
+            (
+                read.filter_columns,
+                read.summary_pages,
+                read.entry_format().stride()
+            ),
+            (0, 0, 8 + 384 * 4)
+        );
+        assert_eq!(meta.entry_format().stride(), 8 + 16 + 384 * 4);
+        assert_eq!(meta.structure_end(), meta.summary_start + 4);
         assert!(read_special(&page[..100]).is_err());
     }
 
@@ -833,6 +1011,9 @@ mod tests {
             directory_start: 2,
             directory_pages: 1,
             rows_at_build: 0,
+            filter_columns: 0,
+            summary_start: 0,
+            summary_pages: 0,
         };
         meta.write(&mut page);
         assert_eq!(Meta::read(&page).unwrap(), meta);
@@ -878,10 +1059,30 @@ mod tests {
     }
 
     #[test]
+    fn summary_pages_round_trip() {
+        let mut page = new_page(PageKind::Summaries, 0);
+        let mut summary = Summary::default();
+        summary.insert(crate::filter::hash_value(0, b"books"));
+        write_summary(&mut page, SUMMARIES_PER_PAGE - 1, &summary);
+        assert_eq!(used(&page).unwrap(), SUMMARIES_PER_PAGE * SUMMARY_BYTES);
+        assert_eq!(
+            read_summary(&page, SUMMARIES_PER_PAGE - 1).unwrap(),
+            summary
+        );
+        assert_eq!(read_summary(&page, 0).unwrap(), Summary::default());
+        assert!(read_summary(&page, SUMMARIES_PER_PAGE).is_err());
+        let directory = new_page(PageKind::Directory, 0);
+        assert!(read_summary(&directory, 0).is_err());
+    }
+
+    #[test]
     fn corrupted_pages_give_errors_not_panics() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let format = EntryFormat { dim: 300 };
+        let format = EntryFormat {
+            dim: 300,
+            filters: 1,
+        };
         let mut chain = Vec::new();
         for i in 0..20 {
             append(
@@ -902,9 +1103,9 @@ mod tests {
             }
             let mut reader = StreamReader::new();
             if rng.gen_bool(0.5) {
-                let _ = reader.feed(&chain[0], format, |_, _, _| {});
+                let _ = reader.feed(&chain[0], format, |_| {});
             }
-            let _ = reader.feed(&page, format, |_, _, _| {});
+            let _ = reader.feed(&page, format, |_| {});
             if let Ok(starts) = entry_starts(&page, format) {
                 for offset in starts.take(100) {
                     let _ = read_entry_header(&page, offset);

@@ -5,7 +5,7 @@
 use pgivf_core::binary;
 use pgivf_core::page::{
     self, centroids_per_page, write_centroids, write_directory_entry, write_special,
-    DirectoryEntry, EntryFormat, Meta, Metric, PageKind, Special, Tid, BLOCK_SIZE,
+    DirectoryEntry, EntryFormat, Meta, Metric, Origin, PageKind, Special, Tid, BLOCK_SIZE,
     DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK, PAGE_HEADER_SIZE, SPECIAL_SIZE,
 };
 use std::fs;
@@ -58,6 +58,9 @@ fn main() {
         directory_start: 1 + centroid_pages as u32,
         directory_pages: lists.div_ceil(DIRECTORY_ENTRIES_PER_PAGE) as u32,
         rows_at_build: 1000,
+        filter_columns: 0,
+        summary_start: 0,
+        summary_pages: 0,
     }
     .write(&mut meta_page);
     write("page_decode", "meta", &meta_page);
@@ -81,7 +84,7 @@ fn main() {
 
     // Two-page chains whose last entry on the first page continues on the second.
     for (dim, rows) in [(3, 400), (768, 5)] {
-        let format = EntryFormat { dim };
+        let format = EntryFormat { dim, filters: 0 };
         let mut chain = Vec::new();
         for i in 0..rows {
             let vector: Vec<f32> = (0..dim).map(|j| (i * 7 + j) as f32 * 0.5).collect();
@@ -128,7 +131,7 @@ fn new_page(kind: PageKind, first_entry: u16) -> Vec<u8> {
 /// Appends an entry to a chain of pages the way the index does.
 fn append(chain: &mut Vec<Vec<u8>>, format: EntryFormat, tid: Tid, vector: &[f32]) {
     let mut entry = vec![0u8; format.stride()];
-    format.encode(tid, vector, &mut entry);
+    format.encode(tid, &[], vector, Origin::Build, &mut entry);
     if chain.is_empty() {
         chain.push(new_page(PageKind::Entries, 0));
     }

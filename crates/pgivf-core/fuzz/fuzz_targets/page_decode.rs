@@ -9,9 +9,9 @@
 use libfuzzer_sys::fuzz_target;
 use pgivf_core::page::{
     self, centroids_per_page, entry_spills, entry_starts, free_space, mark_dead, overwrite_entry,
-    read_centroids, read_directory_entry, read_entry_header, read_special, set_next, used,
-    EntryFlags, EntryFormat, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE, DATA_CAPACITY,
-    DIRECTORY_ENTRIES_PER_PAGE,
+    read_centroids, read_directory_entry, read_entry_header, read_special, read_summary, set_next,
+    used, EntryFormat, EntryRef, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE,
+    DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE,
 };
 
 const DIMS: [usize; 5] = [1, 3, 128, 768, 2000];
@@ -34,8 +34,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(second) = &second {
         check_page(second, &mut dims);
     }
-    for &dim in &dims {
-        let format = EntryFormat { dim };
+    for format in dims
+        .iter()
+        .flat_map(|&dim| [0, 2].map(|filters| EntryFormat { dim, filters }))
+    {
         check_entries(&first, second.as_deref(), format);
         if let Some(second) = &second {
             check_entries(second, None, format);
@@ -75,7 +77,14 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
             directory_end.is_some(),
             "directory pages overflow: {meta:?}"
         );
+        let summary_end = meta.summary_start.checked_add(meta.summary_pages);
+        assert!(summary_end.is_some(), "summary pages overflow: {meta:?}");
         for list in [0, meta.lists / 2, meta.lists - 1] {
+            if meta.filter_columns > 0 {
+                let (block, slot) = meta.summary_slot(list);
+                assert!(slot < page::SUMMARIES_PER_PAGE);
+                assert!(block >= meta.summary_start && Some(block) < summary_end);
+            }
             let (block, slot) = meta.directory_slot(list);
             assert!(slot < DIRECTORY_ENTRIES_PER_PAGE);
             assert!(block >= meta.directory_start && Some(block) < directory_end);
@@ -93,6 +102,10 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
         );
     }
     assert!(read_directory_entry(page, DIRECTORY_ENTRIES_PER_PAGE).is_err());
+    for slot in [0, page::SUMMARIES_PER_PAGE - 1] {
+        assert_eq!(read_summary(page, slot).is_ok(), is(PageKind::Summaries));
+    }
+    assert!(read_summary(page, page::SUMMARIES_PER_PAGE).is_err());
     assert!(read_directory_entry(page, usize::MAX).is_err());
 
     let mut centroids = vec![1.0f32];
@@ -151,7 +164,8 @@ fn check_entries(page: &[u8], next: Option<&[u8]>, format: EntryFormat) {
             offset: 42,
         };
         let vector: Vec<f32> = (0..format.dim).map(|i| i as f32).collect();
-        format.encode(tid, &vector, Origin::Insert, &mut entry);
+        let filters: Vec<u64> = (0..format.filters as u64).collect();
+        format.encode(tid, &filters, &vector, Origin::Insert, &mut entry);
         let mut next_copy = next.map(<[u8]>::to_vec);
         let result = overwrite_entry(&mut copy, offset, next_copy.as_deref_mut(), &entry);
         if result.is_ok() {
@@ -169,8 +183,9 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
     buffer[misalign..].copy_from_slice(first);
     let mut reader = StreamReader::new();
     let mut visited = 0usize;
-    let mut visit = |_: Tid, _: EntryFlags, vector: &[f32]| {
-        assert_eq!(vector.len(), format.dim);
+    let mut visit = |entry: EntryRef<'_>| {
+        assert_eq!(entry.vector.len(), format.dim);
+        assert_eq!(entry.filters.len(), format.filters);
         visited += 1;
     };
     if reader
@@ -189,8 +204,8 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
     if let Some(second) = second {
         buffer[misalign..].copy_from_slice(second);
         let before = visited;
-        let mut visit = |_: Tid, _: EntryFlags, vector: &[f32]| {
-            assert_eq!(vector.len(), format.dim);
+        let mut visit = |entry: EntryRef<'_>| {
+            assert_eq!(entry.vector.len(), format.dim);
             visited += 1;
         };
         if reader.feed(&buffer[misalign..], format, &mut visit).is_ok() {
