@@ -10,7 +10,6 @@ use super::filters::FilterColumns;
 use super::storage::{init_page, Locked, Mode, OrCorrupt, Xlog};
 use super::{metric_of, PHASE_ASSIGN, PHASE_KMEANS, PHASE_LOAD};
 use crate::error::raise_with;
-use pgivf_core::distance;
 use pgivf_core::filter::Summary;
 use pgivf_core::kmeans::{self, KMeansError, KMeansMetric, KMeansParams, KMeansStage};
 use pgivf_core::page::{
@@ -18,6 +17,7 @@ use pgivf_core::page::{
     DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK, SUMMARIES_PER_PAGE,
 };
 use pgivf_core::sample::{block_sample, Reservoir};
+use pgivf_core::{bounds, distance};
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 /// Rows per parallel assignment batch: large enough to keep both cores busy, small enough that a
@@ -448,6 +448,8 @@ fn write_structure(
             1 + (centroid_pages + directory_pages) as u32
         },
         summary_pages: summary_pages as u32,
+        radii: true,
+        max_norm: 0.0,
     };
     let block = writer.new_page(PageKind::Meta, 0, |page| meta.write(page));
     assert_eq!(block, 0, "the meta page must be block 0 of a new index");
@@ -461,6 +463,7 @@ fn write_structure(
         head: INVALID_BLOCK,
         tail: INVALID_BLOCK,
         free_hint: INVALID_BLOCK,
+        radius: 0.0,
     };
     for first in (0..params.lists).step_by(DIRECTORY_ENTRIES_PER_PAGE) {
         let count = DIRECTORY_ENTRIES_PER_PAGE.min(params.lists - first);
@@ -632,8 +635,8 @@ impl Lists {
         }
     }
 
-    /// Records every list's head and tail in the directory.
-    fn write_directory(&self, index: pg_sys::Relation, meta: &Meta) {
+    /// Records every list's head, tail and radius in the directory.
+    fn write_directory(&self, index: pg_sys::Relation, meta: &Meta, radii: &[f32]) {
         for (page_number, chunk) in self.chains.chunks(DIRECTORY_ENTRIES_PER_PAGE).enumerate() {
             let buffer = Locked::read(
                 index,
@@ -650,6 +653,7 @@ impl Lists {
                         head: *head,
                         tail: *tail,
                         free_hint: INVALID_BLOCK,
+                        radius: radii[page_number * DIRECTORY_ENTRIES_PER_PAGE + slot],
                     },
                 );
             }
@@ -674,6 +678,9 @@ struct AssignState<'a> {
     filters: &'a FilterColumns,
     /// Per list, with filter columns: the summary of its entries' filter hashes.
     summaries: Vec<Summary>,
+    /// Per list: the largest distance of a member from the centroid (bounds.rs).
+    radii: Vec<f32>,
+    max_norm: f32,
     row_filters: Vec<u64>,
     row_context: RowContext,
     stored: Vec<f32>,
@@ -704,6 +711,13 @@ impl AssignState<'_> {
             .enumerate()
         {
             let hashes = &self.batch_filters[i * filter_count..(i + 1) * filter_count];
+            let centroid =
+                &self.centroids[list as usize * self.dim..(list as usize + 1) * self.dim];
+            let radius = &mut self.radii[list as usize];
+            *radius = radius.max(bounds::member_distance(self.metric, row, centroid));
+            self.max_norm = self
+                .max_norm
+                .max(distance::norm_squared_f64(row).sqrt() as f32);
             if let Some(summary) = self.summaries.get_mut(list as usize) {
                 for &hash in hashes {
                     summary.insert(hash);
@@ -860,6 +874,8 @@ pub unsafe extern "C-unwind" fn ambuild(
             vec![Summary::default(); params.lists]
         },
         row_filters: Vec::with_capacity(params.filters.len()),
+        radii: vec![0.0; params.lists],
+        max_norm: 0.0,
         row_context: RowContext::new(),
         stored: Vec::with_capacity(params.dimensions),
         indexed: 0,
@@ -881,7 +897,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     let assigned = started.elapsed();
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
     state.lists.flush(&writer);
-    state.lists.write_directory(index, &meta);
+    state.lists.write_directory(index, &meta, &state.radii);
     if !state.summaries.is_empty() {
         write_summaries(index, &meta, &state.summaries);
     }
@@ -897,13 +913,15 @@ pub unsafe extern "C-unwind" fn ambuild(
         pool.current_num_threads()
     );
     let indexed = state.indexed;
+    let max_norm = state.max_norm;
     drop(state);
     if indexed > 0 {
-        // Remember the row count for statistics.
+        // Remember the row count for statistics and the largest norm for bounds.
         let buffer = Locked::read(index, 0, Mode::Exclusive);
         let mut xlog = Xlog::start(index);
         Meta {
             rows_at_build: indexed,
+            max_norm,
             ..meta
         }
         .write(xlog.register(&buffer));

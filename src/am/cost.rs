@@ -10,7 +10,9 @@
 //! it is cheaper.
 
 use super::cache;
+use super::filters::{count_matching_lists, FilterColumns};
 use super::guc::{IterativeScan, ITERATIVE_SCAN, PROBES};
+use pgivf_core::filter::FilterQuery;
 use pgrx::pg_sys;
 
 #[pgrx::pg_guard]
@@ -46,7 +48,6 @@ pub unsafe extern "C-unwind" fn amcostestimate(
 
         let index = pg_sys::index_open((*index_info).indexoid, pg_sys::NoLock as i32);
         let lists = cache::read_meta(index).lists as f64;
-        pg_sys::index_close(index, pg_sys::NoLock as i32);
         let probes = (PROBES.get() as f64).min(lists);
         let mut ratio = probes / lists;
         let continues = has_index_conditions || ITERATIVE_SCAN.get() != IterativeScan::Off;
@@ -63,9 +64,23 @@ pub unsafe extern "C-unwind" fn amcostestimate(
             );
             let matching_share = all.clamp(1e-9, 1.0);
             let rows_per_list = ((*index_info).tuples / lists).max(1.0);
-            let lists_needed = (limit / (rows_per_list * matching_share)).ceil();
+            // Enough lists for the LIMIT's matching rows, and, with index conditions, for a
+            // batch's worth of matching candidates (scan.rs): `probes` lists' rows.
+            let mut lists_needed = (limit / (rows_per_list * matching_share)).ceil();
+            if has_index_conditions {
+                // Rows matching the conditions sit in `matching` lists (all of them when the
+                // conditions are independent of the vectors, a few when they follow the clusters):
+                // a batch's worth of matching candidates takes `probes` lists' rows from them.
+                let index_share = costs.indexSelectivity.clamp(1e-9, 1.0);
+                let matching = lists_matching(index, path).unwrap_or(lists).max(1.0);
+                let batch = (probes * matching / (lists * index_share))
+                    .ceil()
+                    .min(matching);
+                lists_needed = lists_needed.max(batch);
+            }
             ratio = (lists_needed.max(probes) / lists).min(1.0);
         }
+        pg_sys::index_close(index, pg_sys::NoLock as i32);
 
         let mut seq_page_cost = 0.0;
         pg_sys::get_tablespace_page_costs(
@@ -94,4 +109,83 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         *correlation = costs.indexCorrelation;
         *pages = costs.numIndexPages;
     }
+}
+
+/// The elements of a PostgreSQL pointer list.
+///
+/// # Safety
+/// `list` must be NIL or a valid pointer list.
+unsafe fn list_items<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        (0..(*list).length as usize)
+            .map(|i| (*(*list).elements.add(i)).ptr_value.cast::<T>())
+            .collect()
+    }
+}
+
+/// A constant, looking through binary-compatible casts; None for anything else (a parameter).
+///
+/// # Safety
+/// `node` must be a valid expression node.
+unsafe fn constant(mut node: *mut pg_sys::Node) -> Option<*mut pg_sys::Const> {
+    // SAFETY: guaranteed by the caller; nodes are identified by their tag before the cast.
+    unsafe {
+        while (*node).type_ == pg_sys::NodeTag::T_RelabelType {
+            node = (*node.cast::<pg_sys::RelabelType>()).arg.cast();
+        }
+        ((*node).type_ == pg_sys::NodeTag::T_Const).then_some(node.cast())
+    }
+}
+
+/// How many lists may hold rows matching the path's index conditions, by the lists' filter
+/// summaries; None when a condition is not against constants (a generic plan's parameters).
+///
+/// # Safety
+/// `index` must be the open index of `path`.
+unsafe fn lists_matching(index: pg_sys::Relation, path: *mut pg_sys::IndexPath) -> Option<f64> {
+    let meta = cache::read_meta(index);
+    if meta.filter_columns == 0 {
+        return None;
+    }
+    let filters = FilterColumns::of(index);
+    let mut query = FilterQuery::new();
+    // SAFETY: the planner's lists of IndexClause and RestrictInfo nodes with their expressions.
+    unsafe {
+        for clause in list_items::<pg_sys::IndexClause>((*path).indexclauses) {
+            let column = filters.position_of((*clause).indexcol as usize)?;
+            for qual in list_items::<pg_sys::RestrictInfo>((*clause).indexquals) {
+                let expr = (*qual).clause.cast::<pg_sys::Node>();
+                let hashes = match (*expr).type_ {
+                    pg_sys::NodeTag::T_OpExpr => {
+                        let args =
+                            list_items::<pg_sys::Node>((*expr.cast::<pg_sys::OpExpr>()).args);
+                        let value = constant(*args.get(1)?)?;
+                        if (*value).constisnull {
+                            Vec::new()
+                        } else {
+                            vec![filters.hash(column, (*value).constvalue, false)]
+                        }
+                    }
+                    pg_sys::NodeTag::T_ScalarArrayOpExpr => {
+                        let args = list_items::<pg_sys::Node>(
+                            (*expr.cast::<pg_sys::ScalarArrayOpExpr>()).args,
+                        );
+                        let value = constant(*args.get(1)?)?;
+                        if (*value).constisnull {
+                            Vec::new()
+                        } else {
+                            filters.array_hashes(column, (*value).constvalue)
+                        }
+                    }
+                    _ => return None,
+                };
+                query.require(column, hashes);
+            }
+        }
+    }
+    Some(count_matching_lists(index, &meta, &query) as f64)
 }

@@ -88,6 +88,11 @@ impl FilterColumns {
         self.types.len()
     }
 
+    /// Which filter column index key column `column` (0-based) is, if it is one.
+    pub fn position_of(&self, column: usize) -> Option<usize> {
+        self.columns.iter().position(|&at| at == column)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.types.is_empty()
     }
@@ -182,7 +187,7 @@ impl FilterColumns {
     ///
     /// # Safety
     /// `array` must be an array datum whose elements have the column's type.
-    unsafe fn array_hashes(&self, column: usize, array: pg_sys::Datum) -> Vec<u64> {
+    pub unsafe fn array_hashes(&self, column: usize, array: pg_sys::Datum) -> Vec<u64> {
         // SAFETY: guaranteed by the caller; deconstruct_array allocates in the current context.
         unsafe {
             let array = pg_sys::pg_detoast_datum(array.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
@@ -252,4 +257,19 @@ pub fn add_to_summary(index: pg_sys::Relation, meta: &Meta, list: u32, hashes: &
         page::write_summary(xlog.register(&buffer), slot, &summary);
         xlog.finish();
     }
+}
+
+/// How many lists' summaries admit `query` (one read of each summary page).
+pub fn count_matching_lists(index: pg_sys::Relation, meta: &Meta, query: &FilterQuery) -> usize {
+    let mut matching = 0;
+    for page_number in 0..meta.summary_pages {
+        let buffer = Locked::read(index, meta.summary_start + page_number, Mode::Share);
+        let first = page_number as usize * page::SUMMARIES_PER_PAGE;
+        let count = page::SUMMARIES_PER_PAGE.min(meta.lists as usize - first);
+        for slot in 0..count {
+            let summary = page::read_summary(buffer.page(), slot).or_corrupt(index);
+            matching += usize::from(query.list_may_match(&summary));
+        }
+    }
+    matching
 }

@@ -13,8 +13,8 @@ use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache::{self, read_directory};
 use super::filters::{add_to_summary, FilterColumns};
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
-use pgivf_core::kmeans;
 use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK};
+use pgivf_core::{bounds, distance, kmeans};
 use pgrx::pg_sys;
 
 /// Pages an insert looks at for a reusable slot before giving up and appending; bounded so that an
@@ -58,6 +58,15 @@ pub unsafe extern "C-unwind" fn aminsert(
         meta.dimensions as usize,
         kmeans_metric(meta.metric),
     );
+    if meta.radii {
+        let dim = meta.dimensions as usize;
+        let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+        let distance = bounds::member_distance(meta.metric, &stored, centroid);
+        let norm = distance::norm_squared_f64(&stored).sqrt() as f32;
+        // Before the entry exists, like the filter summary: a scan that can see the row also sees
+        // bounds that cover it.
+        widen_bounds(index, &meta, list, distance, norm);
+    }
     let format = meta.entry_format();
     let mut filter_hashes = Vec::with_capacity(format.filters);
     if format.filters > 0 {
@@ -78,6 +87,27 @@ pub unsafe extern "C-unwind" fn aminsert(
     );
     insert_entry(index, &meta, list, &entry);
     false
+}
+
+/// Grows list `list`'s radius and the index's largest norm to cover a new row, when they do not yet.
+fn widen_bounds(index: pg_sys::Relation, meta: &Meta, list: u32, distance: f32, norm: f32) {
+    if read_directory(index, meta, list).radius < distance {
+        update_directory(index, meta, list, |entry| {
+            let grows = entry.radius < distance;
+            entry.radius = entry.radius.max(distance);
+            grows
+        });
+    }
+    if meta.max_norm < norm {
+        let buffer = Locked::read(index, 0, Mode::Exclusive);
+        let mut current = Meta::read(buffer.page()).or_corrupt(index);
+        if current.max_norm < norm {
+            current.max_norm = norm;
+            let mut xlog = Xlog::start(index);
+            current.write(xlog.register(&buffer));
+            xlog.finish();
+        }
+    }
 }
 
 /// Changes one list's directory entry under the directory page's exclusive lock, in its own WAL record.

@@ -16,9 +16,18 @@ use crate::error::raise_with;
 use pgivf_core::filter::FilterQuery;
 use pgivf_core::page::{self, Metric, StreamReader, Tid, INVALID_BLOCK};
 use pgivf_core::topk::Candidates;
-use pgivf_core::{distance, VectorError};
+use pgivf_core::{bounds, distance, VectorError};
 use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
 use std::rc::Rc;
+
+/// `ivfflat.iterative_scan = strict_order`: a row is handed out only once no unread list can hold a
+/// nearer one, so rows come out in exact distance order however many batches the scan takes (and,
+/// unlike dropping rows that arrive out of order, the LIMIT still fills).
+struct StrictOrder {
+    /// (lower bound on the ordering key of the list's rows, list), ascending.
+    by_bound: Vec<(f32, u32)>,
+    cursor: usize,
+}
 
 struct ScanState {
     cache: Option<Rc<IndexCache>>,
@@ -30,10 +39,12 @@ struct ScanState {
     probes: usize,
     /// The index conditions on filter columns, if any.
     filter: Option<FilterQuery>,
-    /// Rows come out in exact distance order across batches: a later batch's rows nearer than the
-    /// last one returned are dropped.
-    strict: bool,
-    last_distance: f32,
+    /// With `strict_order`: the lists by the nearest any of their rows can be (bounds.rs).
+    strict: Option<StrictOrder>,
+    /// Which lists this scan has read (or skipped by their filter summary), and how many.
+    probed: Vec<bool>,
+    probed_count: usize,
+    max_probes: usize,
     started: bool,
     candidates: Candidates,
     reader: StreamReader,
@@ -54,8 +65,10 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         next_list: 0,
         probes: 1,
         filter: None,
-        strict: false,
-        last_distance: f32::NEG_INFINITY,
+        strict: None,
+        probed: Vec::new(),
+        probed_count: 0,
+        max_probes: 0,
         started: false,
         candidates: Candidates::new(),
         reader: StreamReader::new(),
@@ -163,14 +176,37 @@ impl ScanState {
                     .min(lists)
             }
         };
-        // Index conditions continue past the first batch without iterative scans being asked for;
-        // they then keep the order an ORDER BY promises, as strict_order does.
-        self.strict = mode == IterativeScan::StrictOrder
-            || (mode == IterativeScan::Off && self.filter.is_some());
-        self.last_distance = f32::NEG_INFINITY;
+        self.max_probes = max_probes;
+        self.probed.clear();
+        self.probed.resize(lists, false);
+        self.probed_count = 0;
         // Lists nearest first; a NULL query keeps list order (every distance is 0).
         let dim = cache.meta.dimensions as usize;
         let kernels = distance::kernels();
+        self.strict = (mode == IterativeScan::StrictOrder && max_probes > 0).then(|| {
+            let mut by_bound: Vec<(f32, u32)> = (0..lists as u32)
+                .map(|list| {
+                    let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+                    let bound = match &self.query {
+                        Some(query) if cache.meta.radii => bounds::lower_bound(
+                            cache.meta.metric,
+                            query,
+                            centroid,
+                            cache::read_directory(index, &cache.meta, list).radius,
+                            cache.meta.max_norm,
+                        ),
+                        // No radii (an index built before them) or no query: nothing to prune by.
+                        _ => f32::NEG_INFINITY,
+                    };
+                    (bound, list)
+                })
+                .collect();
+            by_bound.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            StrictOrder {
+                by_bound,
+                cursor: 0,
+            }
+        });
         let mut order: Vec<(f32, u32)> = (0..lists as u32)
             .map(|list| {
                 let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
@@ -196,29 +232,95 @@ impl ScanState {
         self.started = true;
     }
 
-    /// Probes the next `probes` lists (with index conditions: the next `probes` lists holding
-    /// matching rows, skipping those whose summary rules the conditions out); false when every
-    /// allowed list has been probed.
+    /// Probes the next `probes` lists; false when every allowed list has been probed.
+    ///
+    /// With index conditions, lists whose summary rules the conditions out are skipped, and a batch
+    /// goes on until it has probed `probes` lists holding matching rows and collected as many
+    /// matching candidates as an unfiltered batch would examine (`probes` lists' worth of rows):
+    /// rows matching a selective condition lie farther from the query, spread over more lists, and a
+    /// batch of only `probes` lists would leave nearer matches for later batches, which strict order
+    /// then has to drop.
     fn probe_next_batch(&mut self, index: pg_sys::Relation) -> bool {
-        if self.next_list >= self.lists.len() {
+        if self.next_list >= self.lists.len() || self.probed_count >= self.max_probes {
             return false;
         }
         let cache = self.cache.clone().expect("scan started");
+        let wanted_candidates = if self.filter.is_some() {
+            self.probes as f64 * rows_per_list(index, &cache)
+        } else {
+            0.0
+        };
         let mut probed = 0;
-        while probed < self.probes && self.next_list < self.lists.len() {
+        let mut collected = 0usize;
+        while (probed < self.probes || (collected as f64) < wanted_candidates)
+            && self.next_list < self.lists.len()
+            && self.probed_count < self.max_probes
+        {
             let list = self.lists[self.next_list];
             self.next_list += 1;
-            if let Some(filter) = &self.filter {
-                pgrx::check_for_interrupts!();
-                if !filter.list_may_match(&read_summary(index, &cache.meta, list)) {
-                    continue;
-                }
+            if self.probed[list as usize] {
+                continue;
             }
-            if self.probe_list(index, &cache, list) > 0 || self.filter.is_none() {
+            let added = self.visit_list(index, &cache, list);
+            collected += added.unwrap_or(0);
+            if added.is_some_and(|n| n > 0) || (self.filter.is_none() && added.is_some()) {
                 probed += 1;
             }
         }
         true
+    }
+
+    /// Reads a list (unless its filter summary rules the index conditions out) and marks it probed;
+    /// returns how many candidates it added, or None when skipped.
+    fn visit_list(
+        &mut self,
+        index: pg_sys::Relation,
+        cache: &IndexCache,
+        list: u32,
+    ) -> Option<usize> {
+        self.probed[list as usize] = true;
+        self.probed_count += 1;
+        if let Some(filter) = &self.filter {
+            pgrx::check_for_interrupts!();
+            if !filter.list_may_match(&read_summary(index, &cache.meta, list)) {
+                return None;
+            }
+        }
+        Some(self.probe_list(index, cache, list))
+    }
+
+    /// strict_order: the smallest lower bound among the lists not read yet (within max_probes).
+    fn next_bound(&mut self) -> Option<f32> {
+        if self.probed_count >= self.max_probes {
+            return None;
+        }
+        let strict = self.strict.as_mut()?;
+        while strict
+            .by_bound
+            .get(strict.cursor)
+            .is_some_and(|&(_, list)| self.probed[list as usize])
+        {
+            strict.cursor += 1;
+        }
+        strict.by_bound.get(strict.cursor).map(|&(bound, _)| bound)
+    }
+
+    /// strict_order: reads lists, nearest possible first, until no unread list can hold a row
+    /// nearer than the nearest candidate.
+    fn settle_order(&mut self, index: pg_sys::Relation) {
+        let cache = self.cache.clone().expect("scan started");
+        while let Some(bound) = self.next_bound() {
+            if self
+                .candidates
+                .peek_nearest()
+                .is_some_and(|(nearest, _)| nearest <= bound)
+            {
+                return;
+            }
+            let strict = self.strict.as_ref().expect("strict_order");
+            let list = strict.by_bound[strict.cursor].1;
+            self.visit_list(index, &cache, list);
+        }
     }
 
     /// Adds the list's live (and, with index conditions, matching) entries to the candidates;
@@ -278,6 +380,14 @@ impl ScanState {
         }
         added
     }
+}
+
+/// Average rows per list: the index's row count (pg_class.reltuples, kept by VACUUM and ANALYZE, or
+/// the build's count when larger) over its lists.
+fn rows_per_list(index: pg_sys::Relation, cache: &IndexCache) -> f64 {
+    // SAFETY: an open relation.
+    let reltuples = f64::from(unsafe { (*(*index).rd_rel).reltuples });
+    reltuples.max(cache.meta.rows_at_build as f64) / f64::from(cache.meta.lists)
 }
 
 /// Heap TIDs PostgreSQL could have given us: a real block and a line pointer in 1..=MaxHeapTuplesPerPage.
@@ -354,13 +464,10 @@ pub unsafe extern "C-unwind" fn amgettuple(
         state.probe_next_batch(scan.indexRelation);
     }
     loop {
-        if let Some((distance, payload)) = state.candidates.pop_nearest() {
-            if state.strict {
-                if distance < state.last_distance {
-                    continue;
-                }
-                state.last_distance = distance;
-            }
+        if state.strict.is_some() {
+            state.settle_order(scan.indexRelation);
+        }
+        if let Some((_, payload)) = state.candidates.pop_nearest() {
             scan.xs_heaptid = item_pointer(Tid::from_u64(payload));
             // Filter values are compared by hash, which can collide: the executor rechecks them.
             scan.xs_recheck = state.filter.is_some();

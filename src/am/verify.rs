@@ -15,6 +15,7 @@ use super::cache;
 use super::filters::FilterColumns;
 use super::storage::{Locked, Mode};
 use crate::error::raise_with;
+use pgivf_core::bounds;
 use pgivf_core::filter::Summary;
 use pgivf_core::page::{self, Meta, Metric, PageKind, StreamReader, INVALID_BLOCK};
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -213,11 +214,15 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
             );
         }
         reader.reset();
+        let entry_radius = entry.radius;
         let mut block = entry.head;
         let mut last = INVALID_BLOCK;
         let mut bad_vector = None;
         let mut bad_tid = None;
         let mut holds = Summary::default();
+        let mut outside = None;
+        let dim = meta.dimensions as usize;
+        let centroid = &centroids.centroids[list as usize * dim..(list as usize + 1) * dim];
         while block != INVALID_BLOCK {
             pgrx::check_for_interrupts!();
             if let Some(other) = owner.insert(block, list) {
@@ -238,6 +243,14 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                     if entry.flags.is_dead() {
                         dead += 1;
                         return;
+                    }
+                    if meta.radii && outside.is_none() {
+                        let distance = bounds::member_distance(meta.metric, vector, centroid);
+                        let norm = pgivf_core::distance::norm_squared_f64(vector).sqrt() as f32;
+                        let slack = |bound: f32| bound * (1.0 + 1e-4) + 1e-6;
+                        if distance > slack(entry_radius) || norm > slack(meta.max_norm) {
+                            outside = Some((tid, distance, norm));
+                        }
                     }
                     if meta.filter_columns > 0 {
                         for &hash in entry.filters {
@@ -262,6 +275,15 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         }
         if reader.has_partial_entry() {
             corrupt(name, format!("list {list} ends in the middle of an entry"));
+        }
+        if let Some((tid, distance, norm)) = outside {
+            corrupt(
+                name,
+                format!(
+                    "heap row ({},{}) in list {list} lies outside the list's bounds (distance {distance} from the centroid, radius {entry_radius}; norm {norm}, largest norm {})",
+                    tid.block, tid.offset, meta.max_norm
+                ),
+            );
         }
         if meta.filter_columns > 0 {
             let (summary_block, slot) = meta.summary_slot(list);

@@ -20,6 +20,7 @@ pub use error::VectorError;
 pub const VECTOR_MAX_DIM: usize = 16000;
 
 pub mod binary;
+pub mod bounds;
 
 /// pgvector's `CheckElement`: vectors never hold NaN or infinity.
 pub fn check_element(value: f32) -> Result<(), VectorError> {

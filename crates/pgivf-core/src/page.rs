@@ -244,7 +244,7 @@ fn put_floats(out: &mut [u8], values: &[f32]) {
 }
 
 /// The meta page's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Meta {
     pub dimensions: u32,
     pub lists: u32,
@@ -262,11 +262,18 @@ pub struct Meta {
     /// The lists' filter summaries (none without filter columns).
     pub summary_start: u32,
     pub summary_pages: u32,
+    /// Whether lists keep their radius in the directory (indexes built before radii existed do
+    /// not: a scan then cannot bound any list).
+    pub radii: bool,
+    /// Largest norm of any row the index ever held (for inner-product bounds).
+    pub max_norm: f32,
 }
 
-/// Indexes written before filter columns existed have a 56-byte meta page; the bytes after it are
-/// zero there, which reads as no filter columns and no summary pages.
-const META_SIZE: usize = 64;
+/// Indexes written before filter columns existed have a 56-byte meta page, and before radii a
+/// 64-byte one; the bytes after it are zero there, which reads as no filter columns, no summary
+/// pages and no radii.
+const META_SIZE: usize = 72;
+const META_FLAG_RADII: u32 = 1;
 
 impl Meta {
     pub fn write(&self, page: &mut [u8]) {
@@ -285,6 +292,8 @@ impl Meta {
         put_u64(d, 48, self.rows_at_build);
         put_u32(d, 56, self.summary_start);
         put_u32(d, 60, self.summary_pages);
+        put_u32(d, 64, if self.radii { META_FLAG_RADII } else { 0 });
+        put_u32(d, 68, self.max_norm.to_bits());
         set_used(page, META_SIZE);
     }
 
@@ -312,6 +321,8 @@ impl Meta {
             filter_columns: get_u32(d, 20),
             summary_start: get_u32(d, 56),
             summary_pages: get_u32(d, 60),
+            radii: get_u32(d, 64) & META_FLAG_RADII != 0,
+            max_norm: f32::from_bits(get_u32(d, 68)),
         };
         let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
         let lists_ok = (1..=MAX_LISTS).contains(&meta.lists);
@@ -328,7 +339,9 @@ impl Meta {
                 } else {
                     div_ceil_u64(meta.lists as u64, SUMMARIES_PER_PAGE as u64)
                 };
-        let filters_ok = meta.filter_columns as usize <= MAX_FILTER_COLUMNS;
+        let filters_ok = meta.filter_columns as usize <= MAX_FILTER_COLUMNS
+            && meta.max_norm.is_finite()
+            && meta.max_norm >= 0.0;
         // Block numbers are u32: a range that runs past the last one cannot be read (and would
         // overflow `start + pages`).
         let blocks_ok = meta
@@ -415,7 +428,7 @@ pub fn read_centroids(page: &[u8], out: &mut Vec<f32>) -> Result<(), FormatError
 }
 
 /// A list's directory entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DirectoryEntry {
     /// First entry page of the list.
     pub head: u32,
@@ -423,6 +436,9 @@ pub struct DirectoryEntry {
     pub tail: u32,
     /// Earliest page that may hold a dead entry whose slot an insert can reuse, or INVALID_BLOCK.
     pub free_hint: u32,
+    /// Largest distance from the centroid of any row the list ever held (see `bounds`); only
+    /// meaningful when the meta page says radii are kept.
+    pub radius: f32,
 }
 
 pub fn read_directory_entry(page: &[u8], slot: usize) -> Result<DirectoryEntry, FormatError> {
@@ -437,6 +453,7 @@ pub fn read_directory_entry(page: &[u8], slot: usize) -> Result<DirectoryEntry, 
         head: get_u32(d, 0),
         tail: get_u32(d, 4),
         free_hint: get_u32(d, 8),
+        radius: f32::from_bits(get_u32(d, 12)),
     })
 }
 
@@ -445,7 +462,7 @@ pub fn write_directory_entry(page: &mut [u8], slot: usize, entry: DirectoryEntry
     put_u32(d, 0, entry.head);
     put_u32(d, 4, entry.tail);
     put_u32(d, 8, entry.free_hint);
-    put_u32(d, 12, 0);
+    put_u32(d, 12, entry.radius.to_bits());
     let end = (slot + 1) * DIRECTORY_ENTRY_SIZE;
     if used(page).unwrap_or(0) < end {
         set_used(page, end);
@@ -957,6 +974,8 @@ mod tests {
             filter_columns: 2,
             summary_start: 3 + 100usize.div_ceil(centroids_per_page(384)) as u32,
             summary_pages: 4,
+            radii: true,
+            max_norm: 1.5,
         };
         meta.write(&mut page);
         assert_eq!(Meta::read(&page).unwrap(), meta);
@@ -980,7 +999,7 @@ mod tests {
         }
         // A meta page from before filter columns (56 bytes, zeros after) reads as none.
         let mut old = page.clone();
-        data_mut(&mut old)[56..64].fill(0);
+        data_mut(&mut old)[56..72].fill(0);
         put_u32(data_mut(&mut old), 20, 0);
         let read = Meta::read(&old).unwrap();
         assert_eq!(
@@ -991,6 +1010,10 @@ mod tests {
             ),
             (0, 0, 8 + 384 * 4)
         );
+        assert!(!read.radii && read.max_norm == 0.0);
+        let mut bad = page.clone();
+        put_u32(data_mut(&mut bad), 68, f32::NAN.to_bits());
+        assert!(Meta::read(&bad).is_err());
         assert_eq!(meta.entry_format().stride(), 8 + 16 + 384 * 4);
         assert_eq!(meta.structure_end(), meta.summary_start + 4);
         assert!(read_special(&page[..100]).is_err());
@@ -1014,6 +1037,8 @@ mod tests {
             filter_columns: 0,
             summary_start: 0,
             summary_pages: 0,
+            radii: false,
+            max_norm: 0.0,
         };
         meta.write(&mut page);
         assert_eq!(Meta::read(&page).unwrap(), meta);
@@ -1052,6 +1077,7 @@ mod tests {
             head: 7,
             tail: 9,
             free_hint: INVALID_BLOCK,
+            radius: 2.5,
         };
         write_directory_entry(&mut page, 3, entry);
         assert_eq!(read_directory_entry(&page, 3).unwrap(), entry);

@@ -108,6 +108,19 @@ impl Candidates {
         Some(decode(entry))
     }
 
+    /// The candidate [`pop_nearest`](Self::pop_nearest) would return next, left in place.
+    pub fn peek_nearest(&mut self) -> Option<(f32, u64)> {
+        if self.ready.is_empty() && self.late.is_empty() {
+            self.split_off_chunk();
+        }
+        let entry = match (self.ready.last(), self.late.peek()) {
+            (Some(sorted), Some(late)) if late > sorted => *late,
+            (Some(sorted), _) => *sorted,
+            (None, late) => *late?,
+        };
+        Some(decode(entry))
+    }
+
     /// Moves the nearest entries of `pool` into `ready`, sorted.
     fn split_off_chunk(&mut self) {
         if self.pool.is_empty() {

@@ -225,3 +225,34 @@ fn clear_allows_reuse() {
 fn extend_from_rejects_mismatched_lengths() {
     Candidates::new().extend_from(&[1.0, 2.0], &[1]);
 }
+
+#[test]
+fn peek_shows_what_pop_returns_while_pushes_continue() {
+    let mut rng = SmallRng::seed_from_u64(23);
+    let mut candidates = Candidates::new();
+    let mut all = random_candidates(&mut rng, 500);
+    for &(distance, payload) in &all {
+        candidates.push(distance, payload);
+    }
+    assert_eq!(Candidates::new().peek_nearest(), None);
+    let mut popped = Vec::new();
+    for round in 0..5 {
+        for _ in 0..60 {
+            let peeked = candidates.peek_nearest().unwrap();
+            let got = candidates.pop_nearest().unwrap();
+            assert_same_entry(peeked, got, &format!("round {round}"));
+            popped.push(got);
+        }
+        // A later batch, some of it nearer than what was already returned.
+        let more = random_candidates(&mut rng, 100);
+        for &(distance, payload) in &more {
+            candidates.push(distance, payload + 1_000_000 * (round + 1));
+        }
+        all.extend(more.iter().map(|&(d, p)| (d, p + 1_000_000 * (round + 1))));
+    }
+    while let Some(peeked) = candidates.peek_nearest() {
+        assert_same_entry(peeked, candidates.pop_nearest().unwrap(), "drain");
+        popped.push(peeked);
+    }
+    assert_eq!(popped.len(), all.len());
+}

@@ -61,6 +61,8 @@ fn main() {
         filter_columns: 0,
         summary_start: 0,
         summary_pages: 0,
+        radii: true,
+        max_norm: 2.0,
     }
     .write(&mut meta_page);
     write("page_decode", "meta", &meta_page);
@@ -77,6 +79,7 @@ fn main() {
             head,
             tail: head + 1,
             free_hint: if list == 2 { head } else { INVALID_BLOCK },
+            radius: 1.0,
         };
         write_directory_entry(&mut directory_page, list, entry);
     }

@@ -1,0 +1,171 @@
+//! How near to a query a list's rows can possibly be.
+//!
+//! Each list records its radius: the largest distance from its centroid of any row it ever held
+//! (Euclidean for L2; the angle for inner product and cosine, whose centroids are unit vectors), and
+//! the index records the largest row norm. By the triangle inequality (for angles, on the sphere), no
+//! row of a list is nearer to the query than the query's distance to the centroid minus the radius.
+//! A scan that must return rows in exact order (`strict_order`) only hands out a row once no list it
+//! has not read can hold a nearer one.
+//!
+//! Lower bounds are on the scan's ordering key: squared Euclidean distance for L2, the negative inner
+//! product for inner product and cosine (with unit query and rows for cosine).
+
+use crate::distance;
+use crate::page::Metric;
+
+/// The distance of a row (as stored) from its list's centroid that radii measure.
+pub fn member_distance(metric: Metric, row: &[f32], centroid: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => f64::from(distance::l2_squared(row, centroid)).sqrt() as f32,
+        Metric::InnerProduct | Metric::Cosine => angle(row, centroid) as f32,
+    }
+}
+
+/// Angle between two vectors in radians (0 when either is zero).
+fn angle(a: &[f32], b: &[f32]) -> f64 {
+    let (dot, norm_a, norm_b) = distance::cosine_parts(a, b);
+    let denominator = (f64::from(norm_a) * f64::from(norm_b)).sqrt();
+    if denominator > 0.0 && denominator.is_finite() {
+        (f64::from(dot) / denominator).clamp(-1.0, 1.0).acos()
+    } else {
+        0.0
+    }
+}
+
+/// Relative slack for the rounding of f32 distances: bounds are lowered by it, so that a row is
+/// never handed out while a list that might hold a nearer one is unread.
+const SLACK: f64 = 1e-4;
+
+/// A lower bound on the ordering key of any row of a list with this centroid and radius, for
+/// `query` (normalised for cosine). `max_norm` is the largest row norm in the index (inner product).
+pub fn lower_bound(
+    metric: Metric,
+    query: &[f32],
+    centroid: &[f32],
+    radius: f32,
+    max_norm: f32,
+) -> f32 {
+    let radius = f64::from(radius) * (1.0 + SLACK) + 1e-6;
+    match metric {
+        Metric::L2 => {
+            let to_centroid = f64::from(distance::l2_squared(query, centroid)).sqrt();
+            let nearest = (to_centroid * (1.0 - SLACK) - radius).max(0.0);
+            (nearest * nearest) as f32
+        }
+        Metric::Cosine | Metric::InnerProduct => {
+            // No row is at a smaller angle to the query than this, so its inner product with the
+            // query is at most |q| · |row| · cos(angle), and |row| is at most max_norm (1 for cosine).
+            let smallest_angle = (angle(query, centroid) - radius).max(0.0);
+            let query_norm = distance::norm_squared_f64(query).sqrt();
+            let largest_dot = match metric {
+                // Unit rows: the similarity at that angle, negative past 90°.
+                Metric::Cosine => query_norm * smallest_angle.cos(),
+                // Rows of any norm up to max_norm: past 90° the best is a row near zero.
+                _ => {
+                    query_norm * f64::from(max_norm) * (1.0 + SLACK) * smallest_angle.cos().max(0.0)
+                }
+            };
+            (-(largest_dot + largest_dot.abs() * SLACK) - 1e-6) as f32
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn ordering_key(metric: Metric, query: &[f32], row: &[f32]) -> f32 {
+        match metric {
+            Metric::L2 => distance::l2_squared(query, row),
+            _ => -distance::dot(query, row),
+        }
+    }
+
+    fn unit(v: &mut [f32]) {
+        let norm = distance::norm_squared_f64(v).sqrt() as f32;
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+
+    #[test]
+    fn no_row_is_nearer_than_its_list_bound() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            for dim in [2, 3, 17, 128, 768] {
+                for _ in 0..20 {
+                    let spread = rng.gen_range(0.01..2.0f32);
+                    let mut centroid: Vec<f32> =
+                        (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                    if metric != Metric::L2 {
+                        unit(&mut centroid);
+                    }
+                    let rows: Vec<Vec<f32>> = (0..50)
+                        .map(|_| {
+                            let scale = rng.gen_range(0.1..3.0f32);
+                            let mut row: Vec<f32> = centroid
+                                .iter()
+                                .map(|c| (c + rng.gen_range(-spread..spread)) * scale)
+                                .collect();
+                            if metric == Metric::Cosine {
+                                unit(&mut row);
+                            }
+                            row
+                        })
+                        .collect();
+                    let radius = rows
+                        .iter()
+                        .map(|r| member_distance(metric, r, &centroid))
+                        .fold(0.0f32, f32::max);
+                    let max_norm = rows
+                        .iter()
+                        .map(|r| distance::norm_squared_f64(r).sqrt() as f32)
+                        .fold(0.0f32, f32::max);
+                    for _ in 0..10 {
+                        let mut query: Vec<f32> =
+                            (0..dim).map(|_| rng.gen_range(-2.0..2.0)).collect();
+                        if metric == Metric::Cosine {
+                            unit(&mut query);
+                        }
+                        let bound = lower_bound(metric, &query, &centroid, radius, max_norm);
+                        for row in &rows {
+                            let key = ordering_key(metric, &query, row);
+                            assert!(
+                                key >= bound,
+                                "{metric:?} dim {dim}: key {key} below bound {bound}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_are_tight_enough_to_prune_far_lists() {
+        // A tight list far from the query: its bound is close to the true nearest key.
+        let centroid = [10.0f32, 0.0];
+        let bound = lower_bound(Metric::L2, &[0.0, 0.0], &centroid, 1.0, 0.0);
+        assert!(bound > 80.0 && bound <= 81.0, "{bound}");
+        // The query inside the list's ball: no pruning possible.
+        assert_eq!(
+            lower_bound(Metric::L2, &[10.5, 0.0], &centroid, 1.0, 0.0),
+            0.0
+        );
+        // Cosine: a list 90° away with a 10° radius holds no row nearer than 80°.
+        let bound = lower_bound(Metric::Cosine, &[1.0, 0.0], &[0.0, 1.0], 0.1745, 1.0);
+        assert!((bound + 80f32.to_radians().cos()).abs() < 1e-3, "{bound}");
+        // ... and one 180° away with a 10° radius none nearer than 170°.
+        let bound = lower_bound(Metric::Cosine, &[1.0, 0.0], &[-1.0, 0.0], 0.1745, 1.0);
+        assert!(
+            (bound - 170f32.to_radians().cos().abs()).abs() < 1e-3,
+            "{bound}"
+        );
+        // Inner product past 90°: a row near zero has inner product near 0.
+        let bound = lower_bound(Metric::InnerProduct, &[1.0, 0.0], &[-1.0, 0.0], 0.1745, 5.0);
+        assert!(bound.abs() < 1e-5, "{bound}");
+        assert_eq!(
+            member_distance(Metric::Cosine, &[0.0, 0.0], &[1.0, 0.0]),
+            0.0
+        );
+    }
+}
