@@ -17,6 +17,10 @@ usage: bash benches/run.sh [run.sh options] [bench.py options]
 
 run.sh options:
   --help          this text and bench.py's options
+  --filtered      instead: the filtered-search benchmark (benches/filtered.py: WHERE conditions of
+                  50% to 0.1% of the rows, following the clusters or not; filter columns in the
+                  index against plain indexes with iterative scans, pgvector's included with
+                  --extension pgivf,vector)
   --criterion [FILTER...]
                   instead: the criterion benchmarks of the core crate (distance kernels in GB/s,
                   k-means training time): cargo bench -p pgivf-core --bench kernels [-- FILTER]
@@ -28,6 +32,7 @@ examples:
   bash benches/run.sh --extension pgivf,vector                 # side by side with pgvector
   bash benches/run.sh --quick --extension pgivf,vector         # 3-minute smoke run
   bash benches/run.sh --dataset synthetic-768 --lists 316 --probes 1,4,16,64
+  bash benches/run.sh --filtered --extension pgivf,vector      # filtered search, both extensions
   make bench ARGS="--extension pgivf,vector --lists 100,250"
 
 EOF
@@ -44,6 +49,7 @@ ensure_venv() {
 }
 
 criterion=0
+filtered=0
 setup=1
 keep=0
 external=0
@@ -56,6 +62,7 @@ for arg in "$@"; do
             exit 0
             ;;
         --criterion) criterion=1 ;;
+        --filtered) filtered=1 ;;
         --no-setup) setup=0 ;;
         --keep-cluster) keep=1 ;;
         --dsn | --dsn=* | --report | --report=*) external=1; args+=("$arg") ;;
@@ -73,8 +80,10 @@ if ((criterion)); then
 fi
 
 ensure_venv
+SCRIPT="$ROOT/benches/bench.py"
+((filtered)) && SCRIPT="$ROOT/benches/filtered.py"
 if ((external)); then
-    exec "$PY" "$ROOT/benches/bench.py" "${args[@]}"
+    exec "$PY" "$SCRIPT" "${args[@]}"
 fi
 if ((setup)); then
     "$ROOT/scripts/setup.sh"
@@ -97,7 +106,7 @@ trap cleanup EXIT
 echo "==> starting a throwaway PostgreSQL 15 cluster on port $PORT ($WORK)"
 start_cluster "$WORK/cluster" "$PORT" "$ROOT/benches/bench.conf"
 status=0
-"$PY" "$ROOT/benches/bench.py" --dsn "host=127.0.0.1 port=$PORT user=postgres dbname=postgres" ${args[@]+"${args[@]}"} || status=$?
+"$PY" "$SCRIPT" --dsn "host=127.0.0.1 port=$PORT user=postgres dbname=postgres" ${args[@]+"${args[@]}"} || status=$?
 if ! assert_no_crash "$WORK/cluster"; then
     status=1
 fi

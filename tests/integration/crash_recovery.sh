@@ -16,6 +16,8 @@ sql $P -c "CREATE TABLE ledger (id bigint PRIMARY KEY)"
 sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 48) FROM generate_series(1, 6000) i"
 sql $P -c "INSERT INTO ledger SELECT id FROM items"
 sql $P -c "CREATE INDEX items_v ON items USING ivfflat (v vector_cosine_ops) WITH (lists = 20)"
+# A filter column (an expression), with its per-list summaries and radii under the same crashes.
+sql $P -c "CREATE INDEX items_filtered ON items USING ivfflat (v vector_l2_ops, (id % 5)) WITH (lists = 15)"
 
 rows_checked=0
 for cycle in $(seq 1 "$CYCLES"); do
@@ -60,6 +62,10 @@ for cycle in $(seq 1 "$CYCLES"); do
     check "cycle $cycle: table rows equal the committed ledger" "$ledger" "$rows"
     check "cycle $cycle: ledger and table hold the same ids" 0 "$(sql $P -c "SELECT count(*) FROM (SELECT id FROM ledger EXCEPT SELECT id FROM items) d")"
     sql $P -c "SELECT ivfflat_verify('items_v', heapallindexed => true)"
+    sql $P -c "SELECT ivfflat_verify('items_filtered', heapallindexed => true)"
+    check "cycle $cycle: committed rows with id % 5 = 2 found through the filter column" \
+        "$(sql $P -c "SELECT count(*) FROM ledger WHERE id % 5 = 2")" \
+        "$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.iterative_scan = strict_order" -c "SELECT count(*) FROM (SELECT id FROM items WHERE id % 5 = 2 ORDER BY v <-> (SELECT v FROM items LIMIT 1) LIMIT 1000000) s")"
     found=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s")
     check "cycle $cycle: committed rows found through the index" "$ledger" "$found"
     missing=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 20" -c "SELECT count(*) FROM (SELECT id FROM ledger EXCEPT SELECT id FROM (SELECT id FROM items ORDER BY v <=> (SELECT v FROM items LIMIT 1)) s) m")

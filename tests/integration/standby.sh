@@ -5,8 +5,8 @@ source "$(dirname "$0")/lib.sh"
 new_cluster primary
 P=$PORT_primary
 sql $P -c "CREATE EXTENSION pgivf"
-sql $P -c "CREATE TABLE items (id int PRIMARY KEY, v vector(24))"
-sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) FROM generate_series(1, 4000) i"
+sql $P -c "CREATE TABLE items (id int PRIMARY KEY, v vector(24), cat int)"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24), i % 7 FROM generate_series(1, 4000) i"
 sql $P -c "CREATE INDEX items_l2 ON items USING ivfflat (v vector_l2_ops) WITH (lists = 10)"
 
 S_DIR="$WORK/standby"
@@ -27,10 +27,11 @@ CLUSTERS+=("$S_DIR")
 # Work that only reaches the standby through WAL: a new index, inserts that split pages, deletes,
 # VACUUM (dead marks and free-slot hints) and inserts reusing freed slots.
 sql $P -c "CREATE INDEX items_cos ON items USING ivfflat (v vector_cosine_ops) WITH (lists = 7)"
-sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) FROM generate_series(4001, 6000) i"
+sql $P -c "CREATE INDEX items_cat ON items USING ivfflat (v vector_l2_ops, cat) WITH (lists = 8)"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24), i % 9 FROM generate_series(4001, 6000) i"
 sql $P -c "DELETE FROM items WHERE id % 3 = 0"
 sql $P -c "VACUUM items"
-sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) FROM generate_series(6001, 7000) i"
+sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24) + $(vector_expr i 24) + $(vector_expr i 24), 8 FROM generate_series(6001, 7000) i"
 
 lsn=$(sql $P -c "SELECT pg_current_wal_lsn()")
 for _ in $(seq 1 120); do
@@ -51,6 +52,17 @@ for op in "<->" "<=>"; do
         done
     done
 done
+# The filter-column index: summaries and radii reach the standby through WAL too.
+plan=$(sql $S_PORT -c "SET enable_seqscan = off" -c "EXPLAIN (COSTS OFF) SELECT id FROM items WHERE cat = 3 ORDER BY v <-> (SELECT v FROM items WHERE id = 17) LIMIT 20")
+[[ "$plan" == *"Index Scan using items_cat"*"Index Cond: (cat = 3)"* ]] || fail "the standby does not use items_cat with an index condition: $plan"
+for cat in 3 8; do
+    for mode in off strict_order; do
+        query="SET enable_seqscan = off; SET ivfflat.probes = 1; SET ivfflat.iterative_scan = $mode; SELECT string_agg(id::text, ',') FROM (SELECT id FROM items WHERE cat = $cat ORDER BY v <-> (SELECT v FROM items WHERE id = 17) LIMIT 20) s"
+        on_primary=$(sql $P -c "$query" | tail -1)
+        check "same filtered result on the standby (cat = $cat, $mode)" "$on_primary" "$(sql $S_PORT -c "$query" | tail -1)"
+    done
+done
+sql $S_PORT -c "SELECT ivfflat_verify('items_cat')"
 check "standby sees every row through the index" "$(sql $P -c "SELECT count(*) FROM items")" \
     "$(sql $S_PORT -c "SET enable_seqscan = off; SET ivfflat.probes = 10; SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s" | tail -1)"
 sql $S_PORT -c "SELECT ivfflat_verify('items_l2')"
