@@ -46,20 +46,37 @@ fn signature(function: pg_sys::Oid) -> Option<(pg_sys::Oid, Vec<pg_sys::Oid>)> {
     }
 }
 
-/// Members of a syscache list, as (form) references, released by the caller.
-///
-/// # Safety
-/// `list` must be a live catcache list whose members have form type `T`.
-unsafe fn members<'a, T>(list: *mut pg_sys::CatCList) -> Vec<&'a T> {
-    // SAFETY: guaranteed by the caller.
+/// Copies of the rows of a syscache list looked up by one key (an operator family).
+fn family_rows<T: Copy>(cache: pg_sys::SysCacheIdentifier::Type, family: pg_sys::Oid) -> Vec<T> {
+    // SAFETY: a catcache list lookup by oid; its members' tuples have form type `T` for the cache
+    // asked, and are copied before the list is released.
     unsafe {
-        let list = &*list;
-        list.members
-            .as_slice(list.n_members as usize)
+        let list = pg_sys::SearchSysCacheList(
+            cache as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        let rows = (*list)
+            .members
+            .as_slice((*list).n_members as usize)
             .iter()
-            .map(|member| &*pg_sys::GETSTRUCT(&mut (**member).tuple).cast::<T>())
-            .collect()
+            .map(|member| *pg_sys::GETSTRUCT(&mut (**member).tuple).cast::<T>())
+            .collect();
+        pg_sys::ReleaseCatCacheList(list);
+        rows
     }
+}
+
+/// The operators of an operator family (its pg_amop rows).
+fn family_operators(family: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_amop> {
+    family_rows(pg_sys::SysCacheIdentifier::AMOPSTRATEGY, family)
+}
+
+/// The support functions of an operator family (its pg_amproc rows).
+fn family_procs(family: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_amproc> {
+    family_rows(pg_sys::SysCacheIdentifier::AMPROCNUM, family)
 }
 
 #[pgrx::pg_guard]
@@ -92,14 +109,8 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
             return validate_filter_class(family, input_type, &name);
         }
 
-        let operators = pg_sys::SearchSysCacheList(
-            pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
-            1,
-            pg_sys::Datum::from(family),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        );
-        for op in members::<pg_sys::FormData_pg_amop>(operators) {
+        let operators = family_operators(family);
+        for op in &operators {
             if op.amoplefttype != input_type || op.amoprighttype != input_type {
                 continue; // cross-type members belong to another opclass of the family
             }
@@ -126,16 +137,9 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 }
             }
         }
-        pg_sys::ReleaseCatCacheList(operators);
 
-        let procs = pg_sys::SearchSysCacheList(
-            pg_sys::SysCacheIdentifier::AMPROCNUM as i32,
-            1,
-            pg_sys::Datum::from(family),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        );
-        for proc in members::<pg_sys::FormData_pg_amproc>(procs) {
+        let procs = family_procs(family);
+        for proc in &procs {
             if proc.amproclefttype != input_type || proc.amprocrighttype != input_type {
                 continue;
             }
@@ -156,7 +160,6 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
             }
             has_distance |= proc.amprocnum == 1 && ok;
         }
-        pg_sys::ReleaseCatCacheList(procs);
 
         if !has_order_operator {
             info(format!("ivfflat operator class \"{name}\" is missing its ORDER BY distance operator (strategy 1)"));
@@ -173,25 +176,10 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
 }
 
 /// Whether the family's operators for `input_type` are search operators (a filter opclass).
-///
-/// # Safety
-/// Catalog access on the backend thread.
-unsafe fn is_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid) -> bool {
-    // SAFETY: a catcache list, released before returning.
-    unsafe {
-        let operators = pg_sys::SearchSysCacheList(
-            pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
-            1,
-            pg_sys::Datum::from(family),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        );
-        let any_search = members::<pg_sys::FormData_pg_amop>(operators)
-            .iter()
-            .any(|op| op.amoplefttype == input_type && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH);
-        pg_sys::ReleaseCatCacheList(operators);
-        any_search
-    }
+fn is_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid) -> bool {
+    family_operators(family)
+        .iter()
+        .any(|op| op.amoplefttype == input_type && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH)
 }
 
 /// # Safety
@@ -214,17 +202,11 @@ unsafe fn validate_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid, na
         ));
         valid = false;
     }
-    // SAFETY: catcache lists, released before returning.
+    // SAFETY: catalog lookups by oid on the backend thread.
     unsafe {
-        let operators = pg_sys::SearchSysCacheList(
-            pg_sys::SysCacheIdentifier::AMOPSTRATEGY as i32,
-            1,
-            pg_sys::Datum::from(family),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        );
+        let operators = family_operators(family);
         let mut has_equality = false;
-        for op in members::<pg_sys::FormData_pg_amop>(operators) {
+        for op in &operators {
             if op.amoplefttype != input_type || op.amoprighttype != input_type {
                 continue;
             }
@@ -238,27 +220,19 @@ unsafe fn validate_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid, na
             }
             has_equality |= shape_ok;
         }
-        pg_sys::ReleaseCatCacheList(operators);
         if !has_equality {
             info(format!(
                 "ivfflat operator class \"{name}\" is missing its equality operator"
             ));
             valid = false;
         }
-        let procs = pg_sys::SearchSysCacheList(
-            pg_sys::SysCacheIdentifier::AMPROCNUM as i32,
-            1,
-            pg_sys::Datum::from(family),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        );
-        for proc in members::<pg_sys::FormData_pg_amproc>(procs) {
+        let procs = family_procs(family);
+        for proc in &procs {
             if proc.amproclefttype == input_type {
                 info(format!("ivfflat operator class \"{name}\" is a filter operator class and cannot have support function {}", proc.amprocnum));
                 valid = false;
             }
         }
-        pg_sys::ReleaseCatCacheList(procs);
     }
     valid
 }

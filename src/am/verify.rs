@@ -253,7 +253,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                         }
                     }
                     if meta.filter_columns > 0 {
-                        for &hash in entry.filters {
+                        for hash in entry.filters.iter() {
                             holds.insert(hash);
                         }
                         live_filters.insert(tid.to_u64(), entry.filters.to_vec());

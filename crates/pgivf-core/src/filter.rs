@@ -119,6 +119,44 @@ impl Summary {
     }
 }
 
+/// An entry's filter hashes, read from the page only when asked for: scans without conditions
+/// never decode them.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryHashes<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> EntryHashes<'a> {
+    /// `bytes` holds the hashes back to back, little-endian, 8 bytes each.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        debug_assert!(bytes.len().is_multiple_of(8));
+        Self { bytes }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len() / 8
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn get(&self, column: usize) -> Option<u64> {
+        let bytes = self.bytes.get(column * 8..column * 8 + 8)?;
+        Some(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u64> + 'a {
+        self.bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    pub fn to_vec(&self) -> Vec<u64> {
+        self.iter().collect()
+    }
+}
+
 /// What a query asks of the filter columns: for each constrained column, the hashes it accepts
 /// (one for `=`, several for `= ANY(...)`; none means nothing can match, e.g. `= NULL`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,11 +190,11 @@ impl FilterQuery {
     }
 
     /// Whether an entry with these filter hashes (one per filter column) may match.
-    pub fn matches(&self, entry_hashes: &[u64]) -> bool {
+    pub fn matches(&self, entry: EntryHashes<'_>) -> bool {
         self.conditions.iter().all(|(column, accepted)| {
-            entry_hashes
+            entry
                 .get(*column)
-                .is_some_and(|h| accepted.binary_search(h).is_ok())
+                .is_some_and(|h| accepted.binary_search(&h).is_ok())
         })
     }
 
@@ -206,6 +244,10 @@ mod tests {
         assert!(union.covers(&summary) && union.covers(&other) && !summary.covers(&other));
     }
 
+    fn entry(hashes: &[u64]) -> Vec<u8> {
+        hashes.iter().flat_map(|h| h.to_le_bytes()).collect()
+    }
+
     #[test]
     fn queries_match_entries_and_lists() {
         let books = hash_value(0, b"books");
@@ -213,14 +255,14 @@ mod tests {
         let games = hash_value(0, b"games");
         let tenant_7 = hash_integer(1, 7);
         let mut query = FilterQuery::new();
-        assert!(query.is_empty() && query.matches(&[books, tenant_7]));
+        assert!(query.is_empty() && query.matches(EntryHashes::new(&entry(&[books, tenant_7]))));
         query.require(0, vec![books, music, books]);
         query.require(1, vec![tenant_7]);
-        assert!(query.matches(&[books, tenant_7]));
-        assert!(query.matches(&[music, tenant_7]));
-        assert!(!query.matches(&[games, tenant_7]));
-        assert!(!query.matches(&[books, hash_integer(1, 8)]));
-        assert!(!query.matches(&[books]));
+        assert!(query.matches(EntryHashes::new(&entry(&[books, tenant_7]))));
+        assert!(query.matches(EntryHashes::new(&entry(&[music, tenant_7]))));
+        assert!(!query.matches(EntryHashes::new(&entry(&[games, tenant_7]))));
+        assert!(!query.matches(EntryHashes::new(&entry(&[books, hash_integer(1, 8)]))));
+        assert!(!query.matches(EntryHashes::new(&entry(&[books]))));
 
         let mut list = Summary::default();
         list.insert(games);
@@ -233,8 +275,11 @@ mod tests {
         let mut narrow = FilterQuery::new();
         narrow.require(0, vec![books, music]);
         narrow.require(0, vec![music, games]);
-        assert!(narrow.matches(&[music]) && !narrow.matches(&[books]));
+        assert!(
+            narrow.matches(EntryHashes::new(&entry(&[music])))
+                && !narrow.matches(EntryHashes::new(&entry(&[books])))
+        );
         narrow.require(0, vec![games]);
-        assert!(narrow.is_unsatisfiable() && !narrow.matches(&[games]));
+        assert!(narrow.is_unsatisfiable() && !narrow.matches(EntryHashes::new(&entry(&[games]))));
     }
 }

@@ -25,7 +25,7 @@
 //! offset in the page's data of the first entry that starts on that page, so an entry can be located
 //! from its page alone (VACUUM and slot reuse need that); a scan follows the stream from the list head.
 
-use crate::filter::{Summary, SUMMARY_BYTES};
+use crate::filter::{EntryHashes, Summary, SUMMARY_BYTES};
 use thiserror::Error;
 
 pub const BLOCK_SIZE: usize = 8192;
@@ -572,7 +572,7 @@ pub struct EntryRef<'a> {
     pub tid: Tid,
     pub flags: EntryFlags,
     /// One hash per filter column.
-    pub filters: &'a [u64],
+    pub filters: EntryHashes<'a>,
     pub vector: &'a [f32],
 }
 
@@ -661,7 +661,6 @@ pub fn entry_spills(offset: usize, format: EntryFormat) -> bool {
 pub struct StreamReader {
     carry: Vec<u8>,
     scratch: Vec<f32>,
-    filter_scratch: Vec<u64>,
 }
 
 /// The entry of `format` whose bytes start at `offset` in `bytes`.
@@ -670,17 +669,14 @@ fn entry_at<'a>(
     offset: usize,
     format: EntryFormat,
     scratch: &'a mut Vec<f32>,
-    filter_scratch: &'a mut Vec<u64>,
 ) -> EntryRef<'a> {
     let (tid, flags) = entry_header(bytes, offset);
     let filters_at = offset + ENTRY_HEADER_SIZE;
     let vector_at = offset + format.vector_offset();
-    filter_scratch.clear();
-    filter_scratch.extend((0..format.filters).map(|i| get_u64(bytes, filters_at + 8 * i)));
     EntryRef {
         tid,
         flags,
-        filters: filter_scratch,
+        filters: EntryHashes::new(&bytes[filters_at..filters_at + 8 * format.filters]),
         vector: floats(
             &bytes[vector_at..vector_at + format.vector_bytes()],
             scratch,
@@ -724,13 +720,7 @@ impl StreamReader {
             self.carry.extend_from_slice(&bytes[..take]);
             pos = take;
             if self.carry.len() == stride {
-                visit(entry_at(
-                    &self.carry,
-                    0,
-                    format,
-                    &mut self.scratch,
-                    &mut self.filter_scratch,
-                ));
+                visit(entry_at(&self.carry, 0, format, &mut self.scratch));
                 self.carry.clear();
             }
         } else if special.first_entry != 0 {
@@ -739,13 +729,7 @@ impl StreamReader {
             ));
         }
         while pos + stride <= used {
-            visit(entry_at(
-                bytes,
-                pos,
-                format,
-                &mut self.scratch,
-                &mut self.filter_scratch,
-            ));
+            visit(entry_at(bytes, pos, format, &mut self.scratch));
             pos += stride;
         }
         self.carry.extend_from_slice(&bytes[pos..]);
@@ -817,7 +801,12 @@ mod tests {
             reader
                 .feed(page, format, |e| {
                     if e.tid.block != 99 {
-                        assert_eq!(e.filters, filter_hashes(format, e.tid), "{:?}", e.tid);
+                        assert_eq!(
+                            e.filters.to_vec(),
+                            filter_hashes(format, e.tid),
+                            "{:?}",
+                            e.tid
+                        );
                     }
                     out.push((e.tid, e.flags.is_dead(), e.vector.to_vec()))
                 })
@@ -938,7 +927,7 @@ mod tests {
             reader
                 .feed(page, format, |e| {
                     if e.tid.block == 99 {
-                        assert_eq!(e.filters, &[7, 8]);
+                        assert_eq!(e.filters.to_vec(), [7, 8]);
                     }
                     origins.push((e.tid, e.flags))
                 })
