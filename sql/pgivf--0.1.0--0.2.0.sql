@@ -1,4 +1,4 @@
--- pgivf 0.1.0 -> 0.2.0: ivfflat_stats(index); filter operator classes for the key columns after the vector.
+-- pgivf 0.1.0 -> 0.2.0: ivfflat_stats(index); filter operator classes for the key columns after the vector; radius operators.
 \echo Use "ALTER EXTENSION pgivf UPDATE TO '0.2.0'" to load this file. \quit
 
 -- index health (since 0.2.0)
@@ -31,3 +31,23 @@ CREATE OPERATOR CLASS @extschema@.text_ops DEFAULT FOR TYPE pg_catalog.text USIN
 	OPERATOR 3 pg_catalog.= (pg_catalog.text, pg_catalog.text);
 CREATE OPERATOR CLASS @extschema@.uuid_ops DEFAULT FOR TYPE pg_catalog.uuid USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.uuid, pg_catalog.uuid);
+
+-- distance-threshold queries (since 0.2.0): WHERE embedding <-> q < r ORDER BY embedding <-> q LIMIT k.
+-- A planner hook adds `embedding <<->> r` as an index condition (strategy 2) so the scan reads only
+-- lists that can hold a row inside the radius; the query's own condition still decides every row.
+CREATE FUNCTION @extschema@.vector_within_index(@extschema@.vector, pg_catalog.float8) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_within_index' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.vector_within_index(@extschema@.vector, pg_catalog.float8) IS
+	'carries a radius to an ivfflat scan (true on its own); see ivfflat distance-threshold queries';
+CREATE OPERATOR @extschema@.<<->> (LEFTARG = @extschema@.vector, RIGHTARG = pg_catalog.float8,
+	FUNCTION = @extschema@.vector_within_index);
+CREATE OPERATOR @extschema@.<<#>> (LEFTARG = @extschema@.vector, RIGHTARG = pg_catalog.float8,
+	FUNCTION = @extschema@.vector_within_index);
+CREATE OPERATOR @extschema@.<<=>> (LEFTARG = @extschema@.vector, RIGHTARG = pg_catalog.float8,
+	FUNCTION = @extschema@.vector_within_index);
+ALTER OPERATOR FAMILY @extschema@.vector_l2_ops USING ivfflat
+	ADD OPERATOR 2 @extschema@.<<->> (@extschema@.vector, pg_catalog.float8);
+ALTER OPERATOR FAMILY @extschema@.vector_ip_ops USING ivfflat
+	ADD OPERATOR 2 @extschema@.<<#>> (@extschema@.vector, pg_catalog.float8);
+ALTER OPERATOR FAMILY @extschema@.vector_cosine_ops USING ivfflat
+	ADD OPERATOR 2 @extschema@.<<=>> (@extschema@.vector, pg_catalog.float8);

@@ -12,6 +12,7 @@
 use super::cache;
 use super::filters::{count_matching_lists, FilterColumns};
 use super::guc::{IterativeScan, ITERATIVE_SCAN, PROBES};
+use super::radius::list_items;
 use pgivf_core::filter::FilterQuery;
 use pgrx::pg_sys;
 
@@ -108,22 +109,6 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         *selectivity = costs.indexSelectivity;
         *correlation = costs.indexCorrelation;
         *pages = costs.numIndexPages;
-    }
-}
-
-/// The elements of a PostgreSQL pointer list.
-///
-/// # Safety
-/// `list` must be NIL or a valid pointer list.
-unsafe fn list_items<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: guaranteed by the caller.
-    unsafe {
-        (0..(*list).length as usize)
-            .map(|i| (*(*list).elements.add(i)).ptr_value.cast::<T>())
-            .collect()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod filters;
 pub mod guc;
 pub mod insert;
+pub mod radius;
 pub mod scan;
 pub mod stats;
 pub mod storage;
@@ -47,6 +48,7 @@ pub struct Options {
 
 pub fn init() {
     guc::init();
+    radius::init();
     // SAFETY: called once from _PG_init; the strings are static.
     unsafe {
         let kind = pg_sys::add_reloption_kind();

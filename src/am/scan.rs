@@ -41,6 +41,8 @@ struct ScanState {
     filter: Option<FilterQuery>,
     /// With `strict_order`: the lists by the nearest any of their rows can be (bounds.rs).
     strict: Option<StrictOrder>,
+    /// With a radius (radius.rs): the largest ordering key a row may have.
+    threshold: Option<f32>,
     /// Which lists this scan has read (or skipped by their filter summary), and how many.
     probed: Vec<bool>,
     probed_count: usize,
@@ -66,6 +68,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         probes: 1,
         filter: None,
         strict: None,
+        threshold: None,
         probed: Vec::new(),
         probed_count: 0,
         max_probes: 0,
@@ -151,55 +154,86 @@ impl ScanState {
     fn start(&mut self, scan: &pg_sys::IndexScanDescData) {
         let index = scan.indexRelation;
         let cache = cache::get(index);
+        let meta = cache.meta;
         // SAFETY: the scan's order-by key was set by amrescan.
         self.query = unsafe { query_value(scan, &cache) };
-        let lists = cache.meta.lists as usize;
+        let lists = meta.lists as usize;
         self.probes = (PROBES.get().max(1) as usize).min(lists);
-        self.filter = (scan.numberOfKeys > 0).then(|| {
-            // SAFETY: the scan's keys, copied in by amrescan, on this index's columns.
-            unsafe {
-                let keys = std::slice::from_raw_parts(scan.keyData, scan.numberOfKeys as usize);
-                FilterColumns::of(index).query(keys)
-            }
+        // SAFETY: the scan's keys, copied in by amrescan.
+        let keys: &[pg_sys::ScanKeyData] = if scan.numberOfKeys > 0 {
+            unsafe { std::slice::from_raw_parts(scan.keyData, scan.numberOfKeys as usize) }
+        } else {
+            &[]
+        };
+        let vector_attno = (super::vector_column(index) + 1) as pg_sys::AttrNumber;
+        let (radius_keys, filter_keys): (Vec<_>, Vec<_>) = keys
+            .iter()
+            .copied()
+            .partition(|key| key.sk_attno == vector_attno);
+        self.threshold = radius_keys
+            .iter()
+            .map(|key| threshold(meta.metric, key))
+            .reduce(f32::min);
+        self.filter = (!filter_keys.is_empty()).then(|| {
+            // SAFETY: keys on this index's filter columns.
+            unsafe { FilterColumns::of(index).query(&filter_keys) }
         });
         // With index conditions the scan goes on to further matching lists whenever it runs out of
         // rows (skipping the others costs little), so that the LIMIT fills whenever enough matching
-        // rows exist.
+        // rows exist; with a radius it goes on through every list that can hold a row inside it.
         let mode = ITERATIVE_SCAN.get();
-        let max_probes = match (&self.filter, mode) {
-            (Some(filter), _) if filter.is_unsatisfiable() => 0,
-            (Some(_), _) => lists,
-            (None, IterativeScan::Off) => self.probes,
-            (None, IterativeScan::RelaxedOrder | IterativeScan::StrictOrder) => {
+        let conditions = self.filter.is_some() || self.threshold.is_some();
+        let mut max_probes = match (conditions, mode) {
+            _ if self
+                .filter
+                .as_ref()
+                .is_some_and(FilterQuery::is_unsatisfiable) =>
+            {
+                0
+            }
+            (true, _) => lists,
+            (false, IterativeScan::Off) => self.probes,
+            (false, IterativeScan::RelaxedOrder | IterativeScan::StrictOrder) => {
                 (MAX_PROBES.get().max(1) as usize)
                     .max(self.probes)
                     .min(lists)
             }
         };
-        self.max_probes = max_probes;
         self.probed.clear();
         self.probed.resize(lists, false);
         self.probed_count = 0;
-        // Lists nearest first; a NULL query keeps list order (every distance is 0).
-        let dim = cache.meta.dimensions as usize;
+        let dim = meta.dimensions as usize;
         let kernels = distance::kernels();
+        let centroid = |list: u32| &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+        // The nearest any row of each list can be, when a radius or strict order needs it.
+        let needs_bounds =
+            max_probes > 0 && (self.threshold.is_some() || mode == IterativeScan::StrictOrder);
+        let lower_bounds: Vec<f32> = if needs_bounds {
+            (0..lists as u32)
+                .map(|list| match &self.query {
+                    Some(query) if meta.radii => bounds::lower_bound(
+                        meta.metric,
+                        query,
+                        centroid(list),
+                        cache::read_directory(index, &meta, list).radius,
+                        meta.max_norm,
+                    ),
+                    // No radii (an index built before them) or no query: nothing to prune by.
+                    _ => f32::NEG_INFINITY,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Lists that can hold a row inside the radius; the others are never read.
+        let eligible = |list: u32| match self.threshold {
+            Some(limit) => lower_bounds[list as usize] <= limit,
+            None => true,
+        };
         self.strict = (mode == IterativeScan::StrictOrder && max_probes > 0).then(|| {
             let mut by_bound: Vec<(f32, u32)> = (0..lists as u32)
-                .map(|list| {
-                    let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
-                    let bound = match &self.query {
-                        Some(query) if cache.meta.radii => bounds::lower_bound(
-                            cache.meta.metric,
-                            query,
-                            centroid,
-                            cache::read_directory(index, &cache.meta, list).radius,
-                            cache.meta.max_norm,
-                        ),
-                        // No radii (an index built before them) or no query: nothing to prune by.
-                        _ => f32::NEG_INFINITY,
-                    };
-                    (bound, list)
-                })
+                .filter(|&list| eligible(list))
+                .map(|list| (lower_bounds[list as usize], list))
                 .collect();
             by_bound.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             StrictOrder {
@@ -207,22 +241,27 @@ impl ScanState {
                 cursor: 0,
             }
         });
+        // Lists nearest first; a NULL query keeps list order (every distance is 0).
         let mut order: Vec<(f32, u32)> = (0..lists as u32)
+            .filter(|&list| max_probes > 0 && eligible(list))
             .map(|list| {
-                let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
                 let d = self.query.as_ref().map_or(0.0, |q| {
-                    list_distance(kernels, cache.meta.metric, q, centroid)
+                    list_distance(kernels, meta.metric, q, centroid(list))
                 });
                 (d, list)
             })
             .collect();
-        if max_probes == 0 {
-            order.clear();
-        } else if max_probes < order.len() {
+        if max_probes < order.len() {
             order
                 .select_nth_unstable_by(max_probes, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             order.truncate(max_probes);
         }
+        max_probes = max_probes.min(
+            order
+                .len()
+                .max(self.strict.as_ref().map_or(0, |s| s.by_bound.len())),
+        );
+        self.max_probes = max_probes;
         order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         self.lists.clear();
         self.lists.extend(order.iter().map(|(_, list)| *list));
@@ -335,6 +374,7 @@ impl ScanState {
         let kernels = distance::kernels();
         let candidates = &mut self.candidates;
         let filter = self.filter.as_ref();
+        let threshold = self.threshold.unwrap_or(f32::INFINITY);
         let mut added = 0;
         self.reader.reset();
         let mut recent = cache.recent_buffers.borrow_mut();
@@ -360,6 +400,9 @@ impl ScanState {
                         bad_tid = Some(entry.tid);
                     }
                     let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, entry.vector));
+                    if d > threshold {
+                        return;
+                    }
                     candidates.push(d, entry.tid.to_u64());
                     added += 1;
                 })
@@ -379,6 +422,28 @@ impl ScanState {
             }
         }
         added
+    }
+}
+
+/// The largest ordering key (squared L2, or negative inner product) of a row inside a radius key's
+/// distance (radius.rs): `<->` is the square root of the key, `<#>` the key itself, and `<=>` one
+/// plus it. A little slack keeps rows on the boundary; the query's own condition decides them.
+fn threshold(metric: Metric, key: &pg_sys::ScanKeyData) -> f32 {
+    if key.sk_flags as u32 & pg_sys::SK_ISNULL != 0 {
+        return f32::NEG_INFINITY; // distance < NULL holds for no row
+    }
+    let radius = f64::from_bits(key.sk_argument.value() as u64);
+    let slack = |x: f64| x + x.abs() * 1e-5 + 1e-6;
+    let limit = match metric {
+        Metric::L2 if radius < 0.0 => f64::NEG_INFINITY,
+        Metric::L2 => slack(radius) * slack(radius),
+        Metric::InnerProduct => slack(radius),
+        Metric::Cosine => slack(radius - 1.0),
+    };
+    if limit.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        limit as f32
     }
 }
 

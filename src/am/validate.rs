@@ -2,8 +2,9 @@
 //! OPERATOR CLASS ... USING ivfflat` written by users or other extensions. Problems are reported as
 //! INFO messages and make the opclass invalid.
 //!
-//! Rules for a vector operator class (pgvector's opclass shape): operator strategy 1 only, for ORDER
-//! BY, returning float8, both sides the opclass's input type; support functions 1 (distance,
+//! Rules for a vector operator class (pgvector's opclass shape): operator strategy 1, for ORDER BY,
+//! returning float8, both sides the opclass's input type, and optionally pgivf's strategy 2 radius
+//! operator (input type, float8) -> boolean for searches; support functions 1 (distance,
 //! required) and 3 (k-means distance) take two inputs and return float8; 2 (norm) and 4 (k-means
 //! norm) take one and return float8; 5 is a type-support function; no other numbers.
 //!
@@ -111,6 +112,21 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
 
         let operators = family_operators(family);
         for op in &operators {
+            if op.amoplefttype == input_type
+                && op.amoprighttype == pg_sys::FLOAT8OID
+                && op.amopstrategy == super::radius::WITHIN_STRATEGY as i16
+            {
+                // The radius operator (radius.rs): a search operator (vector, float8) -> boolean.
+                let function = pg_sys::get_opcode(op.amopopr);
+                let ok = op.amoppurpose as u8 == pg_sys::AMOP_SEARCH
+                    && matches!(signature(function), Some((result, args))
+                        if result == pg_sys::BOOLOID && args == [input_type, pg_sys::FLOAT8OID]);
+                if !ok {
+                    info(format!("ivfflat operator class \"{name}\" contains radius operator {} with wrong signature", u32::from(op.amopopr)));
+                    valid = false;
+                }
+                continue;
+            }
             if op.amoplefttype != input_type || op.amoprighttype != input_type {
                 continue; // cross-type members belong to another opclass of the family
             }
@@ -175,11 +191,16 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
     }
 }
 
-/// Whether the family's operators for `input_type` are search operators (a filter opclass).
+/// Whether the opclass is a filter opclass: it has equality search operators and no distance
+/// support function.
 fn is_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid) -> bool {
-    family_operators(family)
+    let has_distance = family_procs(family)
         .iter()
-        .any(|op| op.amoplefttype == input_type && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH)
+        .any(|p| p.amproclefttype == input_type && p.amprocnum == 1);
+    !has_distance
+        && family_operators(family)
+            .iter()
+            .any(|op| op.amoplefttype == input_type && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH)
 }
 
 /// # Safety

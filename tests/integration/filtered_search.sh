@@ -10,7 +10,9 @@
 #      0.1% condition and the ivfflat plan for the 50% one;
 #   3. real embeddings (data/debian-minilm-3k, cosine) filtered by package-name family (lib*, python3-*,
 #      librust-*, golang-*): full LIMIT and recall within 0.05 of unfiltered;
-#   4. inserts, deletes and VACUUM keep the per-list summaries right (ivfflat_verify).
+#   4. inserts, deletes and VACUUM keep the per-list summaries right (ivfflat_verify);
+#   5. distance-threshold queries (WHERE embedding <-> q < r ORDER BY embedding <-> q LIMIT k) return every
+#      row inside the radius and read only the lists that can hold one.
 # Prints recall and row figures per condition.
 source "$(dirname "$0")/lib.sh"
 new_cluster main
@@ -183,6 +185,23 @@ out=$(sql $P -c "SELECT ivfflat_verify('packages_family', heapallindexed => true
 check "rows of a family that only inserts added, found through the index" \
     "$(sql $P -c "SELECT count(*) FROM packages WHERE family = 'fresh'")" \
     "$(sql $P -c "SET enable_seqscan = off" -c "SELECT count(*) FROM (SELECT id FROM packages WHERE family = 'fresh' ORDER BY embedding <=> (SELECT embedding FROM packages LIMIT 1) LIMIT 1000) s")"
+
+# 5. distance-threshold queries: every row inside the radius, and only the lists that can hold one read
+sql $P -c "DROP INDEX IF EXISTS items_i01, items_i50"
+radius=$(sql $P -c "SELECT (embedding <-> (SELECT v FROM queries WHERE q = 1)) * 1.0001 FROM items ORDER BY 1 LIMIT 1 OFFSET 40")
+exact=$(sql $P -c "SELECT count(*) FROM items WHERE embedding <-> (SELECT v FROM queries WHERE q = 1) < $radius")
+literal=$(sql $P -c "SELECT quote_literal(v) || '::vector' FROM queries WHERE q = 1")
+radius_sql="SELECT id FROM items WHERE embedding <-> $literal < $radius ORDER BY embedding <-> $literal LIMIT 100000"
+check "rows inside the radius found at probes = 1 without iterative scans" "$exact" \
+    "$(sql $P -c "SET enable_seqscan = off" -c "SELECT count(*) FROM ($radius_sql) s")"
+buffers() { sed -nE 's/.*Buffers: shared (hit=([0-9]+))? ?(read=([0-9]+))?.*/\2 \4/p' | head -1 | awk '{ print $1 + $2 }'; }
+with_radius=$(sql $P -c "SET enable_seqscan = off" -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) $radius_sql" | buffers)
+# The same rows through an iterative scan the radius does not reach (another expression for it).
+without=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.iterative_scan = relaxed_order" \
+    -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT id FROM items WHERE (embedding <-> $literal) + 0 < $radius ORDER BY embedding <-> $literal LIMIT 100000" | buffers)
+echo "figure: radius query ($exact rows inside): $with_radius buffers read with the radius passed to the index, $without by an iterative scan without it"
+awk -v a="$with_radius" -v b="$without" 'BEGIN { exit !(a > 0 && a * 3 < b) }' ||
+    problem "the radius query read $with_radius buffers, not much fewer than the $without of a full iterative scan"
 
 ((problems == 0)) || fail "$problems problems"
 echo "ok: filtered search keeps its recall"

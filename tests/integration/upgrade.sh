@@ -52,11 +52,20 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || coalesce(' | ' || (
     || coalesce(' | ' || obj_description(d.objid, d.classid::regclass::text), '')
 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = 'pgivf'
+UNION ALL
+-- operators and support functions of the ivfflat operator families (members of the families, not of
+-- the extension)
+SELECT concat_ws(' ', f.opfname, 'operator', o.amopstrategy, o.amoplefttype::regtype, o.amoprighttype::regtype,
+        o.amopopr::regoperator, o.amoppurpose, o.amopsortfamily)
+FROM pg_amop o JOIN pg_opfamily f ON f.oid = o.amopfamily JOIN pg_am a ON a.oid = f.opfmethod WHERE a.amname = 'ivfflat'
+UNION ALL
+SELECT concat_ws(' ', f.opfname, 'function', p.amprocnum, p.amproclefttype::regtype, p.amprocrighttype::regtype, p.amproc::regprocedure)
+FROM pg_amproc p JOIN pg_opfamily f ON f.oid = p.amprocfamily JOIN pg_am a ON a.oid = f.opfmethod WHERE a.amname = 'ivfflat'
 ORDER BY 1"
 sql $P -d old -c "$describe" >"$WORK/upgraded.txt"
 sql $P -d fresh -c "$describe" >"$WORK/fresh.txt"
 diff "$WORK/upgraded.txt" "$WORK/fresh.txt" >"$WORK/objects.diff" ||
     fail "upgraded and fresh installs differ: $(head -20 "$WORK/objects.diff")"
 objects=$(wc -l <"$WORK/fresh.txt")
-echo "ok: the upgraded extension has the same $objects objects as a fresh install, definitions and comments included"
-echo "figure: upgrade 0.1.0 -> $CURRENT with ALTER EXTENSION UPDATE: $objects objects identical to a fresh install"
+echo "ok: the upgraded extension has the same $objects objects and operator family members as a fresh install, definitions and comments included"
+echo "figure: upgrade 0.1.0 -> $CURRENT with ALTER EXTENSION UPDATE: $objects objects and operator family members identical to a fresh install"
