@@ -19,17 +19,17 @@ COMMENT ON FUNCTION @extschema@.ivfflat_stats(pg_catalog.regclass) IS
 -- filter columns (since 0.2.0): key columns after the vector, matched with = (and = ANY, IN) inside
 -- the index: CREATE INDEX ... USING ivfflat (embedding vector_cosine_ops, category)
 
-CREATE OPERATOR CLASS @extschema@.int2_ops DEFAULT FOR TYPE pg_catalog.int2 USING ivfflat AS
+CREATE OPERATOR CLASS @extschema@.int2_filter_ops DEFAULT FOR TYPE pg_catalog.int2 USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.int2, pg_catalog.int2);
-CREATE OPERATOR CLASS @extschema@.int4_ops DEFAULT FOR TYPE pg_catalog.int4 USING ivfflat AS
+CREATE OPERATOR CLASS @extschema@.int4_filter_ops DEFAULT FOR TYPE pg_catalog.int4 USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int4);
-CREATE OPERATOR CLASS @extschema@.int8_ops DEFAULT FOR TYPE pg_catalog.int8 USING ivfflat AS
+CREATE OPERATOR CLASS @extschema@.int8_filter_ops DEFAULT FOR TYPE pg_catalog.int8 USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int8);
-CREATE OPERATOR CLASS @extschema@.bool_ops DEFAULT FOR TYPE pg_catalog.bool USING ivfflat AS
+CREATE OPERATOR CLASS @extschema@.bool_filter_ops DEFAULT FOR TYPE pg_catalog.bool USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.bool, pg_catalog.bool);
-CREATE OPERATOR CLASS @extschema@.text_ops DEFAULT FOR TYPE pg_catalog.text USING ivfflat AS
+CREATE OPERATOR CLASS @extschema@.text_filter_ops DEFAULT FOR TYPE pg_catalog.text USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.text, pg_catalog.text);
-CREATE OPERATOR CLASS @extschema@.uuid_ops DEFAULT FOR TYPE pg_catalog.uuid USING ivfflat AS
+CREATE OPERATOR CLASS @extschema@.uuid_filter_ops DEFAULT FOR TYPE pg_catalog.uuid USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.uuid, pg_catalog.uuid);
 
 -- distance-threshold queries (since 0.2.0): WHERE embedding <-> q < r ORDER BY embedding <-> q LIMIT k.

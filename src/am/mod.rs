@@ -109,8 +109,10 @@ pub fn vector_column(index: pg_sys::Relation) -> usize {
         .collect();
     match vectors.as_slice() {
         [column] => *column,
+        // undefined_object, the code pgvector gives for a column without an ivfflat operator class
+        // (there, `(id)` has none; here integers have filter operator classes).
         [] => crate::error::raise_with(
-            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             "an ivfflat index needs a vector column".into(),
             Some("Index a vector column with one of the vector operator classes, e.g. USING ivfflat (embedding vector_l2_ops, category)."),
         ),

@@ -618,11 +618,12 @@ def generate(work):
     c.stmt('index', "CREATE INDEX ON items_l2 USING ivfflat (v) WITH (m = 16)", ['22023'])
     c.stmt('index', "CREATE INDEX ON items_l2 USING ivfflat (v, v)", ['0A000'])
     c.stmt('index', "CREATE INDEX ON items_l2 USING ivfflat (v text_ops)", ['42704'])
-    c.stmt('index', "CREATE INDEX ON items_l2 USING ivfflat (id)", ['42704'])
+    c.stmt('index', "CREATE INDEX ON items_l2 USING ivfflat (id)", ['42704'])  # pgivf: "needs a vector column"
     c.stmt('index', "SET ivfflat.probes = 0", ['22023'])
     c.stmt('index', "SET ivfflat.probes = 32769", ['22023'])
     c.stmt('index', "SET ivfflat.probes = 'x'", ['22023'])
-    c.stmt('index', "SET ivfflat.iterative_scan = strict_order", ['22023'])
+    c.stmt('index', "SET ivfflat.iterative_scan = strict_order", [OK])  # pgivf's addition; pgvector: 22023
+    c.stmt('index', "SET ivfflat.iterative_scan = strictest", ['22023'])
     c.stmt('index', "SET ivfflat.max_probes = 0", ['22023'])
     c.stmt('index', "SET ivfflat.nonexistent = 1", ['42602', '42704'])
     c.stmt('index', "SELECT ivfflat_verify(0)", ['42809'])
