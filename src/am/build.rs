@@ -98,6 +98,22 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
         }
         lists
     });
+    // The list format lets an entry span two pages, not more.
+    let stride = EntryFormat {
+        dim: dimensions,
+        filters: filters.len(),
+    }
+    .stride();
+    if stride > DATA_CAPACITY {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "ivfflat index entries of {dimensions} dimensions and {} filter columns take {stride} bytes, more than a page's {DATA_CAPACITY}",
+                filters.len()
+            ),
+            Some("Use fewer filter columns."),
+        );
+    }
     BuildParams {
         dimensions,
         lists,

@@ -154,12 +154,25 @@ fn create_first_page(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u
     }
     let new = Locked::extend(index, pg_sys::ForkNumber::MAIN_FORKNUM);
     let mut xlog = Xlog::start(index);
-    page::append_bytes(xlog.register_new(&new, PageKind::Entries, 0), entry).or_corrupt(index);
+    let written =
+        page::append_bytes(xlog.register_new(&new, PageKind::Entries, 0), entry).or_corrupt(index);
+    whole(index, written, entry.len());
     directory.head = new.block();
     directory.tail = new.block();
     page::write_directory_entry(xlog.register(&directory_buffer), slot, directory);
     xlog.finish();
     true
+}
+
+/// An entry that does not fit where it must (the build refuses formats whose entries exceed a page,
+/// so only a damaged page gets here) is an error, never a silently shortened entry.
+fn whole(index: pg_sys::Relation, written: usize, wanted: usize) {
+    if written != wanted {
+        super::storage::corrupted(
+            index,
+            page::FormatError::Corrupted("an entry does not fit its page"),
+        );
+    }
 }
 
 /// Appends at the list's tail, following `next` links if other inserters extended the chain since the
@@ -179,7 +192,8 @@ fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry
         let free = page::free_space(tail.page()).or_corrupt(index);
         let mut xlog = Xlog::start(index);
         if free >= stride {
-            page::append_bytes(xlog.register(&tail), entry).or_corrupt(index);
+            let written = page::append_bytes(xlog.register(&tail), entry).or_corrupt(index);
+            whole(index, written, stride);
             xlog.finish();
             return;
         }
@@ -190,7 +204,8 @@ fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry
         page::set_next(tail_page, new.block());
         let new_page =
             xlog.register_new(&new, PageKind::Entries, ((stride - free) % stride) as u16);
-        page::append_bytes(new_page, &entry[free..]).or_corrupt(index);
+        let written = page::append_bytes(new_page, &entry[free..]).or_corrupt(index);
+        whole(index, written, stride - free);
         let (directory_block, slot) = meta.directory_slot(list);
         let directory_buffer = Locked::read(index, directory_block, Mode::Exclusive);
         let mut directory =

@@ -429,10 +429,17 @@ impl ScanState {
 /// distance (radius.rs): `<->` is the square root of the key, `<#>` the key itself, and `<=>` one
 /// plus it. A little slack keeps rows on the boundary; the query's own condition decides them.
 fn threshold(metric: Metric, key: &pg_sys::ScanKeyData) -> f32 {
-    if key.sk_flags as u32 & pg_sys::SK_ISNULL != 0 {
+    let flags = key.sk_flags as u32;
+    if flags & pg_sys::SK_ISNULL != 0 {
         return f32::NEG_INFINITY; // distance < NULL holds for no row
     }
+    if flags & pg_sys::SK_SEARCHARRAY != 0 {
+        return f32::INFINITY; // `<<op>> ANY(...)`, written by hand: no radius to prune by
+    }
     let radius = f64::from_bits(key.sk_argument.value() as u64);
+    if radius.is_nan() {
+        return f32::INFINITY; // float8 NaN sorts above every number: every row is inside
+    }
     let slack = |x: f64| x + x.abs() * 1e-5 + 1e-6;
     let limit = match metric {
         Metric::L2 if radius < 0.0 => f64::NEG_INFINITY,
@@ -440,11 +447,7 @@ fn threshold(metric: Metric, key: &pg_sys::ScanKeyData) -> f32 {
         Metric::InnerProduct => slack(radius),
         Metric::Cosine => slack(radius - 1.0),
     };
-    if limit.is_nan() {
-        f32::NEG_INFINITY
-    } else {
-        limit as f32
-    }
+    limit as f32
 }
 
 /// Average rows per list: the index's row count (pg_class.reltuples, kept by VACUUM and ANALYZE, or

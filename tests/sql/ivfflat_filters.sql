@@ -123,6 +123,12 @@ CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2', d
 CREATE INDEX ON docs USING ivfflat (embedding, topic COLLATE case_insensitive);
 DROP COLLATION case_insensitive;
 CREATE INDEX ON docs USING ivfflat (embedding) INCLUDE (topic);
+-- an entry must fit a page: 2,000 dimensions leave room for 18 filter columns, not 19
+CREATE TABLE wide (v vector(2000), c1 int, c2 int, c3 int, c4 int, c5 int, c6 int, c7 int, c8 int, c9 int, c10 int,
+    c11 int, c12 int, c13 int, c14 int, c15 int, c16 int, c17 int, c18 int, c19 int);
+CREATE INDEX ON wide USING ivfflat (v, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18) WITH (lists = 1);
+CREATE INDEX ON wide USING ivfflat (v, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19) WITH (lists = 1);
+DROP TABLE wide;
 
 -- every ivfflat operator class validates
 SELECT opcname, amvalidate(oid) FROM pg_opclass WHERE opcmethod = (SELECT oid FROM pg_am WHERE amname = 'ivfflat') ORDER BY opcname;

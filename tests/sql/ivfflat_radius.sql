@@ -32,6 +32,7 @@ UNION ALL SELECT 'l2 <= 0.5', * FROM radius_check('<->', 'DIST <= 0.5', 100000)
 UNION ALL SELECT 'l2 < 0', * FROM radius_check('<->', 'DIST < 0', 100)
 UNION ALL SELECT 'l2 <= 0', * FROM radius_check('<->', 'DIST <= 0', 100)
 UNION ALL SELECT 'l2 < NULL', * FROM radius_check('<->', 'DIST < NULL', 100)
+UNION ALL SELECT 'l2 < NaN (every row)', * FROM radius_check('<->', 'DIST < ''NaN''::float8', 100000)
 UNION ALL SELECT 'cosine <= 0.02', * FROM radius_check('<=>', '0.02 >= DIST', 100000)
 UNION ALL SELECT 'cosine <= 0.02 and cat', * FROM radius_check('<=>', '0.02 >= DIST AND cat = 2', 100000)
 UNION ALL SELECT 'ip <= -30', * FROM radius_check('<#>', 'DIST <= -30', 100000);

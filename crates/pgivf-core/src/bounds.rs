@@ -10,34 +10,58 @@
 //! Lower bounds are on the scan's ordering key: squared Euclidean distance for L2, the negative inner
 //! product for inner product and cosine (with unit query and rows for cosine).
 
-use crate::distance;
 use crate::page::Metric;
 
-/// The distance of a row (as stored) from its list's centroid that radii measure.
+/// The distance of a row (as stored) from its list's centroid that radii measure, computed in f64
+/// (f32 sums lose tiny angles: acos near 1 turns a rounding error of 1e-7 into 3e-4 radians).
 pub fn member_distance(metric: Metric, row: &[f32], centroid: &[f32]) -> f32 {
-    match metric {
-        Metric::L2 => f64::from(distance::l2_squared(row, centroid)).sqrt() as f32,
-        Metric::InnerProduct | Metric::Cosine => angle(row, centroid) as f32,
-    }
-}
-
-/// Angle between two vectors in radians (0 when either is zero).
-fn angle(a: &[f32], b: &[f32]) -> f64 {
-    let (dot, norm_a, norm_b) = distance::cosine_parts(a, b);
-    let denominator = (f64::from(norm_a) * f64::from(norm_b)).sqrt();
-    if denominator > 0.0 && denominator.is_finite() {
-        (f64::from(dot) / denominator).clamp(-1.0, 1.0).acos()
+    let d = match metric {
+        Metric::L2 => euclidean(row, centroid),
+        Metric::InnerProduct | Metric::Cosine => angle(row, centroid),
+    };
+    // Rounded up, so that the stored radius covers the exact value.
+    let rounded = d as f32;
+    if f64::from(rounded) < d {
+        rounded.next_up()
     } else {
-        0.0
+        rounded
     }
 }
 
-/// Relative slack for the rounding of f32 distances: bounds are lowered by it, so that a row is
-/// never handed out while a list that might hold a nearer one is unread.
+fn euclidean(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Angle between two vectors in radians (0 when either is zero), as 2·atan2(|â − b̂|, |â + b̂|),
+/// which stays accurate for tiny and for near-opposite angles.
+fn angle(a: &[f32], b: &[f32]) -> f64 {
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    let (norm_a, norm_b) = (norm(a), norm(b));
+    if norm_a == 0.0 || norm_b == 0.0 || !norm_a.is_finite() || !norm_b.is_finite() {
+        return 0.0;
+    }
+    let (mut difference, mut sum) = (0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x) / norm_a, f64::from(y) / norm_b);
+        difference += (x - y).powi(2);
+        sum += (x + y).powi(2);
+    }
+    2.0 * difference.sqrt().atan2(sum.sqrt())
+}
+
+/// Relative slack for the stored radius and the centroid distance.
 const SLACK: f64 = 1e-4;
+/// The scan's keys are f32 sums of `dim` terms: their error is at most about dim · 2^-24 of the sum
+/// of the terms' magnitudes. Bounds are lowered by twice that.
+const F32_SUM_ERROR_PER_TERM: f64 = 1.2e-7;
 
 /// A lower bound on the ordering key of any row of a list with this centroid and radius, for
-/// `query` (normalised for cosine). `max_norm` is the largest row norm in the index (inner product).
+/// `query` (normalised for cosine), as the scan's f32 kernels compute the key. `max_norm` is the
+/// largest row norm in the index (inner product).
 pub fn lower_bound(
     metric: Metric,
     query: &[f32],
@@ -46,26 +70,45 @@ pub fn lower_bound(
     max_norm: f32,
 ) -> f32 {
     let radius = f64::from(radius) * (1.0 + SLACK) + 1e-6;
-    match metric {
+    let rounding = query.len() as f64 * F32_SUM_ERROR_PER_TERM;
+    let query_norm = query
+        .iter()
+        .map(|&x| f64::from(x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let bound = match metric {
         Metric::L2 => {
-            let to_centroid = f64::from(distance::l2_squared(query, centroid)).sqrt();
-            let nearest = (to_centroid * (1.0 - SLACK) - radius).max(0.0);
-            (nearest * nearest) as f32
+            let nearest = (euclidean(query, centroid) * (1.0 - SLACK) - radius).max(0.0);
+            // The key's terms are all positive: its error is relative to the key itself.
+            nearest * nearest * (1.0 - rounding) - 1e-6
         }
         Metric::Cosine | Metric::InnerProduct => {
             // No row is at a smaller angle to the query than this, so its inner product with the
             // query is at most |q| · |row| · cos(angle), and |row| is at most max_norm (1 for cosine).
             let smallest_angle = (angle(query, centroid) - radius).max(0.0);
-            let query_norm = distance::norm_squared_f64(query).sqrt();
+            let row_norm = match metric {
+                Metric::Cosine => 1.0,
+                _ => f64::from(max_norm) * (1.0 + SLACK),
+            };
             let largest_dot = match metric {
                 // Unit rows: the similarity at that angle, negative past 90°.
                 Metric::Cosine => query_norm * smallest_angle.cos(),
                 // Rows of any norm up to max_norm: past 90° the best is a row near zero.
-                _ => {
-                    query_norm * f64::from(max_norm) * (1.0 + SLACK) * smallest_angle.cos().max(0.0)
-                }
+                _ => query_norm * row_norm * smallest_angle.cos().max(0.0),
             };
-            (-(largest_dot + largest_dot.abs() * SLACK) - 1e-6) as f32
+            // The key's error is relative to the sum of |q_i · x_i| <= |q| · |x|.
+            -(largest_dot + largest_dot.abs() * SLACK + query_norm * row_norm * rounding) - 1e-6
+        }
+    };
+    if bound.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        // Rounded down, so that the f32 bound stays below the exact one.
+        let rounded = bound as f32;
+        if f64::from(rounded) > bound {
+            rounded.next_down()
+        } else {
+            rounded
         }
     }
 }
@@ -73,6 +116,7 @@ pub fn lower_bound(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distance;
     use rand::{Rng, SeedableRng};
 
     fn ordering_key(metric: Metric, query: &[f32], row: &[f32]) -> f32 {
@@ -140,6 +184,61 @@ mod tests {
         }
     }
 
+    /// Near-duplicate clusters: rows a few 1e-4 radians from their centroid, where f32 angles round
+    /// to 0 (found in review: the bound came out above the true key).
+    #[test]
+    fn tight_lists_and_large_norms_stay_bounded() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+            for dim in [3, 384, 768, 2000] {
+                for spread in [1e-5f32, 2e-4, 1e-3, 2e-3] {
+                    let mut centroid: Vec<f32> =
+                        (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                    unit(&mut centroid);
+                    let scale = if metric == Metric::InnerProduct {
+                        1e4
+                    } else {
+                        1.0
+                    };
+                    let rows: Vec<Vec<f32>> = (0..40)
+                        .map(|_| {
+                            let mut row: Vec<f32> = centroid
+                                .iter()
+                                .map(|c| c + rng.gen_range(-spread..spread) / (dim as f32).sqrt())
+                                .collect();
+                            unit(&mut row);
+                            row.iter_mut().for_each(|x| *x *= scale);
+                            row
+                        })
+                        .collect();
+                    let radius = rows
+                        .iter()
+                        .map(|r| member_distance(metric, r, &centroid))
+                        .fold(0.0f32, f32::max);
+                    let max_norm = rows
+                        .iter()
+                        .map(|r| distance::norm_squared_f64(r).sqrt() as f32)
+                        .fold(0.0f32, f32::max);
+                    for _ in 0..20 {
+                        let mut query: Vec<f32> =
+                            (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                        if metric == Metric::Cosine {
+                            unit(&mut query);
+                        }
+                        let bound = lower_bound(metric, &query, &centroid, radius, max_norm);
+                        for row in &rows {
+                            let key = ordering_key(metric, &query, row);
+                            assert!(
+                                key >= bound,
+                                "{metric:?} dim {dim} spread {spread}: key {key} below bound {bound}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bounds_are_tight_enough_to_prune_far_lists() {
         // A tight list far from the query: its bound is close to the true nearest key.
@@ -147,10 +246,8 @@ mod tests {
         let bound = lower_bound(Metric::L2, &[0.0, 0.0], &centroid, 1.0, 0.0);
         assert!(bound > 80.0 && bound <= 81.0, "{bound}");
         // The query inside the list's ball: no pruning possible.
-        assert_eq!(
-            lower_bound(Metric::L2, &[10.5, 0.0], &centroid, 1.0, 0.0),
-            0.0
-        );
+        let inside = lower_bound(Metric::L2, &[10.5, 0.0], &centroid, 1.0, 0.0);
+        assert!((-1e-5..=0.0).contains(&inside), "{inside}");
         // Cosine: a list 90° away with a 10° radius holds no row nearer than 80°.
         let bound = lower_bound(Metric::Cosine, &[1.0, 0.0], &[0.0, 1.0], 0.1745, 1.0);
         assert!((bound + 80f32.to_radians().cos()).abs() < 1e-3, "{bound}");
