@@ -306,6 +306,59 @@ pub(super) unsafe fn row_vector<'a>(
     }
 }
 
+/// Reads the index's columns of a heap row in a build-style callback (the build, the verifier): the
+/// vector as the index stores it (normalised for cosine) and the filter columns' hashes, with any
+/// detoasted copies freed row by row.
+pub(super) struct RowReader {
+    metric: Metric,
+    vector_column: usize,
+    pub filters: FilterColumns,
+    context: RowContext,
+    /// The last row read: its stored vector and filter hashes.
+    pub vector: Vec<f32>,
+    pub hashes: Vec<u64>,
+}
+
+impl RowReader {
+    pub(super) fn new(metric: Metric, vector_column: usize, filters: FilterColumns) -> Self {
+        RowReader {
+            metric,
+            vector_column,
+            hashes: Vec::with_capacity(filters.len()),
+            filters,
+            context: RowContext::new(),
+            vector: Vec::new(),
+        }
+    }
+
+    /// Reads a row; false when it gets no entry (NULL vector, or a zero vector for cosine).
+    ///
+    /// # Safety
+    /// `values` and `isnull` must be a build callback's arrays for this index.
+    pub(super) unsafe fn read(&mut self, values: *mut pg_sys::Datum, isnull: *mut bool) -> bool {
+        let RowReader {
+            metric,
+            vector_column,
+            filters,
+            context,
+            vector,
+            hashes,
+        } = self;
+        context.with(|| {
+            // SAFETY: guaranteed by the caller.
+            let keep = match unsafe { row_vector(values, isnull, *vector_column) } {
+                Some(row) => prepare_row(*metric, row, vector),
+                None => false,
+            };
+            if keep && !filters.is_empty() {
+                // SAFETY: as above.
+                unsafe { filters.row_hashes(values, isnull, hashes) };
+            }
+            keep
+        })
+    }
+}
+
 struct SampleState {
     metric: Metric,
     vector_column: usize,
@@ -680,7 +733,6 @@ impl Lists {
 
 struct AssignState<'a> {
     metric: Metric,
-    vector_column: usize,
     dim: usize,
     centroids: &'a [f32],
     pool: &'a rayon::ThreadPool,
@@ -689,17 +741,14 @@ struct AssignState<'a> {
     memory_budget: usize,
     batch_rows: Vec<f32>,
     batch_tids: Vec<Tid>,
-    /// The batch's filter hashes, `filters.len()` per row.
+    /// The batch's filter hashes, one per filter column per row.
     batch_filters: Vec<u64>,
-    filters: &'a FilterColumns,
+    reader: RowReader,
     /// Per list, with filter columns: the summary of its entries' filter hashes.
     summaries: Vec<Summary>,
     /// Per list: the largest distance of a member from the centroid (bounds.rs).
     radii: Vec<f32>,
     max_norm: f32,
-    row_filters: Vec<u64>,
-    row_context: RowContext,
-    stored: Vec<f32>,
     indexed: u64,
 }
 
@@ -717,7 +766,7 @@ impl AssignState<'_> {
             self.pool,
         );
         let stride = self.lists.format.stride();
-        let filter_count = self.filters.len();
+        let filter_count = self.reader.filters.len();
         let mut entry = vec![0u8; stride];
         for (i, ((tid, row), list)) in self
             .batch_tids
@@ -769,27 +818,14 @@ unsafe extern "C-unwind" fn assign_callback(
 ) {
     // SAFETY: `state` is the AssignState passed to the scan below.
     let state = unsafe { &mut *state.cast::<AssignState>() };
-    let metric = state.metric;
-    let vector_column = state.vector_column;
-    let filters = state.filters;
-    // SAFETY: the callback's own arrays, one datum per key column.
-    let keep = state.row_context.with(|| {
-        let keep = match unsafe { row_vector(values, isnull, vector_column) } {
-            Some(vector) => prepare_row(metric, vector, &mut state.stored),
-            None => false,
-        };
-        if keep && !filters.is_empty() {
-            unsafe { filters.row_hashes(values, isnull, &mut state.row_filters) };
-        }
-        keep
-    });
-    if !keep {
+    // SAFETY: the callback's own arrays.
+    if !unsafe { state.reader.read(values, isnull) } {
         return;
     }
     // SAFETY: `tid` points at the heap tuple's ItemPointer.
     let tid = unsafe { tid_of(&*tid) };
-    state.batch_filters.extend_from_slice(&state.row_filters);
-    state.batch_rows.extend_from_slice(&state.stored);
+    state.batch_filters.extend_from_slice(&state.reader.hashes);
+    state.batch_rows.extend_from_slice(&state.reader.vector);
     state.batch_tids.push(tid);
     if state.batch_tids.len() >= ASSIGN_BATCH_ROWS {
         state.assign_batch();
@@ -873,7 +909,6 @@ pub unsafe extern "C-unwind" fn ambuild(
     let format = meta.entry_format();
     let mut state = AssignState {
         metric: params.metric,
-        vector_column: params.vector_column,
         dim: params.dimensions,
         centroids: &centroids,
         pool: &pool,
@@ -883,17 +918,14 @@ pub unsafe extern "C-unwind" fn ambuild(
         batch_rows: Vec::with_capacity(ASSIGN_BATCH_ROWS * params.dimensions),
         batch_tids: Vec::with_capacity(ASSIGN_BATCH_ROWS),
         batch_filters: Vec::with_capacity(ASSIGN_BATCH_ROWS * params.filters.len()),
-        filters: &params.filters,
+        reader: RowReader::new(params.metric, params.vector_column, params.filters.clone()),
         summaries: if params.filters.is_empty() {
             Vec::new()
         } else {
             vec![Summary::default(); params.lists]
         },
-        row_filters: Vec::with_capacity(params.filters.len()),
         radii: vec![0.0; params.lists],
         max_norm: 0.0,
-        row_context: RowContext::new(),
-        stored: Vec::with_capacity(params.dimensions),
         indexed: 0,
     };
     // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.

@@ -5,6 +5,7 @@
 //! each backend keeps one copy per index, keyed by the index's physical file and checked against the
 //! random build id on the meta page (which REINDEX, TRUNCATE and VACUUM FULL all change).
 
+use super::filters::FilterColumns;
 use super::storage::{Locked, Mode, OrCorrupt};
 use pgivf_core::page::{self, DirectoryEntry, Meta};
 use pgrx::pg_sys;
@@ -20,6 +21,10 @@ pub struct IndexCache {
     /// ReadRecentBuffer instead of a buffer-table lookup (a hash probe that misses the CPU cache and
     /// was a quarter of a scan's time).
     pub recent_buffers: RefCell<Vec<pg_sys::Buffer>>,
+    /// The index's vector column and filter columns: fixed for an index's life, and looked up in the
+    /// catalogs, which every insert and scan would otherwise do again.
+    pub vector_column: usize,
+    pub filters: FilterColumns,
 }
 
 type Key = (u32, u32, u32);
@@ -55,6 +60,8 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         meta,
         centroids,
         recent_buffers: RefCell::new(Vec::new()),
+        vector_column: super::vector_column(index),
+        filters: FilterColumns::of(index),
     });
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();
@@ -70,6 +77,24 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
 pub fn read_meta(index: pg_sys::Relation) -> Meta {
     let buffer = Locked::read(index, 0, Mode::Share);
     Meta::read(buffer.page()).or_corrupt(index)
+}
+
+/// Every list's radius, one directory page read at a time.
+pub fn read_radii(index: pg_sys::Relation, meta: &Meta) -> Vec<f32> {
+    let mut radii = Vec::with_capacity(meta.lists as usize);
+    for page_number in 0..meta.directory_pages {
+        let buffer = Locked::read(index, meta.directory_start + page_number, Mode::Share);
+        let first = page_number as usize * page::DIRECTORY_ENTRIES_PER_PAGE;
+        let count = page::DIRECTORY_ENTRIES_PER_PAGE.min(meta.lists as usize - first);
+        for slot in 0..count {
+            radii.push(
+                page::read_directory_entry(buffer.page(), slot)
+                    .or_corrupt(index)
+                    .radius,
+            );
+        }
+    }
+    radii
 }
 
 /// List `list`'s directory entry (head, tail and free-slot hint), read under a share lock.

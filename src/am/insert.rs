@@ -11,7 +11,7 @@
 
 use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache::{self, read_directory};
-use super::filters::{add_to_summary, FilterColumns};
+use super::filters::add_to_summary;
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK};
 use pgivf_core::{bounds, distance, kmeans};
@@ -33,13 +33,13 @@ pub unsafe extern "C-unwind" fn aminsert(
     _index_unchanged: bool,
     _info: *mut pg_sys::IndexInfo,
 ) -> bool {
-    let vector_column = super::vector_column(index);
+    let cache = cache::get(index);
+    let meta = cache.meta;
+    let vector_column = cache.vector_column;
     // SAFETY: the executor passes one value and null flag per key column.
     if unsafe { *isnull.add(vector_column) } {
         return false;
     }
-    let cache = cache::get(index);
-    let meta = cache.meta;
     // SAFETY: a non-NULL vector datum.
     let vector = unsafe { crate::types::vector::detoast(*values.add(vector_column)) };
     if vector.len() != meta.dimensions as usize {
@@ -70,9 +70,8 @@ pub unsafe extern "C-unwind" fn aminsert(
     let format = meta.entry_format();
     let mut filter_hashes = Vec::with_capacity(format.filters);
     if format.filters > 0 {
-        let filters = FilterColumns::of(index);
         // SAFETY: the executor's arrays, one datum and flag per key column.
-        unsafe { filters.row_hashes(values, isnull, &mut filter_hashes) };
+        unsafe { cache.filters.row_hashes(values, isnull, &mut filter_hashes) };
         // Before the entry exists: see add_to_summary.
         add_to_summary(index, &meta, list, &filter_hashes);
     }

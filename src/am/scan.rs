@@ -9,7 +9,7 @@
 
 use super::build::{item_pointer, normalize};
 use super::cache::{self, IndexCache};
-use super::filters::{read_summary, FilterColumns};
+use super::filters::read_summary;
 use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES};
 use super::storage::{ChainWalk, Locked, OrCorrupt};
 use crate::error::raise_with;
@@ -165,7 +165,7 @@ impl ScanState {
         } else {
             &[]
         };
-        let vector_attno = (super::vector_column(index) + 1) as pg_sys::AttrNumber;
+        let vector_attno = (cache.vector_column + 1) as pg_sys::AttrNumber;
         let (radius_keys, filter_keys): (Vec<_>, Vec<_>) = keys
             .iter()
             .copied()
@@ -176,7 +176,7 @@ impl ScanState {
             .reduce(f32::min);
         self.filter = (!filter_keys.is_empty()).then(|| {
             // SAFETY: keys on this index's filter columns.
-            unsafe { FilterColumns::of(index).query(&filter_keys) }
+            unsafe { cache.filters.query(&filter_keys) }
         });
         // With index conditions the scan goes on to further matching lists whenever it runs out of
         // rows (skipping the others costs little), so that the LIMIT fills whenever enough matching
@@ -208,22 +208,23 @@ impl ScanState {
         // The nearest any row of each list can be, when a radius or strict order needs it.
         let needs_bounds =
             max_probes > 0 && (self.threshold.is_some() || mode == IterativeScan::StrictOrder);
-        let lower_bounds: Vec<f32> = if needs_bounds {
-            (0..lists as u32)
-                .map(|list| match &self.query {
-                    Some(query) if meta.radii => bounds::lower_bound(
+        let lower_bounds: Vec<f32> = match &self.query {
+            Some(query) if needs_bounds && meta.radii => cache::read_radii(index, &meta)
+                .into_iter()
+                .enumerate()
+                .map(|(list, radius)| {
+                    bounds::lower_bound(
                         meta.metric,
                         query,
-                        centroid(list),
-                        cache::read_directory(index, &meta, list).radius,
+                        centroid(list as u32),
+                        radius,
                         meta.max_norm,
-                    ),
-                    // No radii (an index built before them) or no query: nothing to prune by.
-                    _ => f32::NEG_INFINITY,
+                    )
                 })
-                .collect()
-        } else {
-            Vec::new()
+                .collect(),
+            // No radii (an index built before them) or no query: nothing to prune by.
+            _ if needs_bounds => vec![f32::NEG_INFINITY; lists],
+            _ => Vec::new(),
         };
         // Lists that can hold a row inside the radius; the others are never read.
         let eligible = |list: u32| match self.threshold {

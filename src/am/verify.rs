@@ -10,7 +10,7 @@
 //! contain (non-NULL, non-zero for cosine) is present exactly once, found by a scan of the table
 //! under a ShareLock, which keeps writers out while it runs.
 
-use super::build::{prepare_row, row_vector, tid_of, RowContext};
+use super::build::{tid_of, RowReader};
 use super::cache;
 use super::filters::FilterColumns;
 use super::storage::{Locked, Mode};
@@ -30,15 +30,11 @@ fn corrupt(index_name: &str, what: String) -> ! {
 }
 
 struct HeapCheck {
-    metric: Metric,
-    vector_column: usize,
-    /// Rows that need an entry, with their filter hashes (`filters.len()` each, in `expected_filters`).
+    /// Rows that need an entry, with their filter hashes (one per filter column, in
+    /// `expected_filters`).
     expected: Vec<u64>,
     expected_filters: Vec<u64>,
-    filters: FilterColumns,
-    row_filters: Vec<u64>,
-    scratch: Vec<f32>,
-    row_context: RowContext,
+    reader: RowReader,
 }
 
 #[pgrx::pg_guard]
@@ -50,27 +46,14 @@ unsafe extern "C-unwind" fn heap_callback(
     _alive: bool,
     state: *mut std::ffi::c_void,
 ) {
-    // SAFETY: the HeapCheck passed to the scan.
+    // SAFETY: the HeapCheck passed to the scan; the callback's own arrays.
     let state = unsafe { &mut *state.cast::<HeapCheck>() };
-    let metric = state.metric;
-    let vector_column = state.vector_column;
-    let filters = &state.filters;
-    // The build's per-row context, so detoasted copies do not pile up over the whole table.
-    // SAFETY: the callback's own arrays, one datum per key column.
-    let needs_entry = state.row_context.with(|| {
-        let needs_entry = match unsafe { row_vector(values, isnull, vector_column) } {
-            Some(vector) => prepare_row(metric, vector, &mut state.scratch),
-            None => false,
-        };
-        if needs_entry && !filters.is_empty() {
-            unsafe { filters.row_hashes(values, isnull, &mut state.row_filters) };
-        }
-        needs_entry
-    });
-    if needs_entry {
+    if unsafe { state.reader.read(values, isnull) } {
         // SAFETY: `tid` points at the heap tuple's ItemPointer.
         state.expected.push(tid_of(unsafe { &*tid }).to_u64());
-        state.expected_filters.extend_from_slice(&state.row_filters);
+        state
+            .expected_filters
+            .extend_from_slice(&state.reader.hashes);
     }
 }
 
@@ -365,16 +348,14 @@ fn check_heap(
     name: &str,
     report: Report,
 ) -> String {
-    let filters = FilterColumns::of(index);
     let mut state = HeapCheck {
-        metric: report.meta.metric,
-        vector_column: super::vector_column(index),
         expected: Vec::new(),
         expected_filters: Vec::new(),
-        row_filters: Vec::with_capacity(filters.len()),
-        filters,
-        scratch: Vec::new(),
-        row_context: RowContext::new(),
+        reader: RowReader::new(
+            report.meta.metric,
+            super::vector_column(index),
+            FilterColumns::of(index),
+        ),
     };
     // SAFETY: the heap is ShareLocked; the callback matches IndexBuildCallback and `state` outlives the scan.
     unsafe {
@@ -391,7 +372,7 @@ fn check_heap(
         );
     }
     let mut seen = HashSet::with_capacity(state.expected.len());
-    let filter_count = state.filters.len();
+    let filter_count = state.reader.filters.len();
     for (i, tid) in state.expected.iter().enumerate() {
         if filter_count > 0 {
             let expected = &state.expected_filters[i * filter_count..(i + 1) * filter_count];

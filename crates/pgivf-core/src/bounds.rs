@@ -131,6 +131,43 @@ mod tests {
         v.iter_mut().for_each(|x| *x /= norm);
     }
 
+    /// Records the list's radius and largest norm from `rows` as the index does, then checks that
+    /// no row's key is below its list's bound for random queries with coordinates in ±`spread`.
+    fn assert_rows_within_bound(
+        rng: &mut rand::rngs::StdRng,
+        metric: Metric,
+        centroid: &[f32],
+        rows: &[Vec<f32>],
+        query_spread: f32,
+        queries: usize,
+        context: &str,
+    ) {
+        let radius = rows
+            .iter()
+            .map(|r| member_distance(metric, r, centroid))
+            .fold(0.0f32, f32::max);
+        let max_norm = rows
+            .iter()
+            .map(|r| distance::norm_squared_f64(r).sqrt() as f32)
+            .fold(0.0f32, f32::max);
+        for _ in 0..queries {
+            let mut query: Vec<f32> = (0..centroid.len())
+                .map(|_| rng.gen_range(-query_spread..query_spread))
+                .collect();
+            if metric == Metric::Cosine {
+                unit(&mut query);
+            }
+            let bound = lower_bound(metric, &query, centroid, radius, max_norm);
+            for row in rows {
+                let key = ordering_key(metric, &query, row);
+                assert!(
+                    key >= bound,
+                    "{metric:?} {context}: key {key} below bound {bound}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn no_row_is_nearer_than_its_list_bound() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -156,29 +193,8 @@ mod tests {
                             row
                         })
                         .collect();
-                    let radius = rows
-                        .iter()
-                        .map(|r| member_distance(metric, r, &centroid))
-                        .fold(0.0f32, f32::max);
-                    let max_norm = rows
-                        .iter()
-                        .map(|r| distance::norm_squared_f64(r).sqrt() as f32)
-                        .fold(0.0f32, f32::max);
-                    for _ in 0..10 {
-                        let mut query: Vec<f32> =
-                            (0..dim).map(|_| rng.gen_range(-2.0..2.0)).collect();
-                        if metric == Metric::Cosine {
-                            unit(&mut query);
-                        }
-                        let bound = lower_bound(metric, &query, &centroid, radius, max_norm);
-                        for row in &rows {
-                            let key = ordering_key(metric, &query, row);
-                            assert!(
-                                key >= bound,
-                                "{metric:?} dim {dim}: key {key} below bound {bound}"
-                            );
-                        }
-                    }
+                    let context = format!("dim {dim}");
+                    assert_rows_within_bound(&mut rng, metric, &centroid, &rows, 2.0, 10, &context);
                 }
             }
         }
@@ -211,29 +227,8 @@ mod tests {
                             row
                         })
                         .collect();
-                    let radius = rows
-                        .iter()
-                        .map(|r| member_distance(metric, r, &centroid))
-                        .fold(0.0f32, f32::max);
-                    let max_norm = rows
-                        .iter()
-                        .map(|r| distance::norm_squared_f64(r).sqrt() as f32)
-                        .fold(0.0f32, f32::max);
-                    for _ in 0..20 {
-                        let mut query: Vec<f32> =
-                            (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                        if metric == Metric::Cosine {
-                            unit(&mut query);
-                        }
-                        let bound = lower_bound(metric, &query, &centroid, radius, max_norm);
-                        for row in &rows {
-                            let key = ordering_key(metric, &query, row);
-                            assert!(
-                                key >= bound,
-                                "{metric:?} dim {dim} spread {spread}: key {key} below bound {bound}"
-                            );
-                        }
-                    }
+                    let context = format!("dim {dim} spread {spread}");
+                    assert_rows_within_bound(&mut rng, metric, &centroid, &rows, 1.0, 20, &context);
                 }
             }
         }
