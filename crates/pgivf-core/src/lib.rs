@@ -10,6 +10,7 @@ pub mod error;
 pub mod filter;
 pub mod kmeans;
 pub mod page;
+pub mod quant;
 pub mod sample;
 pub mod text;
 pub mod topk;

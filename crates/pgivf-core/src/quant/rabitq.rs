@@ -1,0 +1,319 @@
+//! RaBitQ (Gao and Long, SIGMOD 2024): one bit per (rotated) dimension of a row's residual from its
+//! list centroid, plus three correction factors, and an unbiased estimate of the row's distance to a
+//! query with a known standard error.
+//!
+//! For a row o in a list with centroid c, r = o − c and n = |r|; o' = P r / n is the rotated unit
+//! residual (see `rotation`) and the code holds its signs, x̄ = sign(o') / sqrt(D) (D the padded
+//! dimensions), with a = <x̄, o'> = Σ|o'_i| / sqrt(D) (about 0.8). For a query q, v = P (q − c):
+//!
+//! - L2:            |q − o|² = |q − c|² + n² − 2 n <o', v>
+//! - inner product: −<q, o>  = −<q, c> − <c, r> − n <o', v>
+//!
+//! so every distance is `A + B + coef·<o', v>` with A per query and list, and B and coef per row.
+//! RaBitQ's estimator is <o', v> ≈ <x̄, v> / a, unbiased, with a standard error of
+//! |v| · sqrt(1 − a²) / (a · sqrt(D − 1)). <x̄, v> is computed with bit operations against v
+//! quantized to 4 bits per coordinate (`kernels::bit_sums`), whose rounding adds a small known error.
+//!
+//! Code layout (little-endian): B f32, coef / a f32, the error coefficient coef·sqrt(1−a²)/(a·sqrt(D−1))
+//! f32, 4 reserved bytes, then D / 8 bytes of bits (bit i of the code is bit i % 8 of byte i / 8).
+
+use super::kernels::{self, QUERY_BITS};
+use super::rotation::Rotation;
+use super::Estimate;
+use crate::page::Metric;
+
+const HEADER_BYTES: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct Rabitq {
+    dim: usize,
+    metric: Metric,
+    rotation: Rotation,
+}
+
+/// A query prepared against one list.
+#[derive(Debug, Clone, Default)]
+pub struct RabitqQuery {
+    /// A: |q − c|² or −<q, c>.
+    base: f32,
+    /// Lowest value of v's 4-bit grid and its step.
+    low: f32,
+    step: f32,
+    /// Σ v_i.
+    sum: f32,
+    norm: f32,
+    /// Standard error of <x̄, v> that the 4-bit grid adds.
+    grid_error: f32,
+    /// 1 / sqrt(D).
+    inv_sqrt_padded: f32,
+    planes: Vec<u64>,
+    /// Rounding slack for estimates that are exact (zero residuals).
+    rounding: f32,
+}
+
+fn get_f32(bytes: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn put_f32(bytes: &mut [u8], at: usize, value: f32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+impl Rabitq {
+    pub fn new(dim: usize, metric: Metric, seed: u64) -> Self {
+        Rabitq {
+            dim,
+            metric,
+            rotation: Rotation::new(dim, seed),
+        }
+    }
+
+    pub fn padded(&self) -> usize {
+        self.rotation.padded()
+    }
+
+    pub fn code_bytes(&self) -> usize {
+        code_bytes(self.dim)
+    }
+
+    fn coefficient(&self, norm: f64) -> f64 {
+        match self.metric {
+            Metric::L2 => -2.0 * norm,
+            Metric::InnerProduct | Metric::Cosine => -norm,
+        }
+    }
+
+    /// Encodes `row` (as stored: normalised for cosine) against its list's `centroid` into `out`
+    /// (`code_bytes()` long). `scratch` is reused between calls.
+    pub fn encode(&self, row: &[f32], centroid: &[f32], scratch: &mut Vec<f32>, out: &mut [u8]) {
+        assert_eq!(out.len(), self.code_bytes());
+        let padded = self.padded();
+        let residual: Vec<f32> = row.iter().zip(centroid).map(|(&x, &c)| x - c).collect();
+        let norm = residual.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+        let b = match self.metric {
+            Metric::L2 => norm * norm,
+            Metric::InnerProduct | Metric::Cosine => -centroid
+                .iter()
+                .zip(&residual)
+                .map(|(&c, &r)| c as f64 * r as f64)
+                .sum::<f64>(),
+        };
+        out.fill(0);
+        put_f32(out, 0, b as f32);
+        if !(norm > 0.0 && norm.is_finite()) {
+            return; // the row is its centroid: the distance is A + B exactly
+        }
+        scratch.resize(padded, 0.0);
+        self.rotation.apply(&residual, scratch);
+        let mut abs_sum = 0.0f64;
+        for (i, &value) in scratch.iter().enumerate() {
+            abs_sum += value.abs() as f64;
+            if value > 0.0 {
+                out[HEADER_BYTES + i / 8] |= 1 << (i % 8);
+            }
+        }
+        let a = (abs_sum / norm / (padded as f64).sqrt()).clamp(1e-6, 1.0);
+        let coef = self.coefficient(norm);
+        let error = coef.abs() * (1.0 - a * a).max(0.0).sqrt() / (a * ((padded - 1) as f64).sqrt());
+        put_f32(out, 4, (coef / a) as f32);
+        put_f32(out, 8, error as f32);
+    }
+
+    /// Prepares `query` (as stored) for estimating distances to the rows of the list of `centroid`.
+    pub fn prepare(&self, query: &[f32], centroid: &[f32], into: &mut RabitqQuery) {
+        let padded = self.padded();
+        let centered: Vec<f32> = query.iter().zip(centroid).map(|(&q, &c)| q - c).collect();
+        let base = match self.metric {
+            Metric::L2 => centered.iter().map(|&x| x as f64 * x as f64).sum::<f64>(),
+            Metric::InnerProduct | Metric::Cosine => -query
+                .iter()
+                .zip(centroid)
+                .map(|(&q, &c)| q as f64 * c as f64)
+                .sum::<f64>(),
+        };
+        let mut v = vec![0.0f32; padded];
+        self.rotation.apply(&centered, &mut v);
+        let (low, high) = v
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        let levels = ((1 << QUERY_BITS) - 1) as f32;
+        let step = if high > low { (high - low) / levels } else { 0.0 };
+        let words = padded / 64;
+        into.planes.clear();
+        into.planes.resize(QUERY_BITS * words, 0);
+        let mut sum = 0.0f64;
+        let mut norm = 0.0f64;
+        for (i, &x) in v.iter().enumerate() {
+            sum += x as f64;
+            norm += x as f64 * x as f64;
+            let level = if step > 0.0 {
+                ((x - low) / step).round().clamp(0.0, levels) as u32
+            } else {
+                0
+            };
+            for j in 0..QUERY_BITS {
+                if level >> j & 1 == 1 {
+                    into.planes[j * words + i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+        into.base = base as f32;
+        into.low = low;
+        into.step = step;
+        into.sum = sum as f32;
+        into.norm = norm.sqrt() as f32;
+        // Rounding to the grid moves each coordinate by at most step/2 (uniform, variance step²/12);
+        // about half of them are summed, times 2 / sqrt(D): a standard error of step / sqrt(6).
+        into.grid_error = step / 6f32.sqrt();
+        into.inv_sqrt_padded = 1.0 / (padded as f32).sqrt();
+        into.rounding = 1e-5 * (base.abs() as f32 + into.norm * into.norm) + f32::MIN_POSITIVE;
+    }
+}
+
+/// Bytes of a RaBitQ code for `dim` dimensions.
+pub fn code_bytes(dim: usize) -> usize {
+    HEADER_BYTES + super::rotation::padded_dimensions(dim) / 8
+}
+
+impl RabitqQuery {
+    /// The distance estimate of the row whose code is `code`.
+    pub fn estimate(&self, code: &[u8]) -> Estimate {
+        let b = get_f32(code, 0);
+        let coef = get_f32(code, 4);
+        let error = get_f32(code, 8);
+        let (count, weighted) = kernels::bit_sums(&code[HEADER_BYTES..], &self.planes);
+        let selected = self.low * count as f32 + self.step * weighted as f32;
+        let xv = (2.0 * selected - self.sum) * self.inv_sqrt_padded;
+        let sigma = ((error * self.norm).powi(2) + (coef * self.grid_error).powi(2)).sqrt();
+        Estimate {
+            distance: self.base + b + coef * xv,
+            sigma,
+            slack: self.rounding + 1e-5 * b.abs(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn exact(metric: Metric, q: &[f32], o: &[f32]) -> f64 {
+        match metric {
+            Metric::L2 => q.iter().zip(o).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum(),
+            _ => -q.iter().zip(o).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>(),
+        }
+    }
+
+    fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    }
+
+    /// Rows scattered around a centroid, queries around it too, as in a probed list.
+    fn check_bound(dim: usize, metric: Metric, seed: u64) -> (usize, usize, f64) {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let quantizer = Rabitq::new(dim, metric, seed ^ 0xABCD);
+        let mut gauss = || -> f32 {
+            let (u, v): (f32, f32) = (rng.gen_range(1e-7..1.0), rng.gen());
+            (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+        };
+        let point = |g: &mut dyn FnMut() -> f32, scale: f32, around: &[f32]| -> Vec<f32> {
+            around.iter().map(|&c| c + scale * g()).collect()
+        };
+        let zero = vec![0.0; dim];
+        let mut centroid = point(&mut gauss, 1.0, &zero);
+        if metric == Metric::Cosine {
+            centroid = normalized(centroid);
+        }
+        let mut scratch = Vec::new();
+        let mut code = vec![0u8; quantizer.code_bytes()];
+        let mut prepared = RabitqQuery::default();
+        let (mut total, mut outside3, mut worst) = (0, 0, 0.0f64);
+        for _ in 0..20 {
+            let mut q = point(&mut gauss, 0.5, &centroid);
+            if metric == Metric::Cosine {
+                q = normalized(q);
+            }
+            quantizer.prepare(&q, &centroid, &mut prepared);
+            for _ in 0..100 {
+                let mut o = point(&mut gauss, 0.3, &centroid);
+                if metric == Metric::Cosine {
+                    o = normalized(o);
+                }
+                quantizer.encode(&o, &centroid, &mut scratch, &mut code);
+                let e = prepared.estimate(&code);
+                let err = (e.distance as f64 - exact(metric, &q, &o)).abs();
+                let allowed = e.sigma as f64 + e.slack as f64;
+                total += 1;
+                if err > 3.0 * allowed {
+                    outside3 += 1;
+                }
+                worst = worst.max(err / allowed);
+            }
+        }
+        (total, outside3, worst)
+    }
+
+    #[test]
+    fn estimates_stay_within_their_stated_error() {
+        for dim in [3, 8, 50, 64, 100, 384, 768, 1536, 2000] {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let (total, outside3, worst) = check_bound(dim, metric, dim as u64);
+                // A Gaussian error leaves 3 standard errors 0.27% of the time; allow 1%, and never 6.
+                assert!(
+                    outside3 * 100 <= total,
+                    "dim {dim} {metric:?}: {outside3} of {total} beyond 3 sigma"
+                );
+                assert!(worst < 6.0, "dim {dim} {metric:?}: worst error {worst} sigma");
+            }
+        }
+    }
+
+    #[test]
+    fn estimates_are_unbiased_and_informative() {
+        // Averaged over many rows the signed error vanishes, and sigma is small next to the
+        // spread of the distances (else the estimate would order nothing).
+        let dim = 384;
+        let quantizer = Rabitq::new(dim, Metric::L2, 5);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+        let centroid: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let q: Vec<f32> = centroid.iter().map(|c| c + rng.gen_range(-0.1..0.1)).collect();
+        let mut prepared = RabitqQuery::default();
+        quantizer.prepare(&q, &centroid, &mut prepared);
+        let (mut signed, mut sigma, mut spread) = (0.0, 0.0, Vec::new());
+        let mut code = vec![0u8; quantizer.code_bytes()];
+        let mut scratch = Vec::new();
+        for _ in 0..2000 {
+            let o: Vec<f32> = centroid.iter().map(|c| c + rng.gen_range(-0.1..0.1)).collect();
+            quantizer.encode(&o, &centroid, &mut scratch, &mut code);
+            let e = prepared.estimate(&code);
+            let d = exact(Metric::L2, &q, &o);
+            signed += e.distance as f64 - d;
+            sigma += e.sigma as f64;
+            spread.push(d);
+        }
+        let mean_sigma = sigma / 2000.0;
+        assert!((signed / 2000.0).abs() < 0.2 * mean_sigma, "bias {}", signed / 2000.0);
+        let mean = spread.iter().sum::<f64>() / 2000.0;
+        let sd = (spread.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 2000.0).sqrt();
+        assert!(mean_sigma < sd, "sigma {mean_sigma} vs spread {sd}");
+    }
+
+    #[test]
+    fn a_row_at_its_centroid_is_exact() {
+        let quantizer = Rabitq::new(16, Metric::L2, 1);
+        let c = vec![0.5f32; 16];
+        let q = vec![1.5f32; 16];
+        let mut code = vec![0u8; quantizer.code_bytes()];
+        quantizer.encode(&c, &c, &mut Vec::new(), &mut code);
+        let mut prepared = RabitqQuery::default();
+        quantizer.prepare(&q, &c, &mut prepared);
+        let e = prepared.estimate(&code);
+        assert!((e.distance - 16.0).abs() <= e.slack, "{e:?}");
+        assert_eq!(e.sigma, 0.0);
+    }
+}
