@@ -39,6 +39,10 @@ EXTENSIONS = {
     "pgivf": ("pgivf", "pgivf"),
     "vector": ("vector", "pgvector"),
 }
+QUANTIZERS = ("none", "sq8", "rabitq")  # pgivf's index option quantizer; 'none' = flat float32 lists
+RERANKS = ("index", "heap")  # pgivf's index option rerank (quantized lists only); 'index' is the default
+SYNTHETIC_ROWS = {128: 1_000_000, 768: 100_000, 1536: 50_000}
+ALL_DATASETS = ["debian", "synthetic-128", "synthetic-768", "synthetic-1536"]
 
 
 def log(message):
@@ -227,7 +231,7 @@ def load_dataset(name, quick, n_queries):
         return Dataset("debian", "cosine", base, queries, gt, str(subset))
     if name.startswith("synthetic-"):
         dim = int(name.split("-")[1])
-        n = {128: 1_000_000, 768: 100_000}.get(dim, 100_000)
+        n = SYNTHETIC_ROWS.get(dim, 100_000)
         if quick:
             n = quick_rows
 
@@ -314,8 +318,56 @@ def query_sql(ds, limit):
 SESSION_SETTINGS = ["SET jit = off", "SET max_parallel_workers_per_gather = 0"]
 
 
-def index_settings(probes):
-    return SESSION_SETTINGS + ["SET enable_seqscan = off", f"SET ivfflat.probes = {probes}"]
+def index_settings(probes, extra=()):
+    return SESSION_SETTINGS + ["SET enable_seqscan = off", f"SET ivfflat.probes = {probes}"] + list(extra)
+
+
+def parse_variants(spec):
+    """--quantizers: 'none,sq8,rabitq,rabitq:heap' -> [{"quantizer": q, "rerank": r}], in order, without
+    duplicates. rerank is None for 'none' (flat lists have nothing to re-rank)."""
+    variants = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        q, _, r = item.partition(":")
+        if q not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {q!r} in {item!r} ({', '.join(QUANTIZERS)})")
+        if r and r not in RERANKS:
+            raise ValueError(f"unknown rerank {r!r} in {item!r} ({', '.join(RERANKS)})")
+        if q == "none" and r:
+            raise ValueError(f"{item!r}: rerank applies to quantized lists only (sq8, rabitq)")
+        v = {"quantizer": q, "rerank": None if q == "none" else (r or "index")}
+        if v not in variants:
+            variants.append(v)
+    if not variants:
+        raise ValueError("no quantizer given")
+    return variants
+
+
+def variant_label(display, variant):
+    """Curve label of an index: 'pgivf', 'pgivf sq8', 'pgivf rabitq heap'; the display name alone
+    for pgvector and flat pgivf lists."""
+    if not variant or variant.get("quantizer", "none") == "none":
+        return display
+    return f"{display} {variant['quantizer']}" + (" heap" if variant.get("rerank") == "heap" else "")
+
+
+def index_with(lists, variant):
+    """The WITH (...) options of CREATE INDEX. Flat lists get lists only, so that a pgivf without the
+    quantizer options (and pgvector) accepts them."""
+    options = [f"lists = {lists}"]
+    if variant and variant["quantizer"] != "none":
+        options += [f"quantizer = '{variant['quantizer']}'", f"rerank = '{variant['rerank']}'"]
+    return ", ".join(options)
+
+
+def variant_settings(variant, args):
+    """Query settings of one index variant besides probes: ivfflat.rerank_factor for quantized lists
+    when --rerank-factor is given."""
+    if variant and variant["quantizer"] != "none" and args.rerank_factor is not None:
+        return [f"SET ivfflat.rerank_factor = {args.rerank_factor!r}"]
+    return []
 
 
 def exact_settings():
@@ -489,22 +541,25 @@ def write_tests(conn, ds, args, copy_payloads):
     return out
 
 
-def build_index(conn, ds, lists, workers):
+def build_index(conn, ds, options, workers):
+    """CREATE INDEX ... WITH (options); returns (seconds, index bytes, notices)."""
     notices = []
 
     def handler(diag):
         notices.append(diag.message_primary)
 
     conn.add_notice_handler(handler)
-    conn.execute("DROP INDEX IF EXISTS items_embedding_idx")
-    conn.execute("SET maintenance_work_mem = '2GB'")
-    conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
-    t = time.perf_counter()
-    conn.execute(f"CREATE INDEX items_embedding_idx ON items USING ivfflat (embedding {ds.opclass}) WITH (lists = {lists})")
-    seconds = time.perf_counter() - t
-    size = conn.execute("SELECT pg_relation_size('items_embedding_idx')").fetchone()[0]
-    conn.execute("RESET max_parallel_maintenance_workers")
-    conn.remove_notice_handler(handler)
+    try:
+        conn.execute("DROP INDEX IF EXISTS items_embedding_idx")
+        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+        t = time.perf_counter()
+        conn.execute(f"CREATE INDEX items_embedding_idx ON items USING ivfflat (embedding {ds.opclass}) WITH ({options})")
+        seconds = time.perf_counter() - t
+        size = conn.execute("SELECT pg_relation_size('items_embedding_idx')").fetchone()[0]
+    finally:
+        conn.execute("RESET max_parallel_maintenance_workers")
+        conn.remove_notice_handler(handler)
     return seconds, size, notices
 
 
@@ -550,54 +605,80 @@ def bench_extension(ext, base_dsn, admin, ds, args, qvecs, copy_payloads, result
     w = er["writes_no_vector_index"]
     log(f"  no vector index: INSERT {w['insert_rows_per_s']:,.0f} rows/s, COPY binary {w['copy_binary_rows_per_s']:,.0f} rows/s, text {w['copy_text_rows_per_s']:,.0f} rows/s")
 
+    variants = args.variants if ext == "pgivf" else [None]
     for lists in args.lists:
-        ir = {"lists": lists}
-        er["indexes"].append(ir)
-        seconds, size, notices = build_index(conn, ds, lists, 2)
-        ir["build_parallel2_s"] = seconds
-        log(f"  lists {lists}: build with max_parallel_maintenance_workers = 2: {seconds:.2f} s")
-        seconds, size, notices = build_index(conn, ds, lists, 0)
-        ir["build_s"] = seconds
-        ir["index_bytes"] = size
-        ir["index_mb"] = size / 1e6
-        ir["build_notices"] = sorted(set(notices))
-        log(f"  lists {lists}: serial build {seconds:.2f} s, index {size / 1e6:.1f} MB")
-        ir["plan"] = plan_of(conn, ds, index_settings(args.probes[0]))
-        if not any("items_embedding_idx" in line for line in ir["plan"]):
-            log(f"  WARNING: the plan does not use the index: {ir['plan']}")
-        ir["probes"] = []
-        for probes in args.probes:
-            if probes > lists:
-                continue
-            settings = index_settings(probes)
-            pr = {"probes": probes}
-            pr.update(single_client(conn, ds, qvecs, settings, args))
-            duration = min(args.budget, max(2.0, len(qvecs) / pr["qps"]))
-            for clients in (2, 4):
-                pr[f"qps_{clients}_clients"] = concurrent_qps(dsn, ds, qvecs, settings, clients, duration)
-            pr["loadavg_1min"] = os.getloadavg()[0]
-            probed_rows = min(1.0, probes / lists) * ds.n
-            pr["est_rows_probed"] = probed_rows
-            pr["scan_gb_per_s"] = probed_rows * 4 * ds.dim * pr["qps"] / 1e9
-            ir["probes"].append(pr)
-            log(
-                f"  {display} lists {lists} probes {probes}: recall@10 {pr['recall@10']:.3f} recall@100 {pr['recall@100']:.3f} "
-                f"QPS {pr['qps']:.0f} / {pr['qps_2_clients']:.0f} / {pr['qps_4_clients']:.0f} (1/2/4 clients), "
-                f"p50 {pr['latency_ms']['p50']:.2f} ms p99 {pr['latency_ms']['p99']:.2f} ms, scan {pr['scan_gb_per_s']:.1f} GB/s"
-            )
-            save_partial(result, args)
-        ir["writes"] = write_tests(conn, ds, args, copy_payloads)
-        w = ir["writes"]
-        log(
-            f"  lists {lists} indexed: INSERT {w['insert_rows_per_s']:,.0f} rows/s, COPY binary {w['copy_binary_rows_per_s']:,.0f} rows/s, "
-            f"text {w['copy_text_rows_per_s']:,.0f} rows/s, delete+vacuum {w['delete_vacuum_s']:.2f} s"
-        )
-        conn.execute("DROP INDEX items_embedding_idx")
-        save_partial(result, args)
+        for variant in variants:
+            bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, variant)
     conn.close()
     if not args.keep:
         admin.execute(f"DROP DATABASE {dbname}")
     return er
+
+
+def bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, variant):
+    """One index (lists value, pgivf variant): parallel and serial build, the probes values, writes;
+    dropped afterwards. A build the server refuses (an option this pgivf lacks) is logged, recorded in
+    er["failed_indexes"] and skipped."""
+    import psycopg
+
+    label = variant_label(er["display"], variant)
+    options = index_with(lists, variant)
+    extra = variant_settings(variant, args)
+    ir = {"lists": lists, "label": label, "index_options": options}
+    if variant:
+        ir["quantizer"] = variant["quantizer"]
+        ir["rerank"] = variant["rerank"]
+    if extra:
+        ir["settings"] = extra
+    try:
+        seconds, size, notices = build_index(conn, ds, options, 2)
+    except psycopg.Error as e:
+        log(f"  {label} lists {lists}: CREATE INDEX ... WITH ({options}) failed ({str(e).strip()}): skipped")
+        er.setdefault("failed_indexes", []).append({**ir, "error": str(e).strip()})
+        conn.execute("DROP INDEX IF EXISTS items_embedding_idx")
+        save_partial(result, args)
+        return
+    er["indexes"].append(ir)
+    ir["build_parallel2_s"] = seconds
+    log(f"  {label} lists {lists}: build with max_parallel_maintenance_workers = 2: {seconds:.2f} s (WITH ({options}))")
+    seconds, size, notices = build_index(conn, ds, options, 0)
+    ir["build_s"] = seconds
+    ir["index_bytes"] = size
+    ir["index_mb"] = size / 1e6
+    ir["build_notices"] = sorted(set(notices))
+    log(f"  {label} lists {lists}: serial build {seconds:.2f} s, index {size / 1e6:.1f} MB")
+    ir["plan"] = plan_of(conn, ds, index_settings(args.probes[0], extra))
+    if not any("items_embedding_idx" in line for line in ir["plan"]):
+        log(f"  WARNING: the plan does not use the index: {ir['plan']}")
+    ir["probes"] = []
+    for probes in args.probes:
+        if probes > lists:
+            continue
+        settings = index_settings(probes, extra)
+        pr = {"probes": probes}
+        pr.update(single_client(conn, ds, qvecs, settings, args))
+        duration = min(args.budget, max(2.0, len(qvecs) / pr["qps"]))
+        for clients in (2, 4):
+            pr[f"qps_{clients}_clients"] = concurrent_qps(dsn, ds, qvecs, settings, clients, duration)
+        pr["loadavg_1min"] = os.getloadavg()[0]
+        probed_rows = min(1.0, probes / lists) * ds.n
+        pr["est_rows_probed"] = probed_rows
+        pr["scan_gb_per_s"] = probed_rows * 4 * ds.dim * pr["qps"] / 1e9
+        ir["probes"].append(pr)
+        log(
+            f"  {label} lists {lists} probes {probes}: recall@10 {pr['recall@10']:.3f} recall@100 {pr['recall@100']:.3f} "
+            f"QPS {pr['qps']:.0f} / {pr['qps_2_clients']:.0f} / {pr['qps_4_clients']:.0f} (1/2/4 clients), "
+            f"p50 {pr['latency_ms']['p50']:.2f} ms p99 {pr['latency_ms']['p99']:.2f} ms, scan {pr['scan_gb_per_s']:.1f} GB/s"
+        )
+        save_partial(result, args)
+    ir["writes"] = write_tests(conn, ds, args, copy_payloads)
+    w = ir["writes"]
+    log(
+        f"  {label} lists {lists} indexed: INSERT {w['insert_rows_per_s']:,.0f} rows/s, COPY binary {w['copy_binary_rows_per_s']:,.0f} rows/s, "
+        f"text {w['copy_text_rows_per_s']:,.0f} rows/s, delete+vacuum {w['delete_vacuum_s']:.2f} s"
+    )
+    conn.execute("DROP INDEX items_embedding_idx")
+    save_partial(result, args)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -671,13 +752,91 @@ def fmt_num(x, digits=0):
     return f"{x:,.{digits}f}"
 
 
-def best_at_recall(er, threshold=0.95):
+def best_at_recall(indexes, threshold=0.95):
+    """The fastest single-client (index, probes, figures) over `indexes` reaching recall@10 >= threshold."""
     best = None
-    for ir in er["indexes"]:
+    for ir in indexes:
         for pr in ir["probes"]:
             if pr["recall@10"] >= threshold and (best is None or pr["qps"] > best[2]["qps"]):
                 best = (ir, pr["probes"], pr)
     return best
+
+
+def index_label(er, ir):
+    """Curve label of an index record ('pgivf sq8'); results of older runs have none: the extension's."""
+    return ir.get("label", er["display"])
+
+
+def curves(exts):
+    """One curve per extension and index variant, in measurement order: [(key, er, label, [index
+    records, one per lists value])]."""
+    out = {}
+    for key, er in exts.items():
+        for ir in er["indexes"]:
+            label = index_label(er, ir)
+            out.setdefault((key, label), (key, er, label, []))[3].append(ir)
+    return list(out.values())
+
+
+def ratio(a, b, digits=2):
+    return "-" if a is None or b is None or not b else f"{a / b:.{digits}f}x"
+
+
+def render_best_at_recall(exts, threshold=0.95):
+    """Per lists value and overall, each curve's fastest configuration reaching the recall, its QPS
+    against pgvector's (same lists; overall: pgvector's overall best) and its index size against the
+    flat pgivf index of the same lists."""
+    lines = []
+    lines.append(f"## QPS at recall@10 ≥ {threshold} (best single-client configuration measured)")
+    lines.append("")
+    lines.append(
+        "Per `lists` value and over all of them: the fastest probes value reaching the recall, its QPS against pgvector's best at the "
+        "same recall (above 1 = faster), and the index size against pgivf's flat (`quantizer = 'none'`) index of the same lists."
+    )
+    lines.append("")
+    lines.append("| lists | index | QPS | probes | recall@10 | p50 ms | QPS 4 clients | QPS / pgvector | index MB | size / flat pgivf |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    cs = curves(exts)
+    all_lists = []
+    for _, _, _, irs in cs:
+        for ir in irs:
+            if ir["lists"] not in all_lists:
+                all_lists.append(ir["lists"])
+    flat = {ir["lists"]: ir for key, er, label, irs in cs if key == "pgivf" for ir in irs if ir.get("quantizer", "none") == "none"}
+    vector_curve = next((irs for key, _, _, irs in cs if key == "vector"), None)
+    for lists in all_lists + (["all"] if len(all_lists) > 1 else []):
+        vbest = None
+        if vector_curve:
+            vbest = best_at_recall([ir for ir in vector_curve if lists == "all" or ir["lists"] == lists], threshold)
+        for key, er, label, irs in cs:
+            sel = [ir for ir in irs if lists == "all" or ir["lists"] == lists]
+            if not sel:
+                continue
+            b = best_at_recall(sel, threshold)
+            vs = "" if key == "vector" or not vector_curve else ratio(b[2]["qps"] if b else None, vbest[2]["qps"] if vbest else None)
+            if b is None:
+                size_ir = sel[0] if lists != "all" else None
+                cells = ["none measured reaches it", "", "", "", ""]
+            else:
+                size_ir = b[0]
+                ir, probes, pr = b
+                cells = [f"{pr['qps']:,.0f}", str(probes), f"{pr['recall@10']:.3f}", f"{pr['latency_ms']['p50']:.2f}", f"{pr['qps_4_clients']:,.0f}"]
+            mb = fmt_num(size_ir["index_mb"], 1) if size_ir else ""
+            frac = ""
+            if key == "pgivf" and size_ir and size_ir["lists"] in flat:
+                frac = ratio(size_ir["index_mb"], flat[size_ir["lists"]]["index_mb"])
+            shown_lists = lists if lists != "all" else (f"all ({b[0]['lists']})" if b else "all")
+            lines.append(f"| {shown_lists} | {label} | " + " | ".join(cells) + f" | {vs} | {mb} | {frac} |")
+    vbest = best_at_recall(vector_curve, threshold) if vector_curve else None
+    summary = []
+    for key, er, label, irs in cs:
+        b = best_at_recall(irs, threshold)
+        if key == "pgivf" and b and vbest:
+            summary.append(f"{label} / pgvector at recall@10 ≥ {threshold}: **{b[2]['qps'] / vbest[2]['qps']:.2f}x** QPS (one client, any lists).")
+    if summary:
+        lines.append("")
+        lines += summary
+    return lines
 
 
 def render_markdown(result):
@@ -710,6 +869,19 @@ def render_markdown(result):
             f"1-minute load average during the query measurements: {min(loads):.1f}-{max(loads):.1f} on {m.get('cpus_usable')} cores "
             "(the client processes count too; above the core count, other work was competing for the CPU)."
         )
+    quantized = [ir for er in exts.values() for ir in er["indexes"] if ir.get("quantizer", "none") != "none"]
+    if quantized or a.get("rerank_factor") is not None:
+        lines.append(
+            f"pgivf index variants (`--quantizers {a.get('quantizers', 'none')}`): `pgivf` = flat float32 lists (`quantizer = 'none'`), "
+            "`pgivf sq8` / `pgivf rabitq` = `WITH (quantizer = ..., rerank = 'index')`, `... heap` = `rerank = 'heap'`; "
+            + (f"`ivfflat.rerank_factor = {a['rerank_factor']}` for the quantized ones. " if a.get("rerank_factor") is not None else "server default `ivfflat.rerank_factor`. ")
+            + "Their scan GB/s counts float32 bytes (4·dim per row), not the bytes of the codes."
+        )
+    failed = [f for er in exts.values() for f in er.get("failed_indexes", [])]
+    if failed:
+        lines.append("")
+        for f in failed:
+            lines.append(f"- **not measured: {f['label']} lists {f['lists']}**, `CREATE INDEX ... WITH ({f['index_options']})` failed: {f['error']}")
     if a.get("quick"):
         lines.append("")
         lines.append("**Quick smoke run (reduced sizes): not for comparison.**")
@@ -720,7 +892,7 @@ def render_markdown(result):
         for ir in er["indexes"]:
             for pr in ir["probes"]:
                 lines.append(
-                    f"| {er['display']} | {ir['lists']} | {ir['build_s']:.2f} | {ir['build_parallel2_s']:.2f} | {ir['index_mb']:.1f} | {pr['probes']} | "
+                    f"| {index_label(er, ir)} | {ir['lists']} | {ir['build_s']:.2f} | {ir['build_parallel2_s']:.2f} | {ir['index_mb']:.1f} | {pr['probes']} | "
                     f"{pr['recall@10']:.3f} | {pr['recall@100']:.3f} | {pr['qps']:,.0f} | {pr['qps_2_clients']:,.0f} | {pr['qps_4_clients']:,.0f} | "
                     f"{pr['latency_ms']['p50']:.2f} | {pr['latency_ms']['p99']:.2f} | {pr['scan_gb_per_s']:.1f} |"
                 )
@@ -735,8 +907,8 @@ def render_markdown(result):
         lines.append("")
         lines.append("## pgivf / pgvector at equal lists and probes")
         lines.append("")
-        lines.append("| lists | probes | QPS 1 | QPS 2 | QPS 4 | p50 | recall@10 Δ | recall@100 Δ | build | build (2 workers) | index size |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("| pgivf index | lists | probes | QPS 1 | QPS 2 | QPS 4 | p50 | recall@10 Δ | recall@100 Δ | build | build (2 workers) | index size |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         vidx = {ir["lists"]: ir for ir in v["indexes"]}
         for ip in p["indexes"]:
             iv = vidx.get(ip["lists"])
@@ -748,32 +920,14 @@ def render_markdown(result):
                 if not vp:
                     continue
                 lines.append(
-                    f"| {ip['lists']} | {pp['probes']} | {pp['qps'] / vp['qps']:.2f}x | {pp['qps_2_clients'] / vp['qps_2_clients']:.2f}x | "
+                    f"| {index_label(p, ip)} | {ip['lists']} | {pp['probes']} | {pp['qps'] / vp['qps']:.2f}x | {pp['qps_2_clients'] / vp['qps_2_clients']:.2f}x | "
                     f"{pp['qps_4_clients'] / vp['qps_4_clients']:.2f}x | {pp['latency_ms']['p50'] / vp['latency_ms']['p50']:.2f}x | "
                     f"{pp['recall@10'] - vp['recall@10']:+.3f} | {pp['recall@100'] - vp['recall@100']:+.3f} | "
                     f"{ip['build_s'] / iv['build_s']:.2f}x | {ip['build_parallel2_s'] / iv['build_parallel2_s']:.2f}x | {ip['index_mb'] / iv['index_mb']:.2f}x |"
                 )
 
     lines.append("")
-    lines.append("## QPS at recall@10 ≥ 0.95 (best single-client configuration measured)")
-    lines.append("")
-    lines.append("| extension | QPS | lists | probes | recall@10 | p50 ms | QPS 4 clients |")
-    lines.append("|---|---|---|---|---|---|---|")
-    best = {}
-    for key, er in exts.items():
-        b = best_at_recall(er)
-        best[key] = b
-        if b is None:
-            lines.append(f"| {er['display']} | none measured reaches 0.95 | | | | | |")
-        else:
-            ir, probes, pr = b
-            lines.append(
-                f"| {er['display']} | {pr['qps']:,.0f} | {ir['lists']} | {probes} | {pr['recall@10']:.3f} | {pr['latency_ms']['p50']:.2f} | {pr['qps_4_clients']:,.0f} |"
-            )
-    if best.get("pgivf") and best.get("vector"):
-        lines.append("")
-        lines.append(f"pgivf / pgvector at recall@10 ≥ 0.95: **{best['pgivf'][2]['qps'] / best['vector'][2]['qps']:.2f}x** QPS (one client).")
-
+    lines += render_best_at_recall(exts)
     lines.append("")
     lines.append("## Writes and exact scan")
     lines.append("")
@@ -794,7 +948,7 @@ def render_markdown(result):
             w = ir.get("writes")
             if w:
                 lines.append(
-                    f"| {er['display']} | lists {ir['lists']} | {w['insert_rows_per_s']:,.0f} | {w['copy_binary_rows_per_s']:,.0f} | "
+                    f"| {index_label(er, ir)} | lists {ir['lists']} | {w['insert_rows_per_s']:,.0f} | {w['copy_binary_rows_per_s']:,.0f} | "
                     f"{w['copy_text_rows_per_s']:,.0f} | {w['delete_vacuum_s']:.2f} |"
                 )
     lines.append("")
@@ -819,17 +973,25 @@ def render_plot(result, path):
 
     ds = result["dataset"]
     fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
-    colors = {"pgivf": ["#d62728", "#ff7f0e", "#8c564b", "#e377c2"], "vector": ["#1f77b4", "#17becf", "#2ca02c", "#9467bd"]}
+    colors = {"pgivf": ["#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f"], "vector": ["#1f77b4", "#17becf", "#2ca02c", "#9467bd"]}
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D"]
+    cs = curves(result["extensions"])
     for key, er in result["extensions"].items():
         palette = colors.get(key, ["#7f7f7f"])
-        for j, ir in enumerate(er["indexes"]):
+        # One variant: a colour per lists value (as before variants). Several: a colour per variant,
+        # line style and marker per lists value.
+        variants = [label for k, _, label, _ in cs if k == key]
+        lists_order = sorted({ir["lists"] for ir in er["indexes"]})
+        for ir in er["indexes"]:
+            j = lists_order.index(ir["lists"])
+            label = index_label(er, ir)
+            color = palette[(j if len(variants) == 1 else variants.index(label)) % len(palette)]
             xs = [pr["recall@10"] for pr in ir["probes"]]
             ys = [pr["qps"] for pr in ir["probes"]]
-            ax.plot(xs, ys, linestyle=styles[j % 4], marker=markers[j % 4], color=palette[j % len(palette)], label=f"{er['display']} lists={ir['lists']}")
+            ax.plot(xs, ys, linestyle=styles[j % 4], marker=markers[j % 4], color=color, label=f"{label} lists={ir['lists']}")
             for pr in ir["probes"]:
-                ax.annotate(str(pr["probes"]), (pr["recall@10"], pr["qps"]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=palette[j % len(palette)])
+                ax.annotate(str(pr["probes"]), (pr["recall@10"], pr["qps"]), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
         if "exact" in er:
             ax.plot([er["exact"]["recall@10"]], [er["exact"]["qps"]], marker="*", markersize=12, linestyle="none", color=palette[0], label=f"{er['display']} exact scan")
     ax.set_yscale("log")
@@ -864,9 +1026,16 @@ def save_partial(result, args):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--extension", default="pgivf", help="comma-separated: pgivf, vector (pgvector). Default pgivf")
-    p.add_argument("--dataset", default="debian", help="debian, synthetic-128, synthetic-768 or all. Default debian")
+    p.add_argument("--dataset", default="debian", help="debian, synthetic-128, synthetic-768, synthetic-1536 or all (comma-separated). Default debian")
     p.add_argument("--lists", default="100,250", help="comma-separated lists values. Default 100,250")
     p.add_argument("--probes", default="1,2,4,8,16,32,64", help="comma-separated ivfflat.probes values. Default 1,2,4,8,16,32,64")
+    p.add_argument(
+        "--quantizers",
+        default="none",
+        help="comma-separated pgivf index variants, each measured as its own curve: none (flat float32), sq8, rabitq, "
+        "optionally :heap for rerank = 'heap' (e.g. none,sq8,rabitq,rabitq:heap). pgvector is unaffected. Default none",
+    )
+    p.add_argument("--rerank-factor", type=float, help="SET ivfflat.rerank_factor to this for the quantized pgivf variants (default: the server's)")
     p.add_argument("--queries", type=int, default=300, help="query vectors per measurement. Default 300 (50 with --quick)")
     p.add_argument("--dsn", default=os.environ.get("PGIVF_BENCH_DSN"), help="libpq connection string of a server with the extensions installed (databases pgivf_bench_<ext> are created there)")
     p.add_argument("--quick", action="store_true", help="smoke run: 20,000 rows, 50 queries, short time budgets")
@@ -885,7 +1054,11 @@ def parse_args(argv):
             p.error(f"unknown extension {e!r} (pgivf, vector)")
     args.lists = [int(x) for x in args.lists.split(",")]
     args.probes = sorted(int(x) for x in args.probes.split(","))
-    args.datasets = ["debian", "synthetic-128", "synthetic-768"] if args.dataset == "all" else [d.strip() for d in args.dataset.split(",")]
+    try:
+        args.variants = parse_variants(args.quantizers)
+    except ValueError as e:
+        p.error(f"--quantizers: {e}")
+    args.datasets = ALL_DATASETS if args.dataset == "all" else [d.strip() for d in args.dataset.split(",")]
     if args.quick:
         if "--queries" not in " ".join(argv):
             args.queries = 50

@@ -16,6 +16,7 @@ use pgivf_core::page::{
     self, centroids_per_page, DirectoryEntry, EntryFormat, Meta, Metric, Origin, PageKind, Tid,
     DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK, SUMMARIES_PER_PAGE,
 };
+use pgivf_core::quant::{Quantizer, QuantizerKind, Rabitq, Rerank, Sq8};
 use pgivf_core::sample::{block_sample, Reservoir};
 use pgivf_core::{bounds, distance};
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
@@ -26,6 +27,9 @@ const ASSIGN_BATCH_ROWS: usize = 8192;
 /// Heap tuples per page at most (MaxHeapTuplesPerPage for 8 kB pages): caps the sample of tiny tables.
 pub const MAX_HEAP_TUPLES_PER_PAGE: usize = 291;
 const KMEANS_SEED: u64 = 0x5EED_1F1F;
+/// RaBitQ's rotation seed: fixed, like k-means', so that a build of the same rows gives the same
+/// index (and the same answers) every time.
+const ROTATION_SEED: u64 = 0x0BAD_5EED_2024;
 
 /// What the build needs to know about the index, checked up front with pgvector's errors.
 pub struct BuildParams {
@@ -35,6 +39,8 @@ pub struct BuildParams {
     pub filters: FilterColumns,
     /// Which key column (0-based) holds the vector.
     pub vector_column: usize,
+    pub quantizer: QuantizerKind,
+    pub rerank: Rerank,
 }
 
 /// The index's parameters; `heap` is the table being indexed (None for the empty init fork of an
@@ -98,10 +104,27 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
         }
         lists
     });
+    let (quantizer, rerank) = super::quantizer_options(index);
+    if quantizer == QuantizerKind::None && rerank == Rerank::Heap {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "rerank = 'heap' needs a quantizer".into(),
+            Some("Give quantizer = 'sq8' or 'rabitq'; an index without one holds the vectors themselves."),
+        );
+    }
+    if rerank == Rerank::Heap && super::heap_vector_attribute(index, vector_column).is_none() {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "rerank = 'heap' needs the vector to be a table column, not an expression".into(),
+            Some("Use rerank = 'index'."),
+        );
+    }
     // The list format lets an entry span two pages, not more.
     let stride = EntryFormat {
         dim: dimensions,
         filters: filters.len(),
+        code_bytes: quantizer.code_bytes(dimensions),
+        located: quantizer != QuantizerKind::None && rerank == Rerank::Index,
     }
     .stride();
     if stride > DATA_CAPACITY {
@@ -120,6 +143,8 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
         metric,
         filters,
         vector_column,
+        quantizer,
+        rerank,
     }
 }
 
@@ -489,12 +514,24 @@ fn write_structure(
     writer: &PageWriter,
     params: &BuildParams,
     centroids: &[f32],
+    quantizer: Option<&Quantizer>,
     rows: u64,
 ) -> Meta {
     let dim = params.dimensions;
     let per_page = centroids_per_page(dim);
     let centroid_pages = params.lists.div_ceil(per_page);
-    let directory_pages = params.lists.div_ceil(DIRECTORY_ENTRIES_PER_PAGE);
+    let keeps_vectors = quantizer.is_some() && params.rerank == Rerank::Index;
+    let chains = params.lists * if keeps_vectors { 2 } else { 1 };
+    let directory_pages = chains.div_ceil(DIRECTORY_ENTRIES_PER_PAGE);
+    let grid = match quantizer {
+        Some(Quantizer::Sq8(sq8)) => [sq8.low(), sq8.step()].concat(),
+        _ => Vec::new(),
+    };
+    let quantizer_pages = if grid.is_empty() {
+        0
+    } else {
+        page::quantizer_pages(dim)
+    };
     let summary_pages = if params.filters.is_empty() {
         0
     } else {
@@ -519,6 +556,15 @@ fn write_structure(
         summary_pages: summary_pages as u32,
         radii: true,
         max_norm: 0.0,
+        quantizer: quantizer.map_or(QuantizerKind::None, Quantizer::kind),
+        rerank: params.rerank,
+        quantizer_start: if quantizer_pages == 0 {
+            0
+        } else {
+            1 + (centroid_pages + directory_pages + summary_pages) as u32
+        },
+        quantizer_pages: quantizer_pages as u32,
+        quantizer_seed: ROTATION_SEED,
     };
     let block = writer.new_page(PageKind::Meta, 0, |page| meta.write(page));
     assert_eq!(block, 0, "the meta page must be block 0 of a new index");
@@ -534,8 +580,8 @@ fn write_structure(
         free_hint: INVALID_BLOCK,
         radius: 0.0,
     };
-    for first in (0..params.lists).step_by(DIRECTORY_ENTRIES_PER_PAGE) {
-        let count = DIRECTORY_ENTRIES_PER_PAGE.min(params.lists - first);
+    for first in (0..chains).step_by(DIRECTORY_ENTRIES_PER_PAGE) {
+        let count = DIRECTORY_ENTRIES_PER_PAGE.min(chains - first);
         writer.new_page(PageKind::Directory, 0, |page| {
             for slot in 0..count {
                 page::write_directory_entry(page, slot, empty);
@@ -554,7 +600,45 @@ fn write_structure(
             }
         });
     }
+    for number in 0..quantizer_pages {
+        writer.new_page(PageKind::Quantizer, 0, |page| {
+            page::write_quantizer_page(page, &grid, number)
+        });
+    }
     meta
+}
+
+/// The index's quantizer: SQ8's grid is learned from the residuals of the k-means sample.
+fn make_quantizer(
+    params: &BuildParams,
+    samples: &[f32],
+    centroids: &[f32],
+    pool: &rayon::ThreadPool,
+) -> Option<Quantizer> {
+    let dim = params.dimensions;
+    match params.quantizer {
+        QuantizerKind::None => None,
+        QuantizerKind::Rabitq => Some(Quantizer::Rabitq(Rabitq::new(
+            dim,
+            params.metric,
+            ROTATION_SEED,
+        ))),
+        QuantizerKind::Sq8 => {
+            check_for_interrupts();
+            let mut residuals = samples.to_vec();
+            if !centroids.is_empty() && !samples.is_empty() {
+                let labels =
+                    kmeans::assign(samples, dim, centroids, kmeans_metric(params.metric), pool);
+                for (row, list) in residuals.chunks_exact_mut(dim).zip(labels) {
+                    let centroid = &centroids[list as usize * dim..(list as usize + 1) * dim];
+                    for (x, c) in row.iter_mut().zip(centroid) {
+                        *x -= c;
+                    }
+                }
+            }
+            Some(Quantizer::Sq8(Sq8::train(dim, params.metric, &residuals)))
+        }
+    }
 }
 
 /// Writes every list's filter summary (the build's, from all its entries) to the summary pages.
@@ -596,7 +680,7 @@ fn compute_centroids(
     samples: Vec<Vec<f32>>,
     params: &BuildParams,
     pool: &rayon::ThreadPool,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     let dim = params.dimensions;
     let n = samples.len();
     let required = n * dim * 4
@@ -633,37 +717,62 @@ fn compute_centroids(
         }
         Ok(())
     };
-    kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint)
-        .unwrap_or_else(|e| crate::error::raise_kmeans(e))
+    let centroids = kmeans::train(&flat, dim, &kparams, pool, &mut on_checkpoint)
+        .unwrap_or_else(|e| crate::error::raise_kmeans(e));
+    (centroids, flat)
 }
 
-/// Per-list entry bytes waiting to be written, and where each list's chain ends so far.
+/// Per-chain entry bytes waiting to be written, and where each chain ends so far.
 struct Lists {
-    format: EntryFormat,
+    meta: Meta,
     pending: Vec<Vec<u8>>,
     pending_bytes: usize,
-    /// Per list: (head, tail, bytes of stream written so far).
+    /// Per chain: (head, tail, bytes of stream written so far).
     chains: Vec<(u32, u32, usize)>,
+    /// Per vector chain (quantized indexes that re-rank from the index): its pages in order, to
+    /// turn a vector's ordinal into its location, and how many vectors it has.
+    vector_pages: Vec<Vec<u32>>,
+    vector_counts: Vec<usize>,
 }
 
 impl Lists {
-    fn new(lists: usize, format: EntryFormat) -> Self {
+    fn new(meta: Meta) -> Self {
+        let chains = meta.chains() as usize;
+        let vector_chains = chains - meta.lists as usize;
         Lists {
-            format,
-            pending: vec![Vec::new(); lists],
+            meta,
+            pending: vec![Vec::new(); chains],
             pending_bytes: 0,
-            chains: vec![(INVALID_BLOCK, INVALID_BLOCK, 0); lists],
+            chains: vec![(INVALID_BLOCK, INVALID_BLOCK, 0); chains],
+            vector_pages: vec![Vec::new(); vector_chains],
+            vector_counts: vec![0; vector_chains],
         }
     }
 
-    /// Appends every pending list to its chain, list after list, so each flush lays a list's pages
-    /// out contiguously (one flush, the usual case, makes every list one contiguous run).
+    /// Appends every pending chain to the index, vectors before the codes that locate them, chain
+    /// after chain, so each flush lays a chain's pages out contiguously (one flush, the usual case,
+    /// makes every list one contiguous run).
     fn flush(&mut self, writer: &PageWriter) {
-        let stride = self.format.stride();
-        for (list, bytes) in self.pending.iter_mut().enumerate() {
-            if bytes.is_empty() {
+        let lists = self.meta.lists as usize;
+        let order = (lists..self.pending.len()).chain(0..lists);
+        for list in order {
+            let stride = self.meta.chain_format(list as u32).stride();
+            if self.pending[list].is_empty() {
                 continue;
             }
+            if list < lists && self.meta.keeps_vectors() {
+                // Code entries hold their vector's ordinal until now.
+                let format = self.meta.entry_format();
+                let vector_format = self.meta.chain_format(self.meta.lists);
+                let pages = &self.vector_pages[list];
+                for entry in self.pending[list].chunks_exact_mut(stride) {
+                    let ordinal = format.location_of(entry).block as usize;
+                    let location = page::location_in_chain(pages, ordinal, vector_format)
+                        .expect("vectors are written before their codes");
+                    format.set_location(entry, location);
+                }
+            }
+            let bytes = &mut self.pending[list];
             check_for_interrupts();
             let (head, tail, written) = &mut self.chains[list];
             let mut pos = 0;
@@ -695,6 +804,9 @@ impl Lists {
                     *head = new.block();
                 }
                 *tail = new.block();
+                if list >= lists {
+                    self.vector_pages[list - lists].push(new.block());
+                }
                 pos += n;
                 *written += n;
             }
@@ -722,7 +834,11 @@ impl Lists {
                         head: *head,
                         tail: *tail,
                         free_hint: INVALID_BLOCK,
-                        radius: radii[page_number * DIRECTORY_ENTRIES_PER_PAGE + slot],
+                        // Vector chains (after the lists) have no radius.
+                        radius: radii
+                            .get(page_number * DIRECTORY_ENTRIES_PER_PAGE + slot)
+                            .copied()
+                            .unwrap_or(0.0),
                     },
                 );
             }
@@ -750,9 +866,31 @@ struct AssignState<'a> {
     radii: Vec<f32>,
     max_norm: f32,
     indexed: u64,
+    quantizer: Option<&'a Quantizer>,
 }
 
 impl AssignState<'_> {
+    /// The batch's codes, computed on the pool (plain slices in, bytes out).
+    fn encode_batch(&self, quantizer: &Quantizer, labels: &[u32]) -> Vec<u8> {
+        use rayon::prelude::*;
+        let code_bytes = quantizer.code_bytes();
+        let dim = self.dim;
+        let mut codes = vec![0u8; self.batch_tids.len() * code_bytes];
+        let centroids = self.centroids;
+        let rows = &self.batch_rows[..];
+        self.pool.install(|| {
+            codes
+                .par_chunks_mut(code_bytes)
+                .zip(rows.par_chunks(dim))
+                .zip(labels.par_iter())
+                .for_each_init(Vec::new, |scratch, ((code, row), &list)| {
+                    let centroid = &centroids[list as usize * dim..(list as usize + 1) * dim];
+                    quantizer.encode(row, centroid, scratch, code);
+                });
+        });
+        codes
+    }
+
     fn assign_batch(&mut self) {
         if self.batch_tids.is_empty() {
             return;
@@ -765,9 +903,16 @@ impl AssignState<'_> {
             kmeans_metric(self.metric),
             self.pool,
         );
-        let stride = self.lists.format.stride();
+        let format = self.lists.meta.entry_format();
+        let stride = format.stride();
         let filter_count = self.reader.filters.len();
         let mut entry = vec![0u8; stride];
+        let lists = self.lists.meta.lists as usize;
+        let codes = self
+            .quantizer
+            .map(|quantizer| self.encode_batch(quantizer, &labels));
+        let vector_format = self.lists.meta.chain_format(self.lists.meta.lists);
+        let mut vector_entry = vec![0u8; vector_format.stride()];
         for (i, ((tid, row), list)) in self
             .batch_tids
             .iter()
@@ -788,9 +933,28 @@ impl AssignState<'_> {
                     summary.insert(hash);
                 }
             }
-            self.lists
-                .format
-                .encode(*tid, hashes, row, Origin::Build, &mut entry);
+            match &codes {
+                None => format.encode(*tid, hashes, row, Origin::Build, &mut entry),
+                Some(codes) => {
+                    let code_bytes = format.code_bytes;
+                    let code = &codes[i * code_bytes..(i + 1) * code_bytes];
+                    // The vector's ordinal in its chain, made a location when written (flush).
+                    let location = self.lists.meta.keeps_vectors().then(|| {
+                        let ordinal = &mut self.lists.vector_counts[list as usize];
+                        *ordinal += 1;
+                        page::Location {
+                            block: (*ordinal - 1) as u32,
+                            offset: 0,
+                        }
+                    });
+                    format.encode_code(*tid, hashes, location, code, Origin::Build, &mut entry);
+                    if location.is_some() {
+                        vector_format.encode(*tid, &[], row, Origin::Build, &mut vector_entry);
+                        self.lists.pending[lists + list as usize].extend_from_slice(&vector_entry);
+                        self.lists.pending_bytes += vector_entry.len();
+                    }
+                }
+            }
             self.lists.pending[list as usize].extend_from_slice(&entry);
             self.lists.pending_bytes += stride;
         }
@@ -893,7 +1057,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     );
     let sample_count = samples.len();
     let sampled = started.elapsed();
-    let centroids = compute_centroids(samples, &params, &pool);
+    let (centroids, samples) = compute_centroids(samples, &params, &pool);
+    let quantizer = make_quantizer(&params, &samples, &centroids, &pool);
+    drop(samples);
     let clustered = started.elapsed();
 
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ASSIGN);
@@ -905,14 +1071,13 @@ pub unsafe extern "C-unwind" fn ambuild(
         index,
         target: Target::Main,
     };
-    let meta = write_structure(&writer, &params, &centroids, 0);
-    let format = meta.entry_format();
+    let meta = write_structure(&writer, &params, &centroids, quantizer.as_ref(), 0);
     let mut state = AssignState {
         metric: params.metric,
         dim: params.dimensions,
         centroids: &centroids,
         pool: &pool,
-        lists: Lists::new(params.lists, format),
+        lists: Lists::new(meta),
         writer: &writer,
         memory_budget: maintenance_work_mem_bytes(),
         batch_rows: Vec::with_capacity(ASSIGN_BATCH_ROWS * params.dimensions),
@@ -927,6 +1092,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         radii: vec![0.0; params.lists],
         max_norm: 0.0,
         indexed: 0,
+        quantizer: quantizer.as_ref(),
     };
     // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
     let heap_tuples = unsafe {
@@ -1004,12 +1170,13 @@ pub unsafe extern "C-unwind" fn ambuild(
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let params = build_params(index, None);
     let pool = thread_pool();
-    let centroids = compute_centroids(Vec::new(), &params, &pool);
+    let (centroids, samples) = compute_centroids(Vec::new(), &params, &pool);
+    let quantizer = make_quantizer(&params, &samples, &centroids, &pool);
     let writer = PageWriter {
         index,
         target: Target::InitFork,
     };
-    write_structure(&writer, &params, &centroids, 0);
+    write_structure(&writer, &params, &centroids, quantizer.as_ref(), 0);
     // SAFETY: the init fork exists now and holds exactly the pages written above.
     unsafe {
         let blocks =

@@ -8,6 +8,7 @@
 use super::filters::FilterColumns;
 use super::storage::{Locked, Mode, OrCorrupt};
 use pgivf_core::page::{self, DirectoryEntry, Meta};
+use pgivf_core::quant::{Quantizer, QuantizerKind, Rabitq, Sq8};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,6 +26,10 @@ pub struct IndexCache {
     /// catalogs, which every insert and scan would otherwise do again.
     pub vector_column: usize,
     pub filters: FilterColumns,
+    /// With quantized lists: the quantizer their codes were made with.
+    pub quantizer: Option<Quantizer>,
+    /// The table column of the vector (None for an expression), for re-ranking from the heap.
+    pub heap_attribute: Option<i16>,
 }
 
 type Key = (u32, u32, u32);
@@ -56,12 +61,15 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
             page::FormatError::Corrupted("wrong number of centroids"),
         );
     }
+    let vector_column = super::vector_column(index);
     let loaded = Rc::new(IndexCache {
         meta,
         centroids,
         recent_buffers: RefCell::new(Vec::new()),
-        vector_column: super::vector_column(index),
+        vector_column,
         filters: FilterColumns::of(index),
+        quantizer: read_quantizer(index, &meta),
+        heap_attribute: super::heap_vector_attribute(index, vector_column),
     });
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();
@@ -74,6 +82,33 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
     loaded
 }
 
+fn read_quantizer(index: pg_sys::Relation, meta: &Meta) -> Option<Quantizer> {
+    let dim = meta.dimensions as usize;
+    match meta.quantizer {
+        QuantizerKind::None => None,
+        QuantizerKind::Rabitq => Some(Quantizer::Rabitq(Rabitq::new(
+            dim,
+            meta.metric,
+            meta.quantizer_seed,
+        ))),
+        QuantizerKind::Sq8 => {
+            let mut grid = Vec::with_capacity(2 * dim);
+            for block in meta.quantizer_start..meta.quantizer_start + meta.quantizer_pages {
+                let buffer = Locked::read(index, block, Mode::Share);
+                page::read_quantizer_page(buffer.page(), &mut grid).or_corrupt(index);
+            }
+            if grid.len() != 2 * dim || grid.iter().any(|x| !x.is_finite()) {
+                super::storage::corrupted(
+                    index,
+                    page::FormatError::Corrupted("the quantizer's grid is damaged"),
+                );
+            }
+            let step = grid.split_off(dim);
+            Some(Quantizer::Sq8(Sq8::from_parts(meta.metric, grid, step)))
+        }
+    }
+}
+
 pub fn read_meta(index: pg_sys::Relation) -> Meta {
     let buffer = Locked::read(index, 0, Mode::Share);
     Meta::read(buffer.page()).or_corrupt(index)
@@ -82,7 +117,9 @@ pub fn read_meta(index: pg_sys::Relation) -> Meta {
 /// Every list's radius, one directory page read at a time.
 pub fn read_radii(index: pg_sys::Relation, meta: &Meta) -> Vec<f32> {
     let mut radii = Vec::with_capacity(meta.lists as usize);
-    for page_number in 0..meta.directory_pages {
+    // Only the lists' slots: a quantized index's vector chains come after them.
+    let list_pages = (meta.lists as usize).div_ceil(page::DIRECTORY_ENTRIES_PER_PAGE) as u32;
+    for page_number in 0..list_pages {
         let buffer = Locked::read(index, meta.directory_start + page_number, Mode::Share);
         let first = page_number as usize * page::DIRECTORY_ENTRIES_PER_PAGE;
         let count = page::DIRECTORY_ENTRIES_PER_PAGE.min(meta.lists as usize - first);

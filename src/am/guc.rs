@@ -19,6 +19,11 @@ pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
     GucSetting::<IterativeScan>::new(IterativeScan::Off);
 pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(super::MAX_LISTS);
+/// pgivf's addition: how far below its estimate a quantized row's distance is taken to be able to
+/// lie, in standard errors of the estimate; rows whose bound can still enter the result are
+/// re-ranked with exact distances.
+pub static RERANK_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(DEFAULT_RERANK_FACTOR);
+pub const DEFAULT_RERANK_FACTOR: f64 = 3.0;
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -46,6 +51,16 @@ pub fn init() {
         &MAX_PROBES,
         1,
         super::MAX_LISTS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ivfflat.rerank_factor",
+        c"Sets how many standard errors below its estimate a quantized row may lie",
+        c"Quantized indexes re-rank with exact distances every row whose estimate minus this many standard errors can still enter the result: higher is more exact and slower, 0 trusts the estimates.",
+        &RERANK_FACTOR,
+        0.0,
+        100.0,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -13,7 +13,9 @@ use super::build::{kmeans_metric, prepare_row, tid_of};
 use super::cache::{self, read_directory};
 use super::filters::add_to_summary;
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
-use pgivf_core::page::{self, DirectoryEntry, EntryFormat, Meta, Origin, PageKind, INVALID_BLOCK};
+use pgivf_core::page::{
+    self, DirectoryEntry, EntryFormat, Location, Meta, Origin, PageKind, INVALID_BLOCK,
+};
 use pgivf_core::{bounds, distance, kmeans};
 use pgrx::pg_sys;
 
@@ -77,13 +79,32 @@ pub unsafe extern "C-unwind" fn aminsert(
     }
     let mut entry = vec![0u8; format.stride()];
     // SAFETY: the heap TID of the new row.
-    format.encode(
-        tid_of(unsafe { &*heap_tid }),
-        &filter_hashes,
-        &stored,
-        Origin::Insert,
-        &mut entry,
-    );
+    let tid = tid_of(unsafe { &*heap_tid });
+    match &cache.quantizer {
+        None => format.encode(tid, &filter_hashes, &stored, Origin::Insert, &mut entry),
+        Some(quantizer) => {
+            let dim = meta.dimensions as usize;
+            let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+            let mut code = vec![0u8; quantizer.code_bytes()];
+            quantizer.encode(&stored, centroid, &mut Vec::new(), &mut code);
+            // The vector first, in its own WAL record: a crash before the code is written leaves
+            // an unreferenced vector of an aborted row, which VACUUM frees like any dead entry.
+            let location = meta.keeps_vectors().then(|| {
+                let vector_format = meta.chain_format(meta.lists);
+                let mut vector_entry = vec![0u8; vector_format.stride()];
+                vector_format.encode(tid, &[], &stored, Origin::Insert, &mut vector_entry);
+                insert_entry(index, &meta, meta.lists + list, &vector_entry)
+            });
+            format.encode_code(
+                tid,
+                &filter_hashes,
+                location,
+                &code,
+                Origin::Insert,
+                &mut entry,
+            );
+        }
+    }
     insert_entry(index, &meta, list, &entry);
     false
 }
@@ -126,30 +147,36 @@ fn update_directory(
     }
 }
 
-pub fn insert_entry(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8]) {
+/// Writes `entry` into chain `list` (a list, or a quantized index's vector chain); returns where.
+pub fn insert_entry(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8]) -> Location {
     let mut directory = read_directory(index, meta, list);
     if directory.head == INVALID_BLOCK {
-        if create_first_page(index, meta, list, entry) {
-            return;
+        if let Some(location) = create_first_page(index, meta, list, entry) {
+            return location;
         }
         // Another backend started the list meanwhile: go on with its page.
         directory = read_directory(index, meta, list);
     }
-    if directory.free_hint != INVALID_BLOCK
-        && reuse_free_slot(index, meta, list, directory.free_hint, entry)
-    {
-        return;
+    if directory.free_hint != INVALID_BLOCK {
+        if let Some(location) = reuse_free_slot(index, meta, list, directory.free_hint, entry) {
+            return location;
+        }
     }
-    append(index, meta, list, directory.tail, entry);
+    append(index, meta, list, directory.tail, entry)
 }
 
-/// Starts a list's chain with a page holding `entry`. False if another backend started it first.
-fn create_first_page(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u8]) -> bool {
+/// Starts a list's chain with a page holding `entry`. None if another backend started it first.
+fn create_first_page(
+    index: pg_sys::Relation,
+    meta: &Meta,
+    list: u32,
+    entry: &[u8],
+) -> Option<Location> {
     let (block, slot) = meta.directory_slot(list);
     let directory_buffer = Locked::read(index, block, Mode::Exclusive);
     let mut directory = page::read_directory_entry(directory_buffer.page(), slot).or_corrupt(index);
     if directory.head != INVALID_BLOCK {
-        return false;
+        return None;
     }
     let new = Locked::extend(index, pg_sys::ForkNumber::MAIN_FORKNUM);
     let mut xlog = Xlog::start(index);
@@ -160,7 +187,10 @@ fn create_first_page(index: pg_sys::Relation, meta: &Meta, list: u32, entry: &[u
     directory.tail = new.block();
     page::write_directory_entry(xlog.register(&directory_buffer), slot, directory);
     xlog.finish();
-    true
+    Some(Location {
+        block: new.block(),
+        offset: 0,
+    })
 }
 
 /// An entry that does not fit where it must (the build refuses formats whose entries exceed a page,
@@ -176,7 +206,13 @@ fn whole(index: pg_sys::Relation, written: usize, wanted: usize) {
 
 /// Appends at the list's tail, following `next` links if other inserters extended the chain since the
 /// directory was read.
-fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry: &[u8]) {
+fn append(
+    index: pg_sys::Relation,
+    meta: &Meta,
+    list: u32,
+    tail_hint: u32,
+    entry: &[u8],
+) -> Location {
     let stride = entry.len();
     let mut block = tail_hint;
     let mut walk = ChainWalk::new(index);
@@ -189,12 +225,16 @@ fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry
             continue;
         }
         let free = page::free_space(tail.page()).or_corrupt(index);
+        let location = Location {
+            block,
+            offset: (page::DATA_CAPACITY - free) as u16,
+        };
         let mut xlog = Xlog::start(index);
         if free >= stride {
             let written = page::append_bytes(xlog.register(&tail), entry).or_corrupt(index);
             whole(index, written, stride);
             xlog.finish();
-            return;
+            return location;
         }
         // The entry starts in the free end of this page and continues on a new one.
         let new = Locked::extend(index, pg_sys::ForkNumber::MAIN_FORKNUM);
@@ -212,11 +252,11 @@ fn append(index: pg_sys::Relation, meta: &Meta, list: u32, tail_hint: u32, entry
         directory.tail = new.block();
         page::write_directory_entry(xlog.register(&directory_buffer), slot, directory);
         xlog.finish();
-        return;
+        return location;
     }
 }
 
-/// Writes `entry` over a dead entry at or after the hinted page. False when none was found within
+/// Writes `entry` over a dead entry at or after the hinted page. None when none was found within
 /// [`SLOT_SEARCH_PAGES`] pages; the hint then moves past the pages looked at.
 fn reuse_free_slot(
     index: pg_sys::Relation,
@@ -224,8 +264,8 @@ fn reuse_free_slot(
     list: u32,
     hint: u32,
     entry: &[u8],
-) -> bool {
-    let format = meta.entry_format();
+) -> Option<Location> {
+    let format = meta.chain_format(list);
     let mut block = hint;
     for _ in 0..SLOT_SEARCH_PAGES {
         let buffer = Locked::read(index, block, Mode::Exclusive);
@@ -240,7 +280,10 @@ fn reuse_free_slot(
                     std::mem::replace(&mut d.free_hint, block) == hint
                 });
             }
-            return true;
+            return Some(Location {
+                block,
+                offset: offset as u16,
+            });
         }
         block = special.next;
         if block == INVALID_BLOCK {
@@ -250,7 +293,7 @@ fn reuse_free_slot(
     update_directory(index, meta, list, |d| {
         std::mem::replace(&mut d.free_hint, block) == hint
     });
-    false
+    None
 }
 
 fn overwrite(

@@ -16,6 +16,7 @@ pub mod validate;
 pub mod verify;
 
 use pgivf_core::page::Metric;
+use pgivf_core::quant::{QuantizerKind, Rerank};
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -39,11 +40,13 @@ pub const PHASE_LOAD: i64 = 4;
 
 static RELOPT_KIND: AtomicI32 = AtomicI32::new(0);
 
-/// `WITH (lists = n)`, as laid out by build_reloptions.
+/// `WITH (lists = n, quantizer = '...', rerank = '...')`, as laid out by build_reloptions.
 #[repr(C)]
 pub struct Options {
     vl_len_: i32,
     lists: i32,
+    quantizer: i32,
+    rerank: i32,
 }
 
 pub fn init() {
@@ -62,7 +65,72 @@ pub fn init() {
             MAX_LISTS,
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        // The member tables must outlive the backend: PostgreSQL keeps pointers to them.
+        let quantizers = Box::leak(Box::new([
+            enum_member(c"none", QuantizerKind::None as i32),
+            enum_member(c"sq8", QuantizerKind::Sq8 as i32),
+            enum_member(c"rabitq", QuantizerKind::Rabitq as i32),
+            enum_end(),
+        ]));
+        pg_sys::add_enum_reloption(
+            kind,
+            c"quantizer".as_ptr(),
+            c"What the lists hold: full vectors (none) or sq8 or rabitq codes".as_ptr(),
+            quantizers.as_mut_ptr(),
+            QuantizerKind::None as i32,
+            c"Valid values are \"none\", \"sq8\" and \"rabitq\".".as_ptr(),
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
+        let reranks = Box::leak(Box::new([
+            enum_member(c"index", Rerank::Index as i32),
+            enum_member(c"heap", Rerank::Heap as i32),
+            enum_end(),
+        ]));
+        pg_sys::add_enum_reloption(
+            kind,
+            c"rerank".as_ptr(),
+            c"Where a quantized index reads the full vectors it re-ranks with".as_ptr(),
+            reranks.as_mut_ptr(),
+            Rerank::Index as i32,
+            c"Valid values are \"index\" and \"heap\".".as_ptr(),
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
     }
+}
+
+fn enum_member(name: &'static std::ffi::CStr, value: i32) -> pg_sys::relopt_enum_elt_def {
+    pg_sys::relopt_enum_elt_def {
+        string_val: name.as_ptr(),
+        symbol_val: value,
+    }
+}
+
+fn enum_end() -> pg_sys::relopt_enum_elt_def {
+    pg_sys::relopt_enum_elt_def {
+        string_val: std::ptr::null(),
+        symbol_val: 0,
+    }
+}
+
+/// The `quantizer` and `rerank` options of an index (none and index when not given).
+pub fn quantizer_options(index: pg_sys::Relation) -> (QuantizerKind, Rerank) {
+    // SAFETY: rd_options is NULL or what amoptions returned for this index.
+    let (quantizer, rerank) = unsafe {
+        let options = (*index).rd_options.cast::<Options>();
+        if options.is_null() {
+            (0, 0)
+        } else {
+            ((*options).quantizer, (*options).rerank)
+        }
+    };
+    (
+        QuantizerKind::from_u32(quantizer as u32).unwrap_or(QuantizerKind::None),
+        if rerank == Rerank::Heap as i32 {
+            Rerank::Heap
+        } else {
+            Rerank::Index
+        },
+    )
 }
 
 /// The `lists` option of an index, `None` when it was not given.
@@ -124,6 +192,21 @@ pub fn vector_column(index: pg_sys::Relation) -> usize {
     }
 }
 
+/// The table column (1-based attribute number) the index's vector key is, or None for an
+/// expression.
+pub fn heap_vector_attribute(index: pg_sys::Relation, vector_column: usize) -> Option<i16> {
+    // SAFETY: an open index relation; indkey has indnatts entries.
+    let attno = unsafe {
+        let index_form = &*(*index).rd_index;
+        *index_form
+            .indkey
+            .values
+            .as_slice(vector_column + 1)
+            .get(vector_column)?
+    };
+    (attno > 0).then_some(attno)
+}
+
 /// The metric implied by the operator class of the index's vector column (pgvector's
 /// support-function convention), so any opclass shaped like pgvector's works.
 pub fn metric_of(index: pg_sys::Relation) -> Metric {
@@ -145,11 +228,23 @@ unsafe extern "C-unwind" fn amoptions(
     reloptions: pg_sys::Datum,
     validate: bool,
 ) -> *mut pg_sys::bytea {
-    let table = [pg_sys::relopt_parse_elt {
-        optname: c"lists".as_ptr(),
-        opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
-        offset: std::mem::offset_of!(Options, lists) as i32,
-    }];
+    let table = [
+        pg_sys::relopt_parse_elt {
+            optname: c"lists".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(Options, lists) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"quantizer".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_ENUM,
+            offset: std::mem::offset_of!(Options, quantizer) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"rerank".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_ENUM,
+            offset: std::mem::offset_of!(Options, rerank) as i32,
+        },
+    ];
     // SAFETY: the table describes `Options` exactly.
     unsafe {
         pg_sys::build_reloptions(

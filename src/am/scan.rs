@@ -6,15 +6,22 @@
 //! them to the executor in exact distance order, sorting only as far as the executor reads. With
 //! `ivfflat.iterative_scan = relaxed_order`, running out of candidates (a WHERE clause rejected them)
 //! probes the next lists, up to `ivfflat.max_probes`.
+//!
+//! Quantized lists hold codes: a probe estimates each row's distance from its code and keeps a lower
+//! bound (the estimate less `ivfflat.rerank_factor` standard errors). Rows are re-ranked with their
+//! exact distance, from the vector in the index or in the table, lowest bound first, and a row is
+//! handed out once its exact distance is no greater than every bound still waiting: rows come out
+//! in exact order with exact distances, and only rows that may belong to the result are re-ranked.
 
 use super::build::{item_pointer, normalize};
 use super::cache::{self, IndexCache};
 use super::filters::read_summary;
-use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES};
+use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES, RERANK_FACTOR};
 use super::storage::{ChainWalk, Locked, OrCorrupt};
 use crate::error::raise_with;
 use pgivf_core::filter::FilterQuery;
-use pgivf_core::page::{self, Metric, StreamReader, Tid, INVALID_BLOCK};
+use pgivf_core::page::{self, Location, Metric, StreamReader, Tid, INVALID_BLOCK};
+use pgivf_core::quant::PreparedQuery;
 use pgivf_core::topk::Candidates;
 use pgivf_core::{bounds, distance, VectorError};
 use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
@@ -48,8 +55,104 @@ struct ScanState {
     probed_count: usize,
     max_probes: usize,
     started: bool,
+    /// Rows by exact distance (all rows of flat lists; re-ranked rows of quantized ones).
     candidates: Candidates,
     reader: StreamReader,
+    /// Quantized lists: rows waiting to be re-ranked.
+    rerank: RerankQueue,
+}
+
+/// Rows of quantized lists by the lower bound of their distance, and where their vectors are.
+#[derive(Default)]
+struct RerankQueue {
+    prepared: Option<PreparedQuery>,
+    factor: f32,
+    bounds: Candidates,
+    /// (heap TID, vector location), indexed by the payload of `bounds`.
+    rows: Vec<(Tid, Option<Location>)>,
+    vector: Vec<f32>,
+    heap: Option<HeapFetch>,
+}
+
+/// Reads rows' vectors from the table for `rerank = 'heap'`, with the scan's snapshot.
+struct HeapFetch {
+    fetch: *mut pg_sys::IndexFetchTableData,
+    slot: *mut pg_sys::TupleTableSlot,
+    heap: pg_sys::Relation,
+}
+
+impl HeapFetch {
+    fn new(heap: pg_sys::Relation) -> Self {
+        // SAFETY: the scan's open table; its table AM provides index fetches (heap does).
+        unsafe {
+            let am = &*(*heap).rd_tableam;
+            let begin = am
+                .index_fetch_begin
+                .expect("table AM supports index fetches");
+            HeapFetch {
+                fetch: begin(heap),
+                slot: pg_sys::table_slot_create(heap, std::ptr::null_mut()),
+                heap,
+            }
+        }
+    }
+
+    /// The vector of the row version at `tid` visible to `snapshot`, or None.
+    fn vector(
+        &mut self,
+        tid: Tid,
+        snapshot: pg_sys::Snapshot,
+        attribute: i16,
+        out: &mut Vec<f32>,
+    ) -> bool {
+        let mut pointer = item_pointer(tid);
+        let (mut call_again, mut all_dead) = (false, false);
+        // SAFETY: fetch and slot were made for this table; the slot holds the fetched tuple until
+        // the next fetch; slot_getsomeattrs_int deforms up to `attribute`.
+        unsafe {
+            let am = &*(*self.heap).rd_tableam;
+            let fetch_tuple = am
+                .index_fetch_tuple
+                .expect("table AM supports index fetches");
+            if !fetch_tuple(
+                self.fetch,
+                &mut pointer,
+                snapshot,
+                self.slot,
+                &mut call_again,
+                &mut all_dead,
+            ) {
+                return false;
+            }
+            pg_sys::slot_getsomeattrs_int(self.slot, attribute as i32);
+            let at = (attribute - 1) as usize;
+            if *(*self.slot).tts_isnull.add(at) {
+                return false;
+            }
+            let datum = *(*self.slot).tts_values.add(at);
+            let original = datum.cast_mut_ptr::<pg_sys::varlena>();
+            let varlena = pg_sys::pg_detoast_datum(original);
+            out.clear();
+            out.extend_from_slice(crate::types::vector::elements(varlena));
+            if varlena != original {
+                pg_sys::pfree(varlena.cast());
+            }
+        }
+        true
+    }
+}
+
+impl Drop for HeapFetch {
+    fn drop(&mut self) {
+        // SAFETY: made by new(); releases the fetch's buffer pin and the slot.
+        unsafe {
+            let am = &*(*self.heap).rd_tableam;
+            if let Some(end) = am.index_fetch_end {
+                end(self.fetch);
+            }
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+        }
+    }
 }
 
 #[pgrx::pg_guard]
@@ -75,6 +178,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         started: false,
         candidates: Candidates::new(),
         reader: StreamReader::new(),
+        rerank: RerankQueue::default(),
     };
     // The state lives as long as the scan's memory context and is dropped with it, so an error in the
     // middle of a query cannot leak it; rescans reuse it (no growth in nested loops).
@@ -104,12 +208,20 @@ pub unsafe extern "C-unwind" fn amrescan(
         let state = &mut *scan.opaque.cast::<ScanState>();
         state.started = false;
         state.candidates.clear();
+        state.rerank.bounds.clear();
+        state.rerank.rows.clear();
     }
 }
 
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn amendscan(_scan: pg_sys::IndexScanDesc) {
-    // The state is dropped with the scan's memory context.
+pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
+    // The state is dropped with the scan's memory context; the table fetch holds a buffer pin,
+    // which must be released now (an error instead releases it with the transaction).
+    // SAFETY: our scan, with the state set up by ambeginscan.
+    unsafe {
+        let state = &mut *(*scan).opaque.cast::<ScanState>();
+        state.rerank.heap = None;
+    }
 }
 
 /// Reads the query vector from the ORDER BY key, normalised for cosine.
@@ -268,6 +380,21 @@ impl ScanState {
         self.lists.extend(order.iter().map(|(_, list)| *list));
         self.next_list = 0;
         self.candidates.clear();
+        self.rerank.bounds.clear();
+        self.rerank.rows.clear();
+        self.rerank.factor = RERANK_FACTOR.get() as f32;
+        self.rerank.prepared = cache.quantizer.as_ref().map(|q| q.new_query());
+        if cache.quantizer.is_some() && !meta.keeps_vectors() && self.rerank.heap.is_none() {
+            if scan.heapRelation.is_null() {
+                raise_with(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "an ivfflat index with rerank = 'heap' can only be scanned with its table"
+                        .into(),
+                    None,
+                );
+            }
+            self.rerank.heap = Some(HeapFetch::new(scan.heapRelation));
+        }
         self.cache = Some(cache);
         self.started = true;
     }
@@ -351,9 +478,8 @@ impl ScanState {
         let cache = self.cache.clone().expect("scan started");
         while let Some(bound) = self.next_bound() {
             if self
-                .candidates
-                .peek_nearest()
-                .is_some_and(|(nearest, _)| nearest <= bound)
+                .nearest_possible()
+                .is_some_and(|nearest| nearest <= bound)
             {
                 return;
             }
@@ -361,6 +487,113 @@ impl ScanState {
             let list = strict.by_bound[strict.cursor].1;
             self.visit_list(index, &cache, list);
         }
+    }
+
+    /// The nearest a row read so far and not handed out can be: its exact distance, or for rows
+    /// waiting to be re-ranked, their lower bound.
+    fn nearest_possible(&mut self) -> Option<f32> {
+        let exact = self.candidates.peek_nearest().map(|(d, _)| d);
+        let bound = self.rerank.bounds.peek_nearest().map(|(d, _)| d);
+        match (exact, bound) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether strict order still needs lists read before the nearest row can be handed out.
+    fn unsettled(&mut self) -> bool {
+        let nearest = self.candidates.peek_nearest().map(|(d, _)| d);
+        match self.next_bound() {
+            Some(bound) => nearest.is_none_or(|d| d > bound),
+            None => false,
+        }
+    }
+
+    /// Re-ranks rows, lowest bound first, until the nearest exact distance is no greater than any
+    /// bound left (or none is left).
+    fn resolve(&mut self, scan: &pg_sys::IndexScanDescData) {
+        let cache = self.cache.clone().expect("scan started");
+        let threshold = self.threshold.unwrap_or(f32::INFINITY);
+        while let Some((bound, slot)) = self.rerank.bounds.peek_nearest() {
+            if self
+                .candidates
+                .peek_nearest()
+                .is_some_and(|(nearest, _)| nearest <= bound)
+            {
+                return;
+            }
+            self.rerank.bounds.pop_nearest();
+            let (tid, location) = self.rerank.rows[slot as usize];
+            if let Some(distance) = self.exact_distance(scan, &cache, tid, location) {
+                if distance <= threshold {
+                    self.candidates.push(distance, tid.to_u64());
+                }
+            }
+        }
+    }
+
+    /// The exact distance of a quantized row, from its vector in the index or the table; None when
+    /// the row is gone (its vector entry was vacuumed or reused, or no version is visible).
+    fn exact_distance(
+        &mut self,
+        scan: &pg_sys::IndexScanDescData,
+        cache: &IndexCache,
+        tid: Tid,
+        location: Option<Location>,
+    ) -> Option<f32> {
+        pgrx::check_for_interrupts!();
+        let index = scan.indexRelation;
+        let query = self.query.as_deref()?;
+        let dim = cache.meta.dimensions as usize;
+        let vector = &mut self.rerank.vector;
+        match location {
+            Some(location) => {
+                let mut recent = cache.recent_buffers.borrow_mut();
+                let first = Locked::read_recent(index, location.block, &mut recent);
+                let second = if page::vector_spills(location, dim) {
+                    let next = page::read_special(first.page()).or_corrupt(index).next;
+                    if next == INVALID_BLOCK {
+                        super::storage::corrupted(
+                            index,
+                            page::FormatError::Corrupted("vector continues past its chain"),
+                        );
+                    }
+                    Some(Locked::read_recent(index, next, &mut recent))
+                } else {
+                    None
+                };
+                let (owner, dead) = page::read_vector_at(
+                    first.page(),
+                    location,
+                    second.as_ref().map(Locked::page),
+                    dim,
+                    vector,
+                )
+                .or_corrupt(index);
+                if dead || owner != tid {
+                    return None;
+                }
+            }
+            None => {
+                let attribute = cache.heap_attribute?;
+                let heap = self.rerank.heap.as_mut()?;
+                if !heap.vector(tid, scan.xs_snapshot, attribute, vector) {
+                    return None;
+                }
+                if vector.len() != dim {
+                    return None;
+                }
+                if cache.meta.metric == Metric::Cosine && !normalize(vector) {
+                    return None;
+                }
+            }
+        }
+        Some(list_distance(
+            distance::kernels(),
+            cache.meta.metric,
+            query,
+            vector,
+        ))
     }
 
     /// Adds the list's live (and, with index conditions, matching) entries to the candidates;
@@ -376,6 +609,14 @@ impl ScanState {
         let candidates = &mut self.candidates;
         let filter = self.filter.as_ref();
         let threshold = self.threshold.unwrap_or(f32::INFINITY);
+        let rerank = &mut self.rerank;
+        if let (Some(prepared), Some(quantizer), Some(q)) =
+            (rerank.prepared.as_mut(), cache.quantizer.as_ref(), query)
+        {
+            let dim = meta.dimensions as usize;
+            let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+            quantizer.prepare(q, centroid, prepared);
+        }
         let mut added = 0;
         self.reader.reset();
         let mut recent = cache.recent_buffers.borrow_mut();
@@ -399,6 +640,16 @@ impl ScanState {
                     }
                     if !valid_heap_tid(entry.tid) {
                         bad_tid = Some(entry.tid);
+                    }
+                    if let (Some(prepared), Some(_)) = (rerank.prepared.as_ref(), query) {
+                        let bound = prepared.estimate(entry.code).lower_bound(rerank.factor);
+                        if bound > threshold {
+                            return;
+                        }
+                        rerank.bounds.push(bound, rerank.rows.len() as u64);
+                        rerank.rows.push((entry.tid, entry.location));
+                        added += 1;
+                        return;
                     }
                     let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, entry.vector));
                     if d > threshold {
@@ -535,6 +786,12 @@ pub unsafe extern "C-unwind" fn amgettuple(
     loop {
         if state.strict.is_some() {
             state.settle_order(scan.indexRelation);
+        }
+        state.resolve(scan);
+        // Re-ranking may have replaced a bound by a larger exact distance than a list not read yet
+        // can hold.
+        if state.strict.is_some() && state.unsettled() {
+            continue;
         }
         if let Some((_, payload)) = state.candidates.pop_nearest() {
             scan.xs_heaptid = item_pointer(Tid::from_u64(payload));

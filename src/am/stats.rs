@@ -164,6 +164,7 @@ fn collect(index: pg_sys::Relation) -> Stats {
     };
     let mut reader = StreamReader::new();
     let mut walk = ChainWalk::new(index);
+    let mut located = Vec::new();
     for list in 0..meta.lists {
         let centroid = &cached.centroids[list as usize * dim..(list as usize + 1) * dim];
         let mut block = cache::read_directory(index, &meta, list).head;
@@ -173,13 +174,26 @@ fn collect(index: pg_sys::Relation) -> Stats {
             let buffer = Locked::read(index, block, Mode::Share);
             reader
                 .feed(buffer.page(), format, |entry| {
-                    let (flags, vector) = (entry.flags, entry.vector);
+                    let flags = entry.flags;
+                    // Quantized entries: the vector from its location (none with rerank = 'heap').
+                    let vector = match (cached.quantizer.is_some(), entry.location) {
+                        (false, _) => entry.vector,
+                        (true, Some(location)) => {
+                            super::storage::read_located_vector(index, location, dim, &mut located)
+                                .or_corrupt(index);
+                            &located[..]
+                        }
+                        (true, None) => &[],
+                    };
                     if flags.is_dead() {
                         stats.dead_entries += 1;
                         return;
                     }
                     stats.rows += 1;
                     stats.list_rows[list as usize] += 1;
+                    if vector.is_empty() {
+                        return;
+                    }
                     let distance = distance_to_centroid(meta.metric, vector, centroid);
                     match flags.origin() {
                         Origin::Build => stats.from_build.add(distance),

@@ -275,3 +275,30 @@ impl ChainWalk {
         }
     }
 }
+
+/// Reads the vector entry at `location` (a quantized index's vector chain): its heap TID, whether
+/// it is dead, and the vector into `out`.
+pub fn read_located_vector(
+    index: pg_sys::Relation,
+    location: page::Location,
+    dim: usize,
+    out: &mut Vec<f32>,
+) -> Result<(page::Tid, bool), FormatError> {
+    let first = Locked::read(index, location.block, Mode::Share);
+    let second = if page::vector_spills(location, dim) {
+        let next = page::read_special(first.page())?.next;
+        if next == INVALID_BLOCK {
+            return Err(FormatError::Corrupted("vector continues past its chain"));
+        }
+        Some(Locked::read(index, next, Mode::Share))
+    } else {
+        None
+    };
+    page::read_vector_at(
+        first.page(),
+        location,
+        second.as_ref().map(Locked::page),
+        dim,
+        out,
+    )
+}

@@ -44,10 +44,13 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let (index, strategy) = unsafe { ((*info).index, (*info).strategy) };
     let stats = new_stats(stats);
     let meta = cache::read_meta(index);
-    let format = meta.entry_format();
     let mut live = 0f64;
     let mut removed = 0f64;
-    for list in 0..meta.lists {
+    // A quantized index's vector chains are vacuumed like its lists (their entries carry the same
+    // heap TIDs), so their slots are reused too; only the lists' entries are counted.
+    for list in 0..meta.chains() {
+        let format = meta.chain_format(list);
+        let counted = if list < meta.lists { 1.0 } else { 0.0 };
         let (directory_block, slot) = meta.directory_slot(list);
         let head = cache::read_directory(index, &meta, list).head;
         let mut first_free = INVALID_BLOCK;
@@ -67,7 +70,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
                 } else if is_dead(callback, callback_state, tid) {
                     kill.push(offset);
                 } else {
-                    live += 1.0;
+                    live += counted;
                 }
             }
             if !kill.is_empty() {
@@ -77,7 +80,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
                     page::mark_dead(page, *offset);
                 }
                 xlog.finish();
-                removed += kill.len() as f64;
+                removed += counted * kill.len() as f64;
                 has_dead = true;
             }
             if has_dead && first_free == INVALID_BLOCK {

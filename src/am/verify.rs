@@ -206,6 +206,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
         let mut outside = None;
         let dim = meta.dimensions as usize;
         let centroid = &centroids.centroids[list as usize * dim..(list as usize + 1) * dim];
+        let (mut located, mut code, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         while block != INVALID_BLOCK {
             pgrx::check_for_interrupts!();
             if let Some(other) = owner.insert(block, list) {
@@ -222,11 +223,49 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
             }
             reader
                 .feed(buffer.page(), format, |entry| {
-                    let (tid, vector) = (entry.tid, entry.vector);
+                    let tid = entry.tid;
                     if entry.flags.is_dead() {
                         dead += 1;
                         return;
                     }
+                    // A quantized entry's vector: from its location, checked to be this row's and
+                    // to give back the very code stored; with rerank = 'heap' it is in the table.
+                    let vector: &[f32] = match (&centroids.quantizer, entry.location) {
+                        (None, _) => entry.vector,
+                        (Some(_), None) => {
+                            *live.entry(tid.to_u64()).or_insert(0) += 1;
+                            if meta.filter_columns > 0 {
+                                for hash in entry.filters.iter() {
+                                    holds.insert(hash);
+                                }
+                                live_filters.insert(tid.to_u64(), entry.filters.to_vec());
+                            }
+                            if !super::scan::valid_heap_tid(tid) && bad_tid.is_none() {
+                                bad_tid = Some(tid);
+                            }
+                            return;
+                        }
+                        (Some(quantizer), Some(location)) => {
+                            let (owner, vector_dead) = super::storage::read_located_vector(
+                                index,
+                                location,
+                                dim,
+                                &mut located,
+                            )
+                            .unwrap_or_else(|e| {
+                                corrupt(name, format!("the vector of an entry in list {list}: {e}"))
+                            });
+                            if owner != tid || vector_dead {
+                                corrupt(name, format!("the entry of heap row ({},{}) in list {list} locates the vector of ({},{}){}", tid.block, tid.offset, owner.block, owner.offset, if vector_dead { ", a dead entry" } else { "" }));
+                            }
+                            code.resize(quantizer.code_bytes(), 0);
+                            quantizer.encode(&located, centroid, &mut scratch, &mut code);
+                            if code[..] != entry.code[..] {
+                                corrupt(name, format!("the code of heap row ({},{}) in list {list} does not match its vector", tid.block, tid.offset));
+                            }
+                            &located
+                        }
+                    };
                     if meta.radii && outside.is_none() {
                         let distance = bounds::member_distance(meta.metric, vector, centroid);
                         let norm = pgivf_core::distance::norm_squared_f64(vector).sqrt() as f32;

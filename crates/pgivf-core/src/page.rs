@@ -12,8 +12,16 @@
 //! then                     directory pages: per list {head block, tail block, free-slot hint, 0}
 //! then                     summary pages (only with filter columns): per list a bloom filter of
 //!                          its entries' filter values (see `filter`)
+//! then                     quantizer pages (only with quantizer = 'sq8'): the per-dimension grid
 //! then                     entry pages: one chain per list, linked by `next`
 //! ```
+//!
+//! With a quantizer (`quant`), a list's chain holds codes instead of vectors: `{heap block u32,
+//! heap offset u16, flags u16, u64[filter columns], [vector location], code}`. With `rerank =
+//! 'index'` the full vectors live in a second chain per list (directory slots `lists ..
+//! 2 × lists`), as entries `{heap block, heap offset, flags, f32[dim]}` of the same stream format,
+//! and each code entry holds its vector's location `{block u32, data offset u16, 0 u16}`. A probe
+//! then streams only codes, and re-ranking reads the few vectors it needs by location.
 //!
 //! A list's entry pages hold one byte stream of fixed-size entries, `{heap block u32, heap offset u16,
 //! flags u16, u64[filter columns], f32[dim]}`, and an entry may continue from the end of one page onto
@@ -26,6 +34,7 @@
 //! from its page alone (VACUUM and slot reuse need that); a scan follows the stream from the list head.
 
 use crate::filter::{EntryHashes, Summary, SUMMARY_BYTES};
+use crate::quant::{QuantizerKind, Rerank};
 use thiserror::Error;
 
 pub const BLOCK_SIZE: usize = 8192;
@@ -73,6 +82,7 @@ pub enum PageKind {
     Directory = 3,
     Entries = 4,
     Summaries = 5,
+    Quantizer = 6,
 }
 
 /// How distances are computed and what is stored, fixed at build time by the operator class.
@@ -170,6 +180,7 @@ pub fn read_special(page: &[u8]) -> Result<Special, FormatError> {
         3 => PageKind::Directory,
         4 => PageKind::Entries,
         5 => PageKind::Summaries,
+        6 => PageKind::Quantizer,
         _ => return Err(FormatError::Corrupted("unknown page kind")),
     };
     Ok(Special {
@@ -267,12 +278,21 @@ pub struct Meta {
     pub radii: bool,
     /// Largest norm of any row the index ever held (for inner-product bounds).
     pub max_norm: f32,
+    /// What the lists hold (indexes built before quantizers hold vectors: zero bytes read as none).
+    pub quantizer: QuantizerKind,
+    /// With a quantizer, where the full vectors for re-ranking are.
+    pub rerank: Rerank,
+    /// The quantizer's parameter pages (SQ8's grid; none for RaBitQ).
+    pub quantizer_start: u32,
+    pub quantizer_pages: u32,
+    /// RaBitQ's rotation seed.
+    pub quantizer_seed: u64,
 }
 
-/// Indexes written before filter columns existed have a 56-byte meta page, and before radii a
-/// 64-byte one; the bytes after it are zero there, which reads as no filter columns, no summary
-/// pages and no radii.
-const META_SIZE: usize = 72;
+/// Indexes written before filter columns existed have a 56-byte meta page, before radii a 64-byte
+/// one, and before quantizers a 72-byte one; the bytes after it are zero there, which reads as no
+/// filter columns, no summary pages, no radii and no quantizer.
+const META_SIZE: usize = 96;
 const META_FLAG_RADII: u32 = 1;
 
 impl Meta {
@@ -294,6 +314,11 @@ impl Meta {
         put_u32(d, 60, self.summary_pages);
         put_u32(d, 64, if self.radii { META_FLAG_RADII } else { 0 });
         put_u32(d, 68, self.max_norm.to_bits());
+        put_u32(d, 72, self.quantizer as u8 as u32);
+        put_u32(d, 76, self.rerank as u8 as u32);
+        put_u32(d, 80, self.quantizer_start);
+        put_u32(d, 84, self.quantizer_pages);
+        put_u64(d, 88, self.quantizer_seed);
         set_used(page, META_SIZE);
     }
 
@@ -323,6 +348,16 @@ impl Meta {
             summary_pages: get_u32(d, 60),
             radii: get_u32(d, 64) & META_FLAG_RADII != 0,
             max_norm: f32::from_bits(get_u32(d, 68)),
+            quantizer: QuantizerKind::from_u32(get_u32(d, 72))
+                .ok_or(FormatError::Corrupted("unknown quantizer"))?,
+            rerank: match get_u32(d, 76) {
+                0 => Rerank::Index,
+                1 => Rerank::Heap,
+                _ => return Err(FormatError::Corrupted("unknown rerank source")),
+            },
+            quantizer_start: get_u32(d, 80),
+            quantizer_pages: get_u32(d, 84),
+            quantizer_seed: get_u64(d, 88),
         };
         let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
         let lists_ok = (1..=MAX_LISTS).contains(&meta.lists);
@@ -332,7 +367,13 @@ impl Meta {
                 centroids_per_page(meta.dimensions as usize) as u64,
             )
             && meta.directory_pages as u64
-                == div_ceil_u64(meta.lists as u64, DIRECTORY_ENTRIES_PER_PAGE as u64)
+                == div_ceil_u64(meta.chains() as u64, DIRECTORY_ENTRIES_PER_PAGE as u64)
+            && meta.quantizer_pages as u64
+                == if meta.quantizer == QuantizerKind::Sq8 {
+                    quantizer_pages(meta.dimensions as usize) as u64
+                } else {
+                    0
+                }
             && meta.summary_pages as u64
                 == if meta.filter_columns == 0 {
                     0
@@ -352,7 +393,11 @@ impl Meta {
                 .directory_start
                 .checked_add(meta.directory_pages)
                 .is_some()
-            && meta.summary_start.checked_add(meta.summary_pages).is_some();
+            && meta.summary_start.checked_add(meta.summary_pages).is_some()
+            && meta
+                .quantizer_start
+                .checked_add(meta.quantizer_pages)
+                .is_some();
         if !dims_ok
             || !filters_ok
             || !lists_ok
@@ -365,16 +410,45 @@ impl Meta {
         Ok(meta)
     }
 
+    /// The format of the entries of lists `0 .. lists` (vectors, or codes with a quantizer).
     pub fn entry_format(&self) -> EntryFormat {
         EntryFormat {
             dim: self.dimensions as usize,
             filters: self.filter_columns as usize,
+            code_bytes: self.quantizer.code_bytes(self.dimensions as usize),
+            located: self.keeps_vectors(),
         }
     }
 
-    /// The first block after the structure pages (meta, centroids, directory, summaries).
+    /// Whether a quantized index keeps full vectors in chains of their own.
+    pub fn keeps_vectors(&self) -> bool {
+        self.quantizer != QuantizerKind::None && self.rerank == Rerank::Index
+    }
+
+    /// Directory slots: one chain per list, and one more per list for the vectors of a quantized
+    /// index that re-ranks from the index.
+    pub fn chains(&self) -> u32 {
+        if self.keeps_vectors() {
+            2 * self.lists
+        } else {
+            self.lists
+        }
+    }
+
+    /// The format of chain `chain`'s entries.
+    pub fn chain_format(&self, chain: u32) -> EntryFormat {
+        if chain < self.lists {
+            self.entry_format()
+        } else {
+            EntryFormat::vectors(self.dimensions as usize)
+        }
+    }
+
+    /// The first block after the structure pages (meta, centroids, directory, summaries, quantizer).
     pub fn structure_end(&self) -> u32 {
-        (self.directory_start + self.directory_pages).max(self.summary_start + self.summary_pages)
+        (self.directory_start + self.directory_pages)
+            .max(self.summary_start + self.summary_pages)
+            .max(self.quantizer_start + self.quantizer_pages)
     }
 
     /// Summary page and slot of `list` (only with filter columns).
@@ -402,6 +476,31 @@ fn div_ceil_u64(a: u64, b: u64) -> u64 {
     } else {
         a.div_ceil(b)
     }
+}
+
+/// Pages of SQ8's grid: `low` then `step`, f32 each per dimension, back to back across pages.
+pub fn quantizer_pages(dim: usize) -> usize {
+    (8 * dim).div_ceil(DATA_CAPACITY)
+}
+
+/// Writes page `number` of the SQ8 grid (`values` is `low` followed by `step`).
+pub fn write_quantizer_page(page: &mut [u8], values: &[f32], number: usize) {
+    let per_page = DATA_CAPACITY / 4;
+    let chunk =
+        &values[(number * per_page).min(values.len())..((number + 1) * per_page).min(values.len())];
+    put_floats(&mut data_mut(page)[..chunk.len() * 4], chunk);
+    set_used(page, chunk.len() * 4);
+}
+
+/// Appends the grid values stored on a quantizer page to `out`.
+pub fn read_quantizer_page(page: &[u8], out: &mut Vec<f32>) -> Result<(), FormatError> {
+    if read_special(page)?.kind != PageKind::Quantizer {
+        return Err(FormatError::Corrupted("expected a quantizer page"));
+    }
+    let used = used(page)?;
+    let mut scratch = Vec::new();
+    out.extend_from_slice(floats(&data(page)[..used - used % 4], &mut scratch));
+    Ok(())
 }
 
 /// Whole centroids that fit on one centroid page.
@@ -516,39 +615,106 @@ pub fn write_summary(page: &mut [u8], slot: usize, summary: &Summary) {
     }
 }
 
-/// Layout of the entries of one index.
+/// Where a vector entry starts: its first page and the offset in that page's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub block: u32,
+    pub offset: u16,
+}
+
+/// Layout of the entries of one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryFormat {
     pub dim: usize,
     /// Filter columns: one u64 value hash each, between the header and the vector.
     pub filters: usize,
+    /// With a quantizer: bytes of the code that replaces the vector (0: the vector itself).
+    pub code_bytes: usize,
+    /// Whether entries hold the location of their full vector (codes re-ranked from the index).
+    pub located: bool,
 }
 
+const LOCATION_SIZE: usize = 8;
+
 impl EntryFormat {
+    /// Plain vectors and no filter columns.
+    pub fn vectors(dim: usize) -> Self {
+        EntryFormat {
+            dim,
+            filters: 0,
+            code_bytes: 0,
+            located: false,
+        }
+    }
+
     /// Entry size, a multiple of 8 so that (with DATA_CAPACITY a multiple of 8 too) an entry's
     /// 8-byte header never straddles two pages: odd dimensions get 4 bytes of padding.
     pub fn stride(&self) -> usize {
-        ENTRY_HEADER_SIZE + 8 * self.filters + (4 * self.dim).next_multiple_of(8)
+        self.vector_offset() + self.payload_bytes().next_multiple_of(8)
     }
 
-    fn vector_offset(&self) -> usize {
+    fn location_offset(&self) -> usize {
         ENTRY_HEADER_SIZE + 8 * self.filters
     }
 
-    fn vector_bytes(&self) -> usize {
-        4 * self.dim
+    fn vector_offset(&self) -> usize {
+        self.location_offset() + if self.located { LOCATION_SIZE } else { 0 }
     }
 
-    /// Encodes an entry into `out` (exactly `stride()` bytes).
-    pub fn encode(
+    fn payload_bytes(&self) -> usize {
+        if self.code_bytes > 0 {
+            self.code_bytes
+        } else {
+            4 * self.dim
+        }
+    }
+
+    fn vector_bytes(&self) -> usize {
+        if self.code_bytes > 0 {
+            0
+        } else {
+            4 * self.dim
+        }
+    }
+
+    /// Encodes a code entry into `out` (exactly `stride()` bytes).
+    pub fn encode_code(
         &self,
         tid: Tid,
         filter_hashes: &[u64],
-        vector: &[f32],
+        location: Option<Location>,
+        code: &[u8],
         origin: Origin,
         out: &mut [u8],
     ) {
-        debug_assert_eq!(vector.len(), self.dim);
+        debug_assert_eq!(code.len(), self.code_bytes);
+        self.encode_header(tid, filter_hashes, origin, out);
+        if let Some(location) = location {
+            self.set_location(out, location);
+        }
+        let start = self.vector_offset();
+        out[start..start + code.len()].copy_from_slice(code);
+    }
+
+    /// Sets the vector location of an encoded code entry.
+    pub fn set_location(&self, entry: &mut [u8], location: Location) {
+        debug_assert!(self.located);
+        let at = self.location_offset();
+        put_u32(entry, at, location.block);
+        put_u16(entry, at + 4, location.offset);
+        put_u16(entry, at + 6, 0);
+    }
+
+    /// The vector location of an encoded code entry.
+    pub fn location_of(&self, entry: &[u8]) -> Location {
+        let at = self.location_offset();
+        Location {
+            block: get_u32(entry, at),
+            offset: get_u16(entry, at + 4),
+        }
+    }
+
+    fn encode_header(&self, tid: Tid, filter_hashes: &[u64], origin: Origin, out: &mut [u8]) {
         debug_assert_eq!(filter_hashes.len(), self.filters);
         put_u32(out, 0, tid.block);
         put_u16(out, 4, tid.offset);
@@ -561,6 +727,20 @@ impl EntryFormat {
         for (i, hash) in filter_hashes.iter().enumerate() {
             put_u64(out, ENTRY_HEADER_SIZE + 8 * i, *hash);
         }
+    }
+
+    /// Encodes an entry into `out` (exactly `stride()` bytes).
+    pub fn encode(
+        &self,
+        tid: Tid,
+        filter_hashes: &[u64],
+        vector: &[f32],
+        origin: Origin,
+        out: &mut [u8],
+    ) {
+        debug_assert_eq!(vector.len(), self.dim);
+        debug_assert_eq!(self.code_bytes, 0);
+        self.encode_header(tid, filter_hashes, origin, out);
         let start = self.vector_offset();
         put_floats(&mut out[start..start + self.vector_bytes()], vector);
     }
@@ -573,7 +753,12 @@ pub struct EntryRef<'a> {
     pub flags: EntryFlags,
     /// One hash per filter column.
     pub filters: EntryHashes<'a>,
+    /// The vector (empty in code entries).
     pub vector: &'a [f32],
+    /// The code (empty in vector entries).
+    pub code: &'a [u8],
+    /// Where the full vector is (code entries re-ranked from the index).
+    pub location: Option<Location>,
 }
 
 /// The header of the entry at `offset` in `bytes`.
@@ -656,6 +841,60 @@ pub fn entry_spills(offset: usize, format: EntryFormat) -> bool {
     offset + format.stride() > DATA_CAPACITY
 }
 
+/// Reads the vector entry at `location`: `first` is its page and `second` the next page of its
+/// chain when the entry continues there (see [`vector_spills`]). Returns the entry's heap TID and
+/// whether it is dead, and puts the vector in `out`.
+pub fn read_vector_at(
+    first: &[u8],
+    location: Location,
+    second: Option<&[u8]>,
+    dim: usize,
+    out: &mut Vec<f32>,
+) -> Result<(Tid, bool), FormatError> {
+    let format = EntryFormat::vectors(dim);
+    let stride = format.stride();
+    let offset = location.offset as usize;
+    if read_special(first)?.kind != PageKind::Entries
+        || !offset.is_multiple_of(8)
+        || offset + ENTRY_HEADER_SIZE > used(first)?
+    {
+        return Err(FormatError::Corrupted("a vector location is out of range"));
+    }
+    let mut bytes = Vec::with_capacity(stride);
+    let on_first = (used(first)? - offset).min(stride);
+    bytes.extend_from_slice(&data(first)[offset..offset + on_first]);
+    if on_first < stride {
+        let second = second.ok_or(FormatError::Corrupted("vector continues past its page"))?;
+        let rest = stride - on_first;
+        if read_special(second)?.kind != PageKind::Entries || used(second)? < rest {
+            return Err(FormatError::Corrupted("vector continuation is missing"));
+        }
+        bytes.extend_from_slice(&data(second)[..rest]);
+    }
+    let (tid, flags) = entry_header(&bytes, 0);
+    out.clear();
+    out.extend(
+        bytes[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + 4 * dim]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+    );
+    Ok((tid, flags.is_dead()))
+}
+
+/// Whether the vector entry at `location` continues onto the next page.
+pub fn vector_spills(location: Location, dim: usize) -> bool {
+    entry_spills(location.offset as usize, EntryFormat::vectors(dim))
+}
+
+/// The location of the `ordinal`-th entry of a chain whose pages are `pages`, in chain order.
+pub fn location_in_chain(pages: &[u32], ordinal: usize, format: EntryFormat) -> Option<Location> {
+    let position = ordinal * format.stride();
+    Some(Location {
+        block: *pages.get(position / DATA_CAPACITY)?,
+        offset: (position % DATA_CAPACITY) as u16,
+    })
+}
+
 /// Follows a list's entry stream page by page, reassembling entries that cross a page boundary.
 #[derive(Debug, Default)]
 pub struct StreamReader {
@@ -673,6 +912,7 @@ fn entry_at<'a>(
     let (tid, flags) = entry_header(bytes, offset);
     let filters_at = offset + ENTRY_HEADER_SIZE;
     let vector_at = offset + format.vector_offset();
+    let location_at = offset + format.location_offset();
     EntryRef {
         tid,
         flags,
@@ -681,6 +921,11 @@ fn entry_at<'a>(
             &bytes[vector_at..vector_at + format.vector_bytes()],
             scratch,
         ),
+        code: &bytes[vector_at..vector_at + format.code_bytes],
+        location: format.located.then(|| Location {
+            block: get_u32(bytes, location_at),
+            offset: get_u16(bytes, location_at + 4),
+        }),
     }
 }
 
@@ -786,6 +1031,106 @@ mod tests {
         }
     }
 
+    #[test]
+    fn code_entries_locate_their_vectors_across_page_boundaries() {
+        use crate::quant::QuantizerKind;
+        for (dim, quantizer) in [
+            (384, QuantizerKind::Rabitq),
+            (700, QuantizerKind::Sq8),
+            (3, QuantizerKind::Sq8),
+        ] {
+            let vector_format = EntryFormat::vectors(dim);
+            let code_format = EntryFormat {
+                dim,
+                filters: 2,
+                code_bytes: quantizer.code_bytes(dim),
+                located: true,
+            };
+            assert!(code_format.stride() < vector_format.stride() || dim < 8);
+            let (mut vectors, mut codes) = (Vec::new(), Vec::new());
+            let rows = 3 * BLOCK_SIZE / vector_format.stride() + 5;
+            for i in 0..rows {
+                let tid = Tid {
+                    block: i as u32,
+                    offset: 1 + (i % 200) as u16,
+                };
+                append(&mut vectors, vector_format, tid, &vector(i, dim));
+            }
+            // Pages get block numbers 100, 101, ...: the ordinal of a vector gives its location.
+            let pages: Vec<u32> = (0..vectors.len() as u32).map(|p| 100 + p).collect();
+            for i in 0..rows {
+                let tid = Tid {
+                    block: i as u32,
+                    offset: 1 + (i % 200) as u16,
+                };
+                let location = location_in_chain(&pages, i, vector_format).unwrap();
+                let code: Vec<u8> = (0..code_format.code_bytes).map(|b| (b + i) as u8).collect();
+                let mut entry = vec![0u8; code_format.stride()];
+                code_format.encode_code(
+                    tid,
+                    &filter_hashes(code_format, tid),
+                    Some(location),
+                    &code,
+                    Origin::Insert,
+                    &mut entry,
+                );
+                assert_eq!(code_format.location_of(&entry), location);
+                if codes.is_empty() {
+                    codes.push(new_page(PageKind::Entries, 0));
+                }
+                let written = append_bytes(codes.last_mut().unwrap(), &entry).unwrap();
+                if written < entry.len() {
+                    let rest = &entry[written..];
+                    let mut page = new_page(
+                        PageKind::Entries,
+                        (rest.len() % code_format.stride()) as u16,
+                    );
+                    append_bytes(&mut page, rest).unwrap();
+                    codes.push(page);
+                }
+            }
+            let mut reader = StreamReader::new();
+            let mut seen = 0;
+            let mut out = Vec::new();
+            for page in &codes {
+                reader
+                    .feed(page, code_format, |entry| {
+                        assert!(entry.vector.is_empty());
+                        assert_eq!(entry.code[0], seen as u8);
+                        assert_eq!(
+                            entry.filters.to_vec(),
+                            filter_hashes(code_format, entry.tid)
+                        );
+                        let location = entry.location.unwrap();
+                        let index = (location.block - 100) as usize;
+                        let second = vector_spills(location, dim).then(|| &vectors[index + 1][..]);
+                        let (owner, dead) =
+                            read_vector_at(&vectors[index], location, second, dim, &mut out)
+                                .unwrap();
+                        assert_eq!((owner, dead), (entry.tid, false));
+                        assert_eq!(out, vector(seen, dim));
+                        seen += 1;
+                    })
+                    .unwrap();
+            }
+            assert_eq!(seen, rows);
+            // A location past the data, or off an entry boundary, is corruption, not a panic.
+            let bad = Location {
+                block: 100,
+                offset: (DATA_CAPACITY - 8) as u16,
+            };
+            assert!(
+                read_vector_at(&vectors[0], bad, None, dim, &mut out).is_err()
+                    || vector_format.stride() <= 8
+            );
+            let odd = Location {
+                block: 100,
+                offset: 4,
+            };
+            assert!(read_vector_at(&vectors[0], odd, None, dim, &mut out).is_err());
+        }
+    }
+
     /// Distinct per column and row, so that a misplaced byte shows.
     fn filter_hashes(format: EntryFormat, tid: Tid) -> Vec<u64> {
         (0..format.filters)
@@ -826,7 +1171,10 @@ mod tests {
             .into_iter()
             .flat_map(|dim| [(dim, 0), (dim, 1), (dim, 3)])
         {
-            let format = EntryFormat { dim, filters };
+            let format = EntryFormat {
+                filters,
+                ..EntryFormat::vectors(dim)
+            };
             let mut chain = Vec::new();
             let n = 3 * BLOCK_SIZE / format.stride() + 7;
             for i in 0..n {
@@ -864,8 +1212,8 @@ mod tests {
     fn density_beats_one_tuple_per_slot() {
         // At 768 dimensions pgvector fits 2 tuples of 3088 bytes per page (75% full).
         let format = EntryFormat {
-            dim: 768,
             filters: 0,
+            ..EntryFormat::vectors(768)
         };
         let per_page = DATA_CAPACITY as f64 / format.stride() as f64;
         assert!(per_page > 2.6, "{per_page}");
@@ -874,8 +1222,8 @@ mod tests {
     #[test]
     fn dead_flags_and_slot_reuse_across_a_page_boundary() {
         let format = EntryFormat {
-            dim: 768,
             filters: 2,
+            ..EntryFormat::vectors(768)
         };
         let mut chain = Vec::new();
         for i in 0..10 {
@@ -965,6 +1313,11 @@ mod tests {
             summary_pages: 4,
             radii: true,
             max_norm: 1.5,
+            quantizer: QuantizerKind::None,
+            rerank: Rerank::Index,
+            quantizer_start: 0,
+            quantizer_pages: 0,
+            quantizer_seed: 0,
         };
         meta.write(&mut page);
         assert_eq!(Meta::read(&page).unwrap(), meta);
@@ -1028,6 +1381,11 @@ mod tests {
             summary_pages: 0,
             radii: false,
             max_norm: 0.0,
+            quantizer: QuantizerKind::None,
+            rerank: Rerank::Index,
+            quantizer_start: 0,
+            quantizer_pages: 0,
+            quantizer_seed: 0,
         };
         meta.write(&mut page);
         assert_eq!(Meta::read(&page).unwrap(), meta);
@@ -1095,8 +1453,8 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let format = EntryFormat {
-            dim: 300,
             filters: 1,
+            ..EntryFormat::vectors(300)
         };
         let mut chain = Vec::new();
         for i in 0..20 {

@@ -17,7 +17,11 @@ type WeightedSum = fn(&[f32], &[u8]) -> f32;
 /// bits b and the query's 4-bit values u.
 pub fn bit_sums(code: &[u8], planes: &[u64]) -> (u32, u32) {
     static CHOSEN: OnceLock<BitSums> = OnceLock::new();
-    assert_eq!(code.len() * QUERY_BITS, planes.len() * 8, "one plane word per code word");
+    assert_eq!(
+        code.len() * QUERY_BITS,
+        planes.len() * 8,
+        "one plane word per code word"
+    );
     (CHOSEN.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("popcnt") {
@@ -155,9 +159,16 @@ mod tests {
         for n in [0, 1, 7, 8, 15, 16, 17, 384, 1000, 2000] {
             let weights: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let codes: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
-            let exact: f64 = weights.iter().zip(&codes).map(|(&w, &c)| w as f64 * c as f64).sum();
+            let exact: f64 = weights
+                .iter()
+                .zip(&codes)
+                .map(|(&w, &c)| w as f64 * c as f64)
+                .sum();
             let tolerance = 1e-4 * (n as f64 * 255.0).max(1.0);
-            assert!((weighted_sum(&weights, &codes) as f64 - exact).abs() < tolerance, "n {n}");
+            assert!(
+                (weighted_sum(&weights, &codes) as f64 - exact).abs() < tolerance,
+                "n {n}"
+            );
             assert!((weighted_sum_scalar(&weights, &codes) as f64 - exact).abs() < tolerance);
         }
     }

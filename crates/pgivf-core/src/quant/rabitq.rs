@@ -89,7 +89,11 @@ impl Rabitq {
         assert_eq!(out.len(), self.code_bytes());
         let padded = self.padded();
         let residual: Vec<f32> = row.iter().zip(centroid).map(|(&x, &c)| x - c).collect();
-        let norm = residual.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+        let norm = residual
+            .iter()
+            .map(|&x| x as f64 * x as f64)
+            .sum::<f64>()
+            .sqrt();
         let b = match self.metric {
             Metric::L2 => norm * norm,
             Metric::InnerProduct | Metric::Cosine => -centroid
@@ -139,7 +143,11 @@ impl Rabitq {
                 (lo.min(x), hi.max(x))
             });
         let levels = ((1 << QUERY_BITS) - 1) as f32;
-        let step = if high > low { (high - low) / levels } else { 0.0 };
+        let step = if high > low {
+            (high - low) / levels
+        } else {
+            0.0
+        };
         let words = padded / 64;
         into.planes.clear();
         into.planes.resize(QUERY_BITS * words, 0);
@@ -202,8 +210,16 @@ mod tests {
 
     fn exact(metric: Metric, q: &[f32], o: &[f32]) -> f64 {
         match metric {
-            Metric::L2 => q.iter().zip(o).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum(),
-            _ => -q.iter().zip(o).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>(),
+            Metric::L2 => q
+                .iter()
+                .zip(o)
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum(),
+            _ => -q
+                .iter()
+                .zip(o)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>(),
         }
     }
 
@@ -268,7 +284,10 @@ mod tests {
                     outside3 * 100 <= total,
                     "dim {dim} {metric:?}: {outside3} of {total} beyond 3 sigma"
                 );
-                assert!(worst < 6.0, "dim {dim} {metric:?}: worst error {worst} sigma");
+                assert!(
+                    worst < 6.0,
+                    "dim {dim} {metric:?}: worst error {worst} sigma"
+                );
             }
         }
     }
@@ -281,14 +300,20 @@ mod tests {
         let quantizer = Rabitq::new(dim, Metric::L2, 5);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
         let centroid: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let q: Vec<f32> = centroid.iter().map(|c| c + rng.gen_range(-0.1..0.1)).collect();
+        let q: Vec<f32> = centroid
+            .iter()
+            .map(|c| c + rng.gen_range(-0.1..0.1))
+            .collect();
         let mut prepared = RabitqQuery::default();
         quantizer.prepare(&q, &centroid, &mut prepared);
         let (mut signed, mut sigma, mut spread) = (0.0, 0.0, Vec::new());
         let mut code = vec![0u8; quantizer.code_bytes()];
         let mut scratch = Vec::new();
         for _ in 0..2000 {
-            let o: Vec<f32> = centroid.iter().map(|c| c + rng.gen_range(-0.1..0.1)).collect();
+            let o: Vec<f32> = centroid
+                .iter()
+                .map(|c| c + rng.gen_range(-0.1..0.1))
+                .collect();
             quantizer.encode(&o, &centroid, &mut scratch, &mut code);
             let e = prepared.estimate(&code);
             let d = exact(Metric::L2, &q, &o);
@@ -297,7 +322,11 @@ mod tests {
             spread.push(d);
         }
         let mean_sigma = sigma / 2000.0;
-        assert!((signed / 2000.0).abs() < 0.2 * mean_sigma, "bias {}", signed / 2000.0);
+        assert!(
+            (signed / 2000.0).abs() < 0.2 * mean_sigma,
+            "bias {}",
+            signed / 2000.0
+        );
         let mean = spread.iter().sum::<f64>() / 2000.0;
         let sd = (spread.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 2000.0).sqrt();
         assert!(mean_sigma < sd, "sigma {mean_sigma} vs spread {sd}");

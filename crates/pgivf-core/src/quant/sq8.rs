@@ -178,8 +178,16 @@ mod tests {
 
     fn exact(metric: Metric, q: &[f32], o: &[f32]) -> f64 {
         match metric {
-            Metric::L2 => q.iter().zip(o).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum(),
-            _ => -q.iter().zip(o).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>(),
+            Metric::L2 => q
+                .iter()
+                .zip(o)
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum(),
+            _ => -q
+                .iter()
+                .zip(o)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>(),
         }
     }
 
@@ -197,7 +205,11 @@ mod tests {
                 let decoded = sq8.low()[i] + sq8.step()[i] * code[HEADER_BYTES + i] as f32;
                 assert!((decoded - row[i]).abs() <= sq8.step()[i] / 2.0 + 1e-6);
             }
-            assert_eq!(get_f32(&code, 4), 0.0, "no clamping inside the learned range");
+            assert_eq!(
+                get_f32(&code, 4),
+                0.0,
+                "no clamping inside the learned range"
+            );
         }
     }
 
@@ -210,15 +222,20 @@ mod tests {
                 let rows: Vec<f32> = (0..dim * 300)
                     .map(|i| centroid[i % dim] + rng.gen_range(-0.3..0.3))
                     .collect();
-                let residuals: Vec<f32> =
-                    rows.iter().enumerate().map(|(i, x)| x - centroid[i % dim]).collect();
+                let residuals: Vec<f32> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x - centroid[i % dim])
+                    .collect();
                 let sq8 = Sq8::train(dim, metric, &residuals);
                 let mut code = vec![0u8; sq8.code_bytes()];
                 let mut prepared = Sq8Query::default();
                 let (mut total, mut outside3) = (0, 0);
                 for qi in 0..10 {
-                    let q: Vec<f32> =
-                        centroid.iter().map(|c| c + rng.gen_range(-0.5..0.5)).collect();
+                    let q: Vec<f32> = centroid
+                        .iter()
+                        .map(|c| c + rng.gen_range(-0.5..0.5))
+                        .collect();
                     sq8.prepare(&q, &centroid, &mut prepared);
                     for row in rows.chunks_exact(dim).skip(qi * 30).take(30) {
                         sq8.encode(row, &centroid, &mut code);
@@ -237,7 +254,10 @@ mod tests {
                     }
                 }
                 // Normal errors leave 3 standard errors 0.27% of the time; 2% allows for chance.
-                assert!(outside3 * 50 <= total, "dim {dim} {metric:?}: {outside3}/{total}");
+                assert!(
+                    outside3 * 50 <= total,
+                    "dim {dim} {metric:?}: {outside3}/{total}"
+                );
             }
         }
     }
@@ -248,7 +268,9 @@ mod tests {
         let residuals = vec![0.1f32; dim * 4];
         let sq8 = Sq8::train(dim, Metric::L2, &residuals);
         let centroid = vec![0.0; dim];
-        let row: Vec<f32> = (0..dim).map(|i| if i % 2 == 0 { 5.0 } else { -5.0 }).collect();
+        let row: Vec<f32> = (0..dim)
+            .map(|i| if i % 2 == 0 { 5.0 } else { -5.0 })
+            .collect();
         let mut code = vec![0u8; sq8.code_bytes()];
         sq8.encode(&row, &centroid, &mut code);
         assert!(get_f32(&code, 4) > 4.0);

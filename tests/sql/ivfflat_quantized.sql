@@ -1,0 +1,106 @@
+-- Quantized lists (quantizer = 'sq8' | 'rabitq', rerank = 'index' | 'heap'): options and their
+-- errors; for every quantizer, re-rank source and operator class, results at probes = lists equal
+-- the exact answer (rows and distances), recall at fewer probes no more than 0.01 below the flat
+-- index's; inserts, deletes, VACUUM and the verifier.
+SELECT setseed(0.17);
+CREATE TABLE items (id int PRIMARY KEY, category int, embedding vector(40));
+-- 30 clusters of 150 points in 40 dimensions, spreads differing per cluster
+INSERT INTO items
+SELECT c * 150 + i, i % 5,
+       (SELECT array_agg(centre[d] + (random() + random() + random() - 1.5) * (0.1 + (c % 4) * 0.1)) FROM generate_series(1, 40) d)::vector
+FROM (SELECT c, (SELECT array_agg(random() * 4 - 2) FROM generate_series(1, 40) WHERE c >= 0) AS centre FROM generate_series(0, 29) c) centres,
+     generate_series(1, 150) i;
+CREATE TABLE queries AS SELECT id, embedding + array_fill(0.02, ARRAY[40])::vector AS embedding FROM items WHERE id % 150 = 11;
+ANALYZE items;
+
+-- Options
+CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, quantizer = 'pq');
+CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, rerank = 'disk');
+CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, rerank = 'heap');
+CREATE INDEX ON items USING ivfflat (((embedding + embedding)::vector(40)) vector_l2_ops) WITH (lists = 10, quantizer = 'rabitq', rerank = 'heap');
+SET ivfflat.rerank_factor = -1;
+SHOW ivfflat.rerank_factor;
+
+-- For one index: do ORDER BY results at probes = lists equal the exact ones (ids and distances),
+-- and how many of the exact top 10 does probes = 2 find, over all queries.
+CREATE FUNCTION check_index(op text, options text, OUT exact_at_all_probes bool, OUT hits_at_2 int)
+LANGUAGE plpgsql AS $$
+DECLARE
+	q record;
+	exact_ids int[];
+	exact_d float8[];
+	got_ids int[];
+	got_d float8[];
+	hits int;
+BEGIN
+	EXECUTE format('CREATE INDEX checked ON items USING ivfflat (embedding %s) WITH (lists = 15%s)',
+		CASE op WHEN '<->' THEN 'vector_l2_ops' WHEN '<#>' THEN 'vector_ip_ops' ELSE 'vector_cosine_ops' END, options);
+	exact_at_all_probes := true;
+	hits_at_2 := 0;
+	FOR q IN SELECT * FROM queries LOOP
+		SET LOCAL enable_indexscan = off;
+		SET LOCAL enable_seqscan = on;
+		EXECUTE format('SELECT array_agg(id ORDER BY n), array_agg(d ORDER BY n) FROM (SELECT id, embedding %s $1 AS d, row_number() OVER () n FROM (SELECT * FROM items ORDER BY embedding %s $1, id LIMIT 10) s) t', op, op)
+			INTO STRICT exact_ids, exact_d USING q.embedding;
+		SET LOCAL enable_indexscan = on;
+		SET LOCAL enable_seqscan = off;
+		SET LOCAL ivfflat.probes = 15;
+		EXECUTE format('SELECT array_agg(id ORDER BY n), array_agg(d ORDER BY n) FROM (SELECT id, d, row_number() OVER () n FROM (SELECT id, embedding %s $1 AS d FROM items ORDER BY embedding %s $1 LIMIT 10) s) t', op, op)
+			INTO STRICT got_ids, got_d USING q.embedding;
+		-- Rows at equal distances may come in either order: distances must match exactly, ids as sets.
+		IF got_d IS DISTINCT FROM exact_d OR NOT (got_ids @> exact_ids AND exact_ids @> got_ids) THEN
+			RAISE NOTICE '% % query %: % % vs exact % %', op, options, q.id, got_ids, got_d, exact_ids, exact_d;
+			exact_at_all_probes := false;
+		END IF;
+		SET LOCAL ivfflat.probes = 2;
+		EXECUTE format('SELECT count(*) FROM (SELECT id FROM items ORDER BY embedding %s $1 LIMIT 10) s WHERE id = ANY($2)', op)
+			INTO STRICT hits USING q.embedding, exact_ids;
+		hits_at_2 := hits_at_2 + hits;
+	END LOOP;
+	DROP INDEX checked;
+END;
+$$;
+
+CREATE TEMP TABLE results AS
+SELECT op, options, (check_index(op, options)).*
+FROM unnest(ARRAY['<->', '<#>', '<=>']) op,
+     unnest(ARRAY['', ', quantizer = ''sq8''', ', quantizer = ''rabitq''',
+                  ', quantizer = ''sq8'', rerank = ''heap''', ', quantizer = ''rabitq'', rerank = ''heap''']) options;
+-- Exact at probes = lists everywhere; at probes = 2 at most 2 hits (0.01 of 20 x 10) below flat.
+SELECT r.op, r.options, r.exact_at_all_probes, r.hits_at_2 >= flat.hits_at_2 - 2 AS recall_as_flat
+FROM results r JOIN results flat ON flat.op = r.op AND flat.options = ''
+ORDER BY r.op, r.options;
+
+-- Writes on quantized indexes: inserts (to lists and vector chains), deletes, VACUUM, verify.
+CREATE INDEX items_rabitq ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, quantizer = 'rabitq');
+CREATE INDEX items_sq8_heap ON items USING ivfflat (embedding vector_cosine_ops, category) WITH (lists = 10, quantizer = 'sq8', rerank = 'heap');
+SELECT pg_relation_size('items_sq8_heap') < pg_relation_size('items_rabitq') AS heap_rerank_is_smaller;
+INSERT INTO items SELECT id + 10000, category, embedding + array_fill(0.05, ARRAY[40])::vector FROM items WHERE id <= 600;
+DELETE FROM items WHERE id % 3 = 0;
+VACUUM items;
+INSERT INTO items SELECT id + 20000, category, embedding - array_fill(0.03, ARRAY[40])::vector FROM items WHERE id BETWEEN 601 AND 900;
+SELECT ivfflat_verify('items_rabitq', heapallindexed => true) LIKE 'ivfflat index OK:%' AS rabitq_ok,
+       ivfflat_verify('items_sq8_heap', heapallindexed => true) LIKE 'ivfflat index OK:%' AS sq8_ok;
+SELECT lists, rows FROM ivfflat_stats('items_rabitq');
+-- After all that, still the exact answer at probes = lists, with a filter column too.
+SET enable_seqscan = off;
+SET ivfflat.probes = 10;
+SELECT count(*) FILTER (WHERE ok) AS exact_queries, count(*) AS queries FROM (
+	SELECT (SELECT array_agg(id) FROM (SELECT id FROM items ORDER BY embedding <-> q.embedding LIMIT 5) s)
+	     = (SELECT array_agg(id) FROM (SELECT id FROM items ORDER BY (embedding <-> q.embedding) + 0, id LIMIT 5) s) AS ok
+	FROM queries q) x;
+DROP INDEX items_rabitq;
+SELECT count(*) FILTER (WHERE ok) AS exact_filtered_queries, count(*) AS queries FROM (
+	SELECT (SELECT array_agg(id) FROM (SELECT id FROM items WHERE category = 2 ORDER BY embedding <=> q.embedding LIMIT 5) s)
+	     = (SELECT array_agg(id) FROM (SELECT id FROM items WHERE category = 2 ORDER BY (embedding <=> q.embedding) + 0, id LIMIT 5) s) AS ok
+	FROM queries q) x;
+EXPLAIN (COSTS OFF) SELECT id FROM items WHERE category = 2 ORDER BY embedding <=> '[1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10]' LIMIT 5;
+-- Iterative scans over quantized lists fill the LIMIT.
+SET ivfflat.probes = 1;
+SET ivfflat.iterative_scan = relaxed_order;
+SELECT count(*) FROM (SELECT id FROM items WHERE id % 7 = 1 ORDER BY embedding <=> (SELECT embedding FROM queries LIMIT 1) LIMIT 40) s;
+RESET ivfflat.iterative_scan;
+-- A NULL query: every row at distance NULL, no re-ranking.
+SELECT count(*) FROM (SELECT id FROM items ORDER BY embedding <=> NULL LIMIT 3) s;
+DROP TABLE items, queries, results;
+DROP FUNCTION check_index;
