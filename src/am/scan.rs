@@ -62,16 +62,69 @@ struct ScanState {
     rerank: RerankQueue,
 }
 
+/// A scan's large buffers, kept by the backend between scans: every execution of a query is a new
+/// scan, and growing hundreds of kilobytes of fresh memory each time (page faults, copies on
+/// growth) cost more than the probing itself.
+struct SpareBuffers {
+    candidates: Candidates,
+    bounds: Candidates,
+    rows: Vec<[u64; 2]>,
+}
+
+/// A row re-ranked from the table.
+const NO_LOCATION: u64 = u64::MAX;
+
+/// Largest buffers kept between scans (entries), so one huge scan does not pin its memory.
+const SPARE_ENTRIES: usize = 1 << 20;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Option<SpareBuffers>> = const { std::cell::RefCell::new(None) };
+}
+
+fn take_spare() -> SpareBuffers {
+    SPARE
+        .with(|spare| spare.borrow_mut().take())
+        .unwrap_or_else(|| SpareBuffers {
+            candidates: Candidates::new(),
+            bounds: Candidates::new(),
+            rows: Vec::new(),
+        })
+}
+
+impl Drop for ScanState {
+    fn drop(&mut self) {
+        if self.rerank.rows.capacity() > SPARE_ENTRIES
+            || self.candidates.capacity() > SPARE_ENTRIES
+            || self.rerank.bounds.capacity() > SPARE_ENTRIES
+        {
+            return;
+        }
+        let mut buffers = SpareBuffers {
+            candidates: std::mem::take(&mut self.candidates),
+            bounds: std::mem::take(&mut self.rerank.bounds),
+            rows: std::mem::take(&mut self.rerank.rows),
+        };
+        buffers.candidates.clear();
+        buffers.bounds.clear();
+        buffers.rows.clear();
+        SPARE.with(|spare| *spare.borrow_mut() = Some(buffers));
+    }
+}
+
 /// Rows of quantized lists by the lower bound of their distance, and where their vectors are.
 #[derive(Default)]
 struct RerankQueue {
     prepared: Option<PreparedQuery>,
     factor: f32,
     bounds: Candidates,
-    /// (heap TID, vector location), indexed by the payload of `bounds`.
-    rows: Vec<(Tid, Option<Location>)>,
+    /// (heap TID, vector location or NO_LOCATION), packed, indexed by the payload of `bounds`.
+    rows: Vec<[u64; 2]>,
     vector: Vec<f32>,
     heap: Option<HeapFetch>,
+    /// Rows re-ranked by this scan (shown at DEBUG1 when it ends).
+    reranked: u64,
+    /// One page's lower bounds.
+    scratch_bounds: Vec<f32>,
 }
 
 /// Reads rows' vectors from the table for `rerank = 'heap'`, with the scan's snapshot.
@@ -163,6 +216,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
 ) -> pg_sys::IndexScanDesc {
     // SAFETY: standard index scan descriptor allocation.
     let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
+    let spare = take_spare();
     let state = ScanState {
         cache: None,
         query: None,
@@ -176,9 +230,13 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         probed_count: 0,
         max_probes: 0,
         started: false,
-        candidates: Candidates::new(),
+        candidates: spare.candidates,
         reader: StreamReader::new(),
-        rerank: RerankQueue::default(),
+        rerank: RerankQueue {
+            bounds: spare.bounds,
+            rows: spare.rows,
+            ..RerankQueue::default()
+        },
     };
     // The state lives as long as the scan's memory context and is dropped with it, so an error in the
     // middle of a query cannot leak it; rescans reuse it (no growth in nested loops).
@@ -221,6 +279,15 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     unsafe {
         let state = &mut *(*scan).opaque.cast::<ScanState>();
         state.rerank.heap = None;
+        if state.started && state.rerank.prepared.is_some() {
+            // What ivfflat.rerank_factor trades: SET client_min_messages = debug1 shows it.
+            pgrx::debug1!(
+                "ivfflat scan: {} lists probed, {} rows estimated from codes, {} re-ranked",
+                state.probed_count,
+                state.rerank.rows.len(),
+                state.rerank.reranked
+            );
+        }
     }
 }
 
@@ -383,7 +450,16 @@ impl ScanState {
         self.rerank.bounds.clear();
         self.rerank.rows.clear();
         self.rerank.factor = RERANK_FACTOR.get() as f32;
-        self.rerank.prepared = cache.quantizer.as_ref().map(|q| q.new_query());
+        self.rerank.reranked = 0;
+        self.rerank.prepared = match (&cache.quantizer, &self.query) {
+            (Some(quantizer), Some(query)) => {
+                let mut prepared = quantizer.new_query();
+                quantizer.prepare_query(query, &mut prepared);
+                Some(prepared)
+            }
+            (Some(quantizer), None) => Some(quantizer.new_query()),
+            (None, _) => None,
+        };
         if cache.quantizer.is_some() && !meta.keeps_vectors() && self.rerank.heap.is_none() {
             if scan.heapRelation.is_null() {
                 raise_with(
@@ -523,7 +599,13 @@ impl ScanState {
                 return;
             }
             self.rerank.bounds.pop_nearest();
-            let (tid, location) = self.rerank.rows[slot as usize];
+            self.rerank.reranked += 1;
+            let [tid, location] = self.rerank.rows[slot as usize];
+            let tid = Tid::from_u64(tid);
+            let location = (location != NO_LOCATION).then_some(Location {
+                block: (location >> 16) as u32,
+                offset: location as u16,
+            });
             if let Some(distance) = self.exact_distance(scan, &cache, tid, location) {
                 if distance <= threshold {
                     self.candidates.push(distance, tid.to_u64());
@@ -615,7 +697,13 @@ impl ScanState {
         {
             let dim = meta.dimensions as usize;
             let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
-            quantizer.prepare(q, centroid, prepared);
+            quantizer.prepare_list(q, centroid, prepared);
+            if filter.is_none() {
+                let prepared = self.rerank.prepared.take().expect("prepared above");
+                let added = self.probe_codes(index, cache, head, &prepared);
+                self.rerank.prepared = Some(prepared);
+                return added;
+            }
         }
         let mut added = 0;
         self.reader.reset();
@@ -647,7 +735,10 @@ impl ScanState {
                             return;
                         }
                         rerank.bounds.push(bound, rerank.rows.len() as u64);
-                        rerank.rows.push((entry.tid, entry.location));
+                        let location = entry.location.map_or(NO_LOCATION, |l| {
+                            (u64::from(l.block) << 16) | u64::from(l.offset)
+                        });
+                        rerank.rows.push([entry.tid.to_u64(), location]);
                         added += 1;
                         return;
                     }
@@ -673,6 +764,73 @@ impl ScanState {
                 );
             }
         }
+        added
+    }
+
+    /// probe_list for quantized lists without filter conditions: each entry's lower bound straight
+    /// from its bytes, with the estimator fixed for the whole list.
+    fn probe_codes(
+        &mut self,
+        index: pg_sys::Relation,
+        cache: &IndexCache,
+        head: u32,
+        prepared: &PreparedQuery,
+    ) -> usize {
+        let format = cache.meta.entry_format();
+        let stride = format.stride();
+        let code_range = format.code_range();
+        let mut bounds = std::mem::take(&mut self.rerank.scratch_bounds);
+        let threshold = self.threshold.unwrap_or(f32::INFINITY);
+        let rerank = &mut self.rerank;
+        let factor = rerank.factor;
+        let mut added = 0;
+        self.reader.reset();
+        let mut recent = cache.recent_buffers.borrow_mut();
+        let mut walk = ChainWalk::new(index);
+        let mut block = head;
+        let mut bad_tid = false;
+        while block != INVALID_BLOCK {
+            walk.step();
+            let buffer = Locked::read_recent(index, block, &mut recent);
+            let page = buffer.page();
+            let next = page::read_special(page).or_corrupt(index).next;
+            if let Some(&next_buffer) = recent.get(next as usize) {
+                prefetch_buffer(next_buffer);
+            }
+            self.reader
+                .feed_raw(page, format, |entries| {
+                    bounds.clear();
+                    prepared.lower_bounds(entries, stride, code_range.clone(), factor, &mut bounds);
+                    for (entry, &bound) in entries.chunks_exact(stride).zip(&bounds) {
+                        let (tid, flags) = page::entry_header(entry, 0);
+                        if flags.is_dead() {
+                            continue;
+                        }
+                        bad_tid |= !valid_heap_tid(tid);
+                        if bound > threshold {
+                            continue;
+                        }
+                        rerank.bounds.push(bound, rerank.rows.len() as u64);
+                        let location = if format.located {
+                            let l = format.location_of(entry);
+                            (u64::from(l.block) << 16) | u64::from(l.offset)
+                        } else {
+                            NO_LOCATION
+                        };
+                        rerank.rows.push([tid.to_u64(), location]);
+                        added += 1;
+                    }
+                })
+                .or_corrupt(index);
+            block = next;
+            if bad_tid {
+                crate::error::raise_format(
+                    &relation_name(index),
+                    page::FormatError::Corrupted("an entry has an invalid heap TID"),
+                );
+            }
+        }
+        self.rerank.scratch_bounds = bounds;
         added
     }
 }

@@ -18,6 +18,11 @@ sql $P -c "INSERT INTO ledger SELECT id FROM items"
 sql $P -c "CREATE INDEX items_v ON items USING ivfflat (v vector_cosine_ops) WITH (lists = 20)"
 # A filter column (an expression), with its per-list summaries and radii under the same crashes.
 sql $P -c "CREATE INDEX items_filtered ON items USING ivfflat (v vector_l2_ops, (id % 5)) WITH (lists = 15)"
+# Quantized lists: RaBitQ codes plus their vector chains (two WAL records per insert), and SQ8 codes
+# re-ranked from the table.
+# (RaBitQ on an expression, so that no other index of the same operator class competes for its queries.)
+sql $P -c "CREATE INDEX items_rabitq ON items USING ivfflat ((l2_normalize(v)::vector(48)) vector_l2_ops) WITH (lists = 12, quantizer = 'rabitq')"
+sql $P -c "CREATE INDEX items_sq8 ON items USING ivfflat (v vector_ip_ops) WITH (lists = 10, quantizer = 'sq8', rerank = 'heap')"
 
 rows_checked=0
 for cycle in $(seq 1 "$CYCLES"); do
@@ -63,6 +68,20 @@ for cycle in $(seq 1 "$CYCLES"); do
     check "cycle $cycle: ledger and table hold the same ids" 0 "$(sql $P -c "SELECT count(*) FROM (SELECT id FROM ledger EXCEPT SELECT id FROM items) d")"
     sql $P -c "SELECT ivfflat_verify('items_v', heapallindexed => true)"
     sql $P -c "SELECT ivfflat_verify('items_filtered', heapallindexed => true)"
+    sql $P -c "SELECT ivfflat_verify('items_rabitq', heapallindexed => true)"
+    sql $P -c "SELECT ivfflat_verify('items_sq8', heapallindexed => true)"
+    for spec in "items_rabitq|l2_normalize(v)::vector(48)|<->|12" "items_sq8|v|<#>|10"; do
+        IFS='|' read -r name expr op lists <<<"$spec"
+        q="(SELECT v FROM items ORDER BY id LIMIT 1)"
+        found=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = $lists" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY $expr $op $q) s")
+        check "cycle $cycle: committed rows found through $name" "$ledger" "$found"
+        nearest="SELECT string_agg(d::text, ',') FROM (SELECT $expr $op $q AS d FROM items ORDER BY $expr $op $q LIMIT 10) s"
+        plan=$(sql $P -c "SET enable_seqscan = off" -c "EXPLAIN (COSTS OFF) $nearest")
+        [[ "$plan" == *"Index Scan using $name"* ]] || fail "the check of $name does not use it: $plan"
+        check "cycle $cycle: $name returns the exact nearest distances" \
+            "$(sql $P -c "SET enable_indexscan = off" -c "$nearest")" \
+            "$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = $lists" -c "$nearest")"
+    done
     check "cycle $cycle: committed rows with id % 5 = 2 found through the filter column" \
         "$(sql $P -c "SELECT count(*) FROM ledger WHERE id % 5 = 2")" \
         "$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.iterative_scan = strict_order" -c "SELECT count(*) FROM (SELECT id FROM items WHERE id % 5 = 2 ORDER BY v <-> (SELECT v FROM items LIMIT 1) LIMIT 1000000) s")"

@@ -28,6 +28,14 @@ CLUSTERS+=("$S_DIR")
 # VACUUM (dead marks and free-slot hints) and inserts reusing freed slots.
 sql $P -c "CREATE INDEX items_cos ON items USING ivfflat (v vector_cosine_ops) WITH (lists = 7)"
 sql $P -c "CREATE INDEX items_cat ON items USING ivfflat (v vector_l2_ops, cat) WITH (lists = 8)"
+# Quantized lists: RaBitQ codes with their vector chains, and SQ8 codes re-ranked from the table.
+sql $P -c "CREATE INDEX items_ip_rabitq ON items USING ivfflat (v vector_ip_ops) WITH (lists = 6, quantizer = 'rabitq')"
+sql $P -c "CREATE TABLE qitems AS SELECT id, v FROM items"
+sql $P -c "CREATE INDEX qitems_sq8 ON qitems USING ivfflat (v vector_l2_ops) WITH (lists = 9, quantizer = 'sq8', rerank = 'heap')"
+sql $P -c "INSERT INTO qitems SELECT i, $(vector_expr i 24) FROM generate_series(4001, 5000) i"
+sql $P -c "DELETE FROM qitems WHERE id % 4 = 1"
+sql $P -c "VACUUM qitems"
+sql $P -c "INSERT INTO qitems SELECT i, $(vector_expr i 24) FROM generate_series(5001, 5500) i"
 sql $P -c "INSERT INTO items SELECT i, $(vector_expr i 24), i % 9 FROM generate_series(4001, 6000) i"
 sql $P -c "DELETE FROM items WHERE id % 3 = 0"
 sql $P -c "VACUUM items"
@@ -41,7 +49,7 @@ for _ in $(seq 1 120); do
 done
 check "standby replayed the workload" t "$replayed"
 
-for op in "<->" "<=>"; do
+for op in "<->" "<=>" "<#>"; do
     for probes in 1 3 10; do
         for q in 17 2500 6500; do
             query="SET enable_seqscan = off; SET ivfflat.probes = $probes; SELECT string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY v $op (SELECT v FROM items WHERE id = $q) LIMIT 20) s"
@@ -66,6 +74,19 @@ sql $S_PORT -c "SELECT ivfflat_verify('items_cat')"
 check "standby sees every row through the index" "$(sql $P -c "SELECT count(*) FROM items")" \
     "$(sql $S_PORT -c "SET enable_seqscan = off; SET ivfflat.probes = 10; SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s" | tail -1)"
 sql $S_PORT -c "SELECT ivfflat_verify('items_l2')"
+sql $S_PORT -c "SELECT ivfflat_verify('items_ip_rabitq')"
+sql $S_PORT -c "SELECT ivfflat_verify('qitems_sq8')"
+for q in 17 2500 4500; do
+    for probes in 1 9; do
+        query="SET enable_seqscan = off; SET ivfflat.probes = $probes; SELECT string_agg(id::text, ',') FROM (SELECT id FROM qitems ORDER BY v <-> (SELECT v FROM qitems WHERE id = $q) LIMIT 20) s"
+        on_primary=$(sql $P -c "$query" | tail -1)
+        [[ -n "$on_primary" ]] || fail "empty quantized result on the primary"
+        check "same quantized result on the standby (sq8, heap re-rank, probes $probes, query $q)" "$on_primary" "$(sql $S_PORT -c "$query" | tail -1)"
+    done
+    exact="SET enable_indexscan = off; SELECT string_agg(round((v <-> (SELECT v FROM qitems WHERE id = $q))::numeric, 6)::text, ',') FROM (SELECT v FROM qitems ORDER BY v <-> (SELECT v FROM qitems WHERE id = $q) LIMIT 20) s"
+    indexed="SET enable_seqscan = off; SET ivfflat.probes = 9; SELECT string_agg(round((v <-> (SELECT v FROM qitems WHERE id = $q))::numeric, 6)::text, ',') FROM (SELECT v FROM qitems ORDER BY v <-> (SELECT v FROM qitems WHERE id = $q) LIMIT 20) s"
+    check "standby's quantized index gives the exact distances at probes = lists (query $q)" "$(sql $S_PORT -c "$exact" | tail -1)" "$(sql $S_PORT -c "$indexed" | tail -1)"
+done
 sql $S_PORT -c "SELECT ivfflat_verify('items_cos')"
 assert_no_crash "$DIR_primary"
 assert_no_crash "$S_DIR"

@@ -117,10 +117,12 @@ pub struct Tid {
 
 impl Tid {
     /// Packs into a u64 that sorts like the TID, for top-k payloads.
+    #[inline]
     pub fn to_u64(self) -> u64 {
         ((self.block as u64) << 16) | self.offset as u64
     }
 
+    #[inline]
     pub fn from_u64(packed: u64) -> Self {
         Tid {
             block: (packed >> 16) as u32,
@@ -138,12 +140,15 @@ pub struct Special {
     pub kind: PageKind,
 }
 
+#[inline]
 fn get_u16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
+#[inline]
 fn get_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
+#[inline]
 fn get_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -168,6 +173,7 @@ pub fn write_special(page: &mut [u8], special: Special) {
     put_u16(page, s + 14, PAGE_ID);
 }
 
+#[inline]
 pub fn read_special(page: &[u8]) -> Result<Special, FormatError> {
     check_page_len(page)?;
     let s = SPECIAL_START;
@@ -202,6 +208,7 @@ fn check_page_len(page: &[u8]) -> Result<(), FormatError> {
 }
 
 /// Bytes of data in use on the page (from `pd_lower`).
+#[inline]
 pub fn used(page: &[u8]) -> Result<usize, FormatError> {
     check_page_len(page)?;
     let lower = get_u16(page, PD_LOWER) as usize;
@@ -216,6 +223,7 @@ pub fn set_used(page: &mut [u8], used: usize) {
     put_u16(page, PD_LOWER, (PAGE_HEADER_SIZE + used) as u16);
 }
 
+#[inline]
 pub fn data(page: &[u8]) -> &[u8] {
     &page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + DATA_CAPACITY]
 }
@@ -580,6 +588,7 @@ pub enum Origin {
 pub struct EntryFlags(u16);
 
 impl EntryFlags {
+    #[inline]
     pub fn is_dead(self) -> bool {
         self.0 & FLAG_DEAD != 0
     }
@@ -649,18 +658,22 @@ impl EntryFormat {
 
     /// Entry size, a multiple of 8 so that (with DATA_CAPACITY a multiple of 8 too) an entry's
     /// 8-byte header never straddles two pages: odd dimensions get 4 bytes of padding.
+    #[inline]
     pub fn stride(&self) -> usize {
         self.vector_offset() + self.payload_bytes().next_multiple_of(8)
     }
 
+    #[inline]
     fn location_offset(&self) -> usize {
         ENTRY_HEADER_SIZE + 8 * self.filters
     }
 
+    #[inline]
     fn vector_offset(&self) -> usize {
         self.location_offset() + if self.located { LOCATION_SIZE } else { 0 }
     }
 
+    #[inline]
     fn payload_bytes(&self) -> usize {
         if self.code_bytes > 0 {
             self.code_bytes
@@ -705,7 +718,14 @@ impl EntryFormat {
         put_u16(entry, at + 6, 0);
     }
 
+    /// Where an entry's code lies in its bytes.
+    #[inline]
+    pub fn code_range(&self) -> std::ops::Range<usize> {
+        self.vector_offset()..self.vector_offset() + self.code_bytes
+    }
+
     /// The vector location of an encoded code entry.
+    #[inline]
     pub fn location_of(&self, entry: &[u8]) -> Location {
         let at = self.location_offset();
         Location {
@@ -762,6 +782,7 @@ pub struct EntryRef<'a> {
 }
 
 /// The header of the entry at `offset` in `bytes`.
+#[inline]
 pub fn entry_header(bytes: &[u8], offset: usize) -> (Tid, EntryFlags) {
     let tid = Tid {
         block: get_u32(bytes, offset),
@@ -860,8 +881,20 @@ pub fn read_vector_at(
     {
         return Err(FormatError::Corrupted("a vector location is out of range"));
     }
-    let mut bytes = Vec::with_capacity(stride);
     let on_first = (used(first)? - offset).min(stride);
+    if on_first == stride {
+        let bytes = &data(first)[offset..offset + stride];
+        let (tid, flags) = entry_header(bytes, 0);
+        let mut scratch = Vec::new();
+        let values = floats(
+            &bytes[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + 4 * dim],
+            &mut scratch,
+        );
+        out.clear();
+        out.extend_from_slice(values);
+        return Ok((tid, flags.is_dead()));
+    }
+    let mut bytes = Vec::with_capacity(stride);
     bytes.extend_from_slice(&data(first)[offset..offset + on_first]);
     if on_first < stride {
         let second = second.ok_or(FormatError::Corrupted("vector continues past its page"))?;
@@ -978,6 +1011,49 @@ impl StreamReader {
             pos += stride;
         }
         self.carry.extend_from_slice(&bytes[pos..]);
+        Ok(())
+    }
+
+    /// Like [`feed`](Self::feed), but hands out raw entry bytes, as runs of whole entries (a
+    /// multiple of `stride()` long): for scans that decode only the parts they need, in batches.
+    pub fn feed_raw(
+        &mut self,
+        page: &[u8],
+        format: EntryFormat,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Result<(), FormatError> {
+        let special = read_special(page)?;
+        if special.kind != PageKind::Entries {
+            return Err(FormatError::Corrupted("expected an entry page"));
+        }
+        let used = used(page)?;
+        // No whole-page prefetch here: code entries take long enough to decode that the caller's
+        // prefetch of the next page, and the CPU's own, keep up.
+        let bytes = &data(page)[..used];
+        let stride = format.stride();
+        let mut pos = 0;
+        if !self.carry.is_empty() {
+            let need = stride - self.carry.len();
+            if special.first_entry as usize != need.min(used) && used >= need {
+                return Err(FormatError::Corrupted("entry continuation does not match"));
+            }
+            let take = need.min(used);
+            self.carry.extend_from_slice(&bytes[..take]);
+            pos = take;
+            if self.carry.len() == stride {
+                visit(&self.carry);
+                self.carry.clear();
+            }
+        } else if special.first_entry != 0 {
+            return Err(FormatError::Corrupted(
+                "list does not start at an entry boundary",
+            ));
+        }
+        let whole = (used - pos) / stride * stride;
+        if whole > 0 {
+            visit(&bytes[pos..pos + whole]);
+        }
+        self.carry.extend_from_slice(&bytes[pos + whole..]);
         Ok(())
     }
 

@@ -58,6 +58,7 @@ impl Candidates {
         self.last_chunk = 0;
     }
 
+    #[inline]
     pub fn push(&mut self, distance: f32, payload: u64) {
         let entry = encode(distance, payload);
         match self.boundary {
@@ -85,6 +86,11 @@ impl Candidates {
                 }
             }
         }
+    }
+
+    /// Entries the buffers can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.pool.capacity() + self.ready.capacity() + self.late.capacity()
     }
 
     pub fn len(&self) -> usize {

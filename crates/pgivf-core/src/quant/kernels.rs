@@ -9,27 +9,105 @@ use std::sync::OnceLock;
 /// Query bit planes: plane `j` holds bit `j` of every coordinate's 4-bit value.
 pub const QUERY_BITS: usize = 4;
 
-type BitSums = fn(&[u8], &[u64]) -> (u32, u32);
+pub type BitSums = fn(&[u8], &[u64]) -> (u32, u32);
 type WeightedSum = fn(&[f32], &[u8]) -> f32;
 
 /// (number of set bits of `code`, Σ_j 2^j · popcount(code & plane j)) for a code of `w` 64-bit
 /// little-endian words and `QUERY_BITS × w` plane words: the second is Σ_i b_i · u_i for the code's
 /// bits b and the query's 4-bit values u.
 pub fn bit_sums(code: &[u8], planes: &[u64]) -> (u32, u32) {
-    static CHOSEN: OnceLock<BitSums> = OnceLock::new();
     assert_eq!(
         code.len() * QUERY_BITS,
         planes.len() * 8,
         "one plane word per code word"
     );
-    (CHOSEN.get_or_init(|| {
+    bit_sums_kernel()(code, planes)
+}
+
+/// The fastest bit-sum kernel for this CPU, for callers that run it per row: `code` must be whole
+/// 64-bit words and `planes` `QUERY_BITS` times as many words.
+pub fn bit_sums_kernel() -> BitSums {
+    match level() {
+        // SAFETY: level() reports a level only after detecting its features.
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: only chosen after detecting the feature bit_sums_popcnt is compiled for.
-            return |code, planes| unsafe { bit_sums_popcnt(code, planes) };
+        Level::Avx512 => |code, planes| unsafe { bit_sums_avx512(code, planes) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Popcnt => |code, planes| unsafe { bit_sums_popcnt(code, planes) },
+        _ => bit_sums_scalar,
+    }
+}
+
+/// Which bit-sum kernels this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Popcnt,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+pub(crate) fn level() -> Level {
+    static CHOSEN: OnceLock<Level> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            {
+                return Level::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                return Level::Popcnt;
+            }
         }
-        bit_sums_scalar
-    }))(code, planes)
+        Level::Scalar
+    })
+}
+
+/// Eight code words at a time: AND with each plane and count in 512-bit registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
+pub(crate) fn bit_sums_avx512(code: &[u8], planes: &[u64]) -> (u32, u32) {
+    use std::arch::x86_64::*;
+    let words = code.len() / 8;
+    assert!(planes.len() >= QUERY_BITS * words);
+    let mut count = _mm512_setzero_si512();
+    let mut weighted = _mm512_setzero_si512();
+    let mut w = 0;
+    while w < words {
+        let n = (words - w).min(8);
+        let mask: __mmask8 = if n == 8 { 0xFF } else { (1u8 << n) - 1 };
+        // SAFETY: the masked loads read only words w .. w + n, inside `code` and inside each plane
+        // (j * words + w + n <= QUERY_BITS * words <= planes.len()); masked-off lanes are not read.
+        let (c, p0, p1, p2, p3) = unsafe {
+            let plane = |j: usize| planes.as_ptr().add(j * words + w).cast::<i64>();
+            (
+                _mm512_maskz_loadu_epi64(mask, code.as_ptr().add(w * 8).cast()),
+                _mm512_maskz_loadu_epi64(mask, plane(0)),
+                _mm512_maskz_loadu_epi64(mask, plane(1)),
+                _mm512_maskz_loadu_epi64(mask, plane(2)),
+                _mm512_maskz_loadu_epi64(mask, plane(3)),
+            )
+        };
+        count = _mm512_add_epi64(count, _mm512_popcnt_epi64(c));
+        let b0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
+        let b1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
+        let b2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
+        let b3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
+        let sum = _mm512_add_epi64(
+            _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
+            _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
+        );
+        weighted = _mm512_add_epi64(weighted, sum);
+        w += 8;
+    }
+    // One horizontal sum for both: the weighted sum stays below 2^32 (15 × 16000 bits), so the
+    // count can ride in the upper half of each lane.
+    let both = _mm512_reduce_add_epi64(_mm512_add_epi64(weighted, _mm512_slli_epi64::<32>(count)));
+    ((both >> 32) as u32, both as u32)
 }
 
 #[inline(always)]
@@ -52,13 +130,15 @@ fn bit_sums_body(code: &[u8], planes: &[u64]) -> (u32, u32) {
     (count, weighted)
 }
 
+#[inline]
 pub fn bit_sums_scalar(code: &[u8], planes: &[u64]) -> (u32, u32) {
     bit_sums_body(code, planes)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-fn bit_sums_popcnt(code: &[u8], planes: &[u64]) -> (u32, u32) {
+#[inline]
+pub(crate) fn bit_sums_popcnt(code: &[u8], planes: &[u64]) -> (u32, u32) {
     bit_sums_body(code, planes)
 }
 
@@ -134,7 +214,7 @@ mod tests {
     #[test]
     fn bit_sums_match_a_bit_by_bit_count() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
-        for words in [1, 2, 6, 8, 32] {
+        for words in [1, 2, 6, 8, 9, 16, 32] {
             let code: Vec<u8> = (0..8 * words).map(|_| rng.gen()).collect();
             let values: Vec<u32> = (0..64 * words).map(|_| rng.gen_range(0..16)).collect();
             let mut planes = vec![0u64; QUERY_BITS * words];
@@ -150,6 +230,14 @@ mod tests {
             let weighted: u32 = (0..64 * words).filter(|&i| bit(i)).map(|i| values[i]).sum();
             assert_eq!(bit_sums(&code, &planes), (count, weighted));
             assert_eq!(bit_sums_scalar(&code, &planes), (count, weighted));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: feature detected.
+                assert_eq!(
+                    unsafe { bit_sums_popcnt(&code, &planes) },
+                    (count, weighted)
+                );
+            }
         }
     }
 

@@ -131,7 +131,43 @@ impl Quantizer {
     }
 }
 
+impl Quantizer {
+    /// The per-query part of preparing `query` (RaBitQ rotates and quantizes it once per scan).
+    pub fn prepare_query(&self, query: &[f32], into: &mut PreparedQuery) {
+        if let (Quantizer::Rabitq(q), PreparedQuery::Rabitq(p)) = (self, &mut *into) {
+            q.prepare_query(query, p);
+        }
+    }
+
+    /// The per-list part, after [`prepare_query`](Self::prepare_query) with the same query.
+    pub fn prepare_list(&self, query: &[f32], centroid: &[f32], into: &mut PreparedQuery) {
+        match (self, &mut *into) {
+            (Quantizer::Rabitq(q), PreparedQuery::Rabitq(p)) => q.prepare_list(query, centroid, p),
+            _ => self.prepare(query, centroid, into),
+        }
+    }
+}
+
 impl PreparedQuery {
+    /// Lower bounds of a run of entries (see [`RabitqQuery::lower_bounds`]).
+    pub fn lower_bounds(
+        &self,
+        entries: &[u8],
+        stride: usize,
+        code: std::ops::Range<usize>,
+        factor: f32,
+        out: &mut Vec<f32>,
+    ) {
+        match self {
+            PreparedQuery::Rabitq(q) => q.lower_bounds(entries, stride, code.start, factor, out),
+            PreparedQuery::Sq8(q) => {
+                for entry in entries.chunks_exact(stride) {
+                    out.push(q.estimate(&entry[code.clone()]).lower_bound(factor));
+                }
+            }
+        }
+    }
+
     pub fn estimate(&self, code: &[u8]) -> Estimate {
         match self {
             PreparedQuery::Sq8(q) => q.estimate(code),

@@ -14,8 +14,11 @@
 //! |v| · sqrt(1 − a²) / (a · sqrt(D − 1)). <x̄, v> is computed with bit operations against v
 //! quantized to 4 bits per coordinate (`kernels::bit_sums`), whose rounding adds a small known error.
 //!
+//! Since <x̄, v> = <x̄, P q> − <x̄, P c>, the second term is stored with the code and a query is
+//! rotated and quantized once, not once per list.
+//!
 //! Code layout (little-endian): B f32, coef / a f32, the error coefficient coef·sqrt(1−a²)/(a·sqrt(D−1))
-//! f32, 4 reserved bytes, then D / 8 bytes of bits (bit i of the code is bit i % 8 of byte i / 8).
+//! f32, <x̄, P c> f32, then D / 8 bytes of bits (bit i of the code is bit i % 8 of byte i / 8).
 
 use super::kernels::{self, QUERY_BITS};
 use super::rotation::Rotation;
@@ -31,24 +34,97 @@ pub struct Rabitq {
     rotation: Rotation,
 }
 
-/// A query prepared against one list.
+/// A vector on a 4-bit grid, as bit planes (plane j holds bit j of every coordinate's level).
 #[derive(Debug, Clone, Default)]
-pub struct RabitqQuery {
-    /// A: |q − c|² or −<q, c>.
-    base: f32,
-    /// Lowest value of v's 4-bit grid and its step.
+struct Grid {
+    planes: Vec<u64>,
     low: f32,
     step: f32,
-    /// Σ v_i.
+    /// Σ of the grid values (not the exact ones: rounding errors then enter the estimate as
+    /// Σ (2 b_i − 1) e_i, which averages out over the code's bits).
     sum: f32,
+    /// Standard error the grid adds to <x̄, ·>: the root mean square of the rounding errors.
+    error: f32,
+}
+
+impl Grid {
+    fn quantize(&mut self, v: &[f32]) {
+        let levels = ((1 << QUERY_BITS) - 1) as f32;
+        let (mut low, mut high) = (f32::INFINITY, f32::NEG_INFINITY);
+        for &x in v {
+            low = low.min(x);
+            high = high.max(x);
+        }
+        let step = if high > low {
+            (high - low) / levels
+        } else {
+            0.0
+        };
+        let scale = if step > 0.0 { 1.0 / step } else { 0.0 };
+        let words = v.len() / 64;
+        self.planes.clear();
+        self.planes.resize(QUERY_BITS * words, 0);
+        let (mut sum, mut squared_error) = (0.0f32, 0.0f32);
+        for (w, chunk) in v.chunks_exact(64).enumerate() {
+            let mut planes = [0u64; QUERY_BITS];
+            for (bit, &x) in chunk.iter().enumerate() {
+                // x ≥ low, so adding one half and truncating rounds to the nearest level.
+                let level = (((x - low) * scale + 0.5) as u32).min(levels as u32);
+                let value = low + step * level as f32;
+                sum += value;
+                squared_error += (value - x) * (value - x);
+                for (j, plane) in planes.iter_mut().enumerate() {
+                    *plane |= u64::from((level >> j) & 1) << bit;
+                }
+            }
+            for (j, plane) in planes.iter().enumerate() {
+                self.planes[j * words + w] = *plane;
+            }
+        }
+        self.low = low;
+        self.step = step;
+        self.sum = sum;
+        self.error = (squared_error / v.len() as f32).sqrt();
+    }
+}
+
+/// A query prepared against one list.
+#[derive(Debug, Clone)]
+pub struct RabitqQuery {
+    kernel: kernels::BitSums,
+    /// P q on the grid, made once per query.
+    query_grid: Grid,
+    /// P (q − c) on the grid, made per list when P q's grid would be too coarse for it.
+    list_grid: Grid,
+    per_list: bool,
+    /// A: |q − c|² or −<q, c>.
+    base: f32,
+    /// |q − c|.
     norm: f32,
-    /// Standard error of <x̄, v> that the 4-bit grid adds.
-    grid_error: f32,
     /// 1 / sqrt(D).
     inv_sqrt_padded: f32,
-    planes: Vec<u64>,
     /// Rounding slack for estimates that are exact (zero residuals).
     rounding: f32,
+    /// P q, and scratch for P c.
+    rotated: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl Default for RabitqQuery {
+    fn default() -> Self {
+        RabitqQuery {
+            kernel: kernels::bit_sums_kernel(),
+            query_grid: Grid::default(),
+            list_grid: Grid::default(),
+            per_list: false,
+            base: 0.0,
+            norm: 0.0,
+            inv_sqrt_padded: 1.0,
+            rounding: 0.0,
+            rotated: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
 }
 
 fn get_f32(bytes: &[u8], at: usize) -> f32 {
@@ -121,62 +197,70 @@ impl Rabitq {
         let error = coef.abs() * (1.0 - a * a).max(0.0).sqrt() / (a * ((padded - 1) as f64).sqrt());
         put_f32(out, 4, (coef / a) as f32);
         put_f32(out, 8, error as f32);
+        // <x̄, P c>: what the centroid contributes to <x̄, v>, so that a query is quantized once
+        // (P q) rather than once per list (P (q − c)).
+        let mut rotated_centroid = vec![0.0f32; padded];
+        self.rotation.apply(centroid, &mut rotated_centroid);
+        let code = &out[HEADER_BYTES..];
+        let centroid_term = rotated_centroid
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                if code[i / 8] >> (i % 8) & 1 == 1 {
+                    c as f64
+                } else {
+                    -c as f64
+                }
+            })
+            .sum::<f64>()
+            / (padded as f64).sqrt();
+        put_f32(out, 12, centroid_term as f32);
     }
 
     /// Prepares `query` (as stored) for estimating distances to the rows of the list of `centroid`.
     pub fn prepare(&self, query: &[f32], centroid: &[f32], into: &mut RabitqQuery) {
+        self.prepare_query(query, into);
+        self.prepare_list(query, centroid, into);
+    }
+
+    /// The per-query part: P q on a 4-bit grid, as bit planes.
+    pub fn prepare_query(&self, query: &[f32], into: &mut RabitqQuery) {
         let padded = self.padded();
-        let centered: Vec<f32> = query.iter().zip(centroid).map(|(&q, &c)| q - c).collect();
-        let base = match self.metric {
-            Metric::L2 => centered.iter().map(|&x| x as f64 * x as f64).sum::<f64>(),
-            Metric::InnerProduct | Metric::Cosine => -query
-                .iter()
-                .zip(centroid)
-                .map(|(&q, &c)| q as f64 * c as f64)
-                .sum::<f64>(),
-        };
-        let mut v = vec![0.0f32; padded];
-        self.rotation.apply(&centered, &mut v);
-        let (low, high) = v
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            });
-        let levels = ((1 << QUERY_BITS) - 1) as f32;
-        let step = if high > low {
-            (high - low) / levels
-        } else {
-            0.0
-        };
-        let words = padded / 64;
-        into.planes.clear();
-        into.planes.resize(QUERY_BITS * words, 0);
-        let mut sum = 0.0f64;
-        let mut norm = 0.0f64;
-        for (i, &x) in v.iter().enumerate() {
-            sum += x as f64;
-            norm += x as f64 * x as f64;
-            let level = if step > 0.0 {
-                ((x - low) / step).round().clamp(0.0, levels) as u32
-            } else {
-                0
-            };
-            for j in 0..QUERY_BITS {
-                if level >> j & 1 == 1 {
-                    into.planes[j * words + i / 64] |= 1 << (i % 64);
-                }
-            }
-        }
-        into.base = base as f32;
-        into.low = low;
-        into.step = step;
-        into.sum = sum as f32;
-        into.norm = norm.sqrt() as f32;
-        // Rounding to the grid moves each coordinate by at most step/2 (uniform, variance step²/12);
-        // about half of them are summed, times 2 / sqrt(D): a standard error of step / sqrt(6).
-        into.grid_error = step / 6f32.sqrt();
+        into.rotated.resize(padded, 0.0);
+        self.rotation.apply(query, &mut into.rotated);
+        into.query_grid.quantize(&into.rotated);
         into.inv_sqrt_padded = 1.0 / (padded as f32).sqrt();
-        into.rounding = 1e-5 * (base.abs() as f32 + into.norm * into.norm) + f32::MIN_POSITIVE;
+    }
+
+    /// The per-list part, after [`prepare_query`](Self::prepare_query) with the same query.
+    pub fn prepare_list(&self, query: &[f32], centroid: &[f32], into: &mut RabitqQuery) {
+        let padded = self.padded();
+        let mut norm = 0.0f32;
+        let mut dot = 0.0f32;
+        for (&q, &c) in query.iter().zip(centroid) {
+            norm += (q - c) * (q - c);
+            dot += q * c;
+        }
+        let base = match self.metric {
+            Metric::L2 => norm,
+            Metric::InnerProduct | Metric::Cosine => -dot,
+        };
+        into.base = base;
+        into.norm = norm.sqrt();
+        // f32 sums over the rotation: relative rounding of a few 1e-7 per coordinate.
+        into.rounding = 1e-5 * (base.abs() + norm + into.norm) + f32::MIN_POSITIVE;
+        // P q's grid serves every list when its rounding is small next to RaBitQ's own error for
+        // this list (about 0.75 |q − c| / sqrt(D)): near the origin (unit vectors under cosine).
+        // Far from it, |q| dwarfs |q − c| and the list's residual gets a grid of its own.
+        into.per_list = into.query_grid.error > 0.2 * into.norm * into.inv_sqrt_padded;
+        if into.per_list {
+            into.scratch.resize(padded, 0.0);
+            self.rotation.apply(centroid, &mut into.scratch);
+            for (c, q) in into.scratch.iter_mut().zip(&into.rotated) {
+                *c = q - *c;
+            }
+            into.list_grid.quantize(&into.scratch);
+        }
     }
 }
 
@@ -187,18 +271,91 @@ pub fn code_bytes(dim: usize) -> usize {
 
 impl RabitqQuery {
     /// The distance estimate of the row whose code is `code`.
+    #[inline]
     pub fn estimate(&self, code: &[u8]) -> Estimate {
+        self.estimate_with(code, self.kernel)
+    }
+
+    #[inline(always)]
+    fn estimate_with(&self, code: &[u8], kernel: impl Fn(&[u8], &[u64]) -> (u32, u32)) -> Estimate {
         let b = get_f32(code, 0);
         let coef = get_f32(code, 4);
         let error = get_f32(code, 8);
-        let (count, weighted) = kernels::bit_sums(&code[HEADER_BYTES..], &self.planes);
-        let selected = self.low * count as f32 + self.step * weighted as f32;
-        let xv = (2.0 * selected - self.sum) * self.inv_sqrt_padded;
-        let sigma = ((error * self.norm).powi(2) + (coef * self.grid_error).powi(2)).sqrt();
+        let bits = &code[HEADER_BYTES..];
+        let grid = if self.per_list {
+            &self.list_grid
+        } else {
+            &self.query_grid
+        };
+        assert_eq!(
+            bits.len() * QUERY_BITS,
+            grid.planes.len() * 8,
+            "a code of this index"
+        );
+        let (count, weighted) = kernel(bits, &grid.planes);
+        let selected = grid.low * count as f32 + grid.step * weighted as f32;
+        let mut xv = (2.0 * selected - grid.sum) * self.inv_sqrt_padded;
+        if !self.per_list {
+            xv -= get_f32(code, 12); // <x̄, P c>
+        }
+        let sigma = ((error * self.norm).powi(2) + (coef * grid.error).powi(2)).sqrt();
         Estimate {
             distance: self.base + b + coef * xv,
             sigma,
             slack: self.rounding + 1e-5 * b.abs(),
+        }
+    }
+
+    /// The lower bounds (`factor` standard errors down) of the entries laid out every `stride`
+    /// bytes in `entries`, each with its code at `code_at`, appended to `out`: one call per page,
+    /// with the bit kernel inlined into the loop.
+    pub fn lower_bounds(
+        &self,
+        entries: &[u8],
+        stride: usize,
+        code_at: usize,
+        factor: f32,
+        out: &mut Vec<f32>,
+    ) {
+        let code_bytes = HEADER_BYTES + self.query_grid.planes.len() * 8 / QUERY_BITS;
+        match kernels::level() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: level() reports Avx512 only after detecting the features.
+            kernels::Level::Avx512 => unsafe {
+                self.lower_bounds_avx512(
+                    entries,
+                    stride,
+                    code_at..code_at + code_bytes,
+                    factor,
+                    out,
+                )
+            },
+            _ => {
+                for entry in entries.chunks_exact(stride) {
+                    out.push(
+                        self.estimate(&entry[code_at..code_at + code_bytes])
+                            .lower_bound(factor),
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn lower_bounds_avx512(
+        &self,
+        entries: &[u8],
+        stride: usize,
+        code: std::ops::Range<usize>,
+        factor: f32,
+        out: &mut Vec<f32>,
+    ) {
+        for entry in entries.chunks_exact(stride) {
+            let estimate = self.estimate_with(&entry[code.clone()], |bits, planes| {
+                kernels::bit_sums_avx512(bits, planes)
+            });
+            out.push(estimate.lower_bound(factor));
         }
     }
 }

@@ -159,6 +159,7 @@ impl Sq8 {
 }
 
 impl Sq8Query {
+    #[inline]
     pub fn estimate(&self, code: &[u8]) -> Estimate {
         let b = get_f32(code, 0);
         let excess = get_f32(code, 4);
