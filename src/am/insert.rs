@@ -236,8 +236,17 @@ fn append(
             xlog.finish();
             return location;
         }
-        // The entry starts in the free end of this page and continues on a new one.
+        // The entry starts in the free end of this page and continues on a new one (or, when
+        // this page is exactly full, starts at the top of the new one).
         let new = Locked::extend(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let location = if free == 0 {
+            Location {
+                block: new.block(),
+                offset: 0,
+            }
+        } else {
+            location
+        };
         let tail_page = xlog.register(&tail);
         page::append_bytes(tail_page, &entry[..free]).or_corrupt(index);
         page::set_next(tail_page, new.block());

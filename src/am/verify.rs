@@ -253,7 +253,7 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                                 &mut located,
                             )
                             .unwrap_or_else(|e| {
-                                corrupt(name, format!("the vector of an entry in list {list}: {e}"))
+                                corrupt(name, format!("the vector of an entry in list {list} (heap row ({},{}), at block {} offset {}): {e}", tid.block, tid.offset, location.block, location.offset))
                             });
                             if owner != tid || vector_dead {
                                 corrupt(name, format!("the entry of heap row ({},{}) in list {list} locates the vector of ({},{}){}", tid.block, tid.offset, owner.block, owner.offset, if vector_dead { ", a dead entry" } else { "" }));

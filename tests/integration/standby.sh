@@ -76,7 +76,7 @@ check "standby sees every row through the index" "$(sql $P -c "SELECT count(*) F
 sql $S_PORT -c "SELECT ivfflat_verify('items_l2')"
 sql $S_PORT -c "SELECT ivfflat_verify('items_ip_rabitq')"
 sql $S_PORT -c "SELECT ivfflat_verify('qitems_sq8')"
-for q in 17 2500 4500; do
+for q in 18 2500 4500; do
     for probes in 1 9; do
         query="SET enable_seqscan = off; SET ivfflat.probes = $probes; SELECT string_agg(id::text, ',') FROM (SELECT id FROM qitems ORDER BY v <-> (SELECT v FROM qitems WHERE id = $q) LIMIT 20) s"
         on_primary=$(sql $P -c "$query" | tail -1)

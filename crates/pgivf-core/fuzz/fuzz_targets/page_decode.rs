@@ -3,16 +3,18 @@
 //!
 //! The input is one or two 8192-byte pages (cut or zero-padded): a meta, centroid, directory or
 //! entry page, or two consecutive pages of an entry chain. Entry pages are read with a few fixed
-//! dimension counts plus the one a meta page announces.
+//! dimension counts plus the one a meta page announces, as vector entries and as the code entries
+//! of quantized lists; vectors are looked up by a location taken from the input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pgivf_core::page::{
     self, centroids_per_page, entry_spills, entry_starts, free_space, mark_dead, overwrite_entry,
     read_centroids, read_directory_entry, read_entry_header, read_special, read_summary, set_next,
-    used, EntryFormat, EntryRef, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE,
+    used, EntryFormat, EntryRef, Location, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE,
     DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE,
 };
+use pgivf_core::quant::QuantizerKind;
 
 const DIMS: [usize; 5] = [1, 3, 128, 768, 2000];
 /// A byte of the page header that no reader looks at (`pd_prune_xid`): its low bit makes the scan
@@ -34,18 +36,50 @@ fuzz_target!(|data: &[u8]| {
     if let Some(second) = &second {
         check_page(second, &mut dims);
     }
-    for format in dims
-        .iter()
-        .flat_map(|&dim| [0, 2].map(|filters| EntryFormat { dim, filters }))
-    {
+    for format in dims.iter().flat_map(|&dim| {
+        [
+            EntryFormat::vectors(dim),
+            EntryFormat {
+                filters: 2,
+                ..EntryFormat::vectors(dim)
+            },
+            EntryFormat {
+                dim,
+                filters: 2,
+                code_bytes: QuantizerKind::Sq8.code_bytes(dim),
+                located: false,
+            },
+            EntryFormat {
+                dim,
+                filters: 0,
+                code_bytes: QuantizerKind::Rabitq.code_bytes(dim),
+                located: true,
+            },
+        ]
+    }) {
         check_entries(&first, second.as_deref(), format);
         if let Some(second) = &second {
             check_entries(second, None, format);
         }
         let misalign = usize::from(first[MISALIGN_FLAG_BYTE] & 1);
         check_stream(&first, second.as_deref(), format, misalign);
+        if format.code_bytes == 0 && format.filters == 0 {
+            check_vector_lookup(&first, second.as_deref(), format.dim);
+        }
     }
 });
+
+/// A vector entry looked up at a location from the input (a code entry's, when pages are damaged):
+/// an error or a vector of the right size, never a panic.
+fn check_vector_lookup(first: &[u8], second: Option<&[u8]>, dim: usize) {
+    let offset = u16::from_le_bytes([first[22], first[23]]);
+    let location = Location { block: 0, offset };
+    let mut out = vec![1.0];
+    if page::read_vector_at(first, location, second, dim, &mut out).is_ok() {
+        assert_eq!(out.len(), dim);
+        assert!(offset % 8 == 0 && (offset as usize) < DATA_CAPACITY);
+    }
+}
 
 fn page_from(bytes: &[u8]) -> Vec<u8> {
     let mut page = vec![0u8; BLOCK_SIZE];
@@ -68,7 +102,11 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
         assert!((1..=pgivf_core::VECTOR_MAX_DIM).contains(&dim));
         assert!(meta.lists >= 1);
         assert!(centroids_per_page(dim) >= 1);
-        assert!(meta.entry_format().stride() >= page::ENTRY_HEADER_SIZE + 4 * dim);
+        let format = meta.entry_format();
+        let payload = if format.code_bytes > 0 { format.code_bytes } else { 4 * dim };
+        assert!(format.stride() >= page::ENTRY_HEADER_SIZE + payload);
+        assert!(meta.chains() >= meta.lists);
+        assert!(meta.structure_end() >= meta.directory_start);
         // The block arithmetic the extension does with a meta page it has read.
         let centroid_end = meta.centroid_start.checked_add(meta.centroid_pages);
         let directory_end = meta.directory_start.checked_add(meta.directory_pages);
@@ -165,7 +203,16 @@ fn check_entries(page: &[u8], next: Option<&[u8]>, format: EntryFormat) {
         };
         let vector: Vec<f32> = (0..format.dim).map(|i| i as f32).collect();
         let filters: Vec<u64> = (0..format.filters as u64).collect();
-        format.encode(tid, &filters, &vector, Origin::Insert, &mut entry);
+        if format.code_bytes == 0 {
+            format.encode(tid, &filters, &vector, Origin::Insert, &mut entry);
+        } else {
+            let code: Vec<u8> = (0..format.code_bytes).map(|i| i as u8).collect();
+            let location = format.located.then_some(Location { block: 7, offset: 16 });
+            format.encode_code(tid, &filters, location, &code, Origin::Insert, &mut entry);
+            if let Some(location) = location {
+                assert_eq!(format.location_of(&entry), location);
+            }
+        }
         let mut next_copy = next.map(<[u8]>::to_vec);
         let result = overwrite_entry(&mut copy, offset, next_copy.as_deref_mut(), &entry);
         if result.is_ok() {
@@ -183,8 +230,11 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
     buffer[misalign..].copy_from_slice(first);
     let mut reader = StreamReader::new();
     let mut visited = 0usize;
+    let vector_len = if format.code_bytes > 0 { 0 } else { format.dim };
     let mut visit = |entry: EntryRef<'_>| {
-        assert_eq!(entry.vector.len(), format.dim);
+        assert_eq!(entry.vector.len(), vector_len);
+        assert_eq!(entry.code.len(), format.code_bytes);
+        assert_eq!(entry.location.is_some(), format.located);
         assert_eq!(entry.filters.len(), format.filters);
         visited += 1;
     };
@@ -194,6 +244,15 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
     {
         return;
     }
+    // The raw reader sees the same entries, in runs of whole entries.
+    let mut raw = StreamReader::new();
+    let mut raw_entries = 0usize;
+    raw.feed_raw(&buffer[misalign..], format, |run| {
+        assert!(!run.is_empty() && run.len() % format.stride() == 0);
+        raw_entries += run.len() / format.stride();
+    })
+    .expect("feed accepted the page");
+    assert_eq!(raw_entries, visited);
     // A list's first page starts at an entry boundary: every whole entry on it was visited.
     let used_first = used(first).unwrap();
     assert_eq!(visited, used_first / format.stride());
@@ -205,7 +264,7 @@ fn check_stream(first: &[u8], second: Option<&[u8]>, format: EntryFormat, misali
         buffer[misalign..].copy_from_slice(second);
         let before = visited;
         let mut visit = |entry: EntryRef<'_>| {
-            assert_eq!(entry.vector.len(), format.dim);
+            assert_eq!(entry.vector.len(), vector_len);
             visited += 1;
         };
         if reader.feed(&buffer[misalign..], format, &mut visit).is_ok() {

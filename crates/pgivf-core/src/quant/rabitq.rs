@@ -490,6 +490,37 @@ mod tests {
     }
 
     #[test]
+    fn codes_decode_to_the_signs_of_the_rotated_residual() {
+        // Round trip: the bits are the signs of P (o − c), and the stored factors are the ones
+        // they imply (coef / a with a = <x̄, o'>, and <x̄, P c>).
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(21);
+        for dim in [3, 100, 384, 1536] {
+            let quantizer = Rabitq::new(dim, Metric::L2, 77);
+            let padded = quantizer.padded();
+            let c: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let o: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.2..0.2)).collect();
+            let mut code = vec![0u8; quantizer.code_bytes()];
+            quantizer.encode(&o, &c, &mut Vec::new(), &mut code);
+            let r: Vec<f32> = o.iter().zip(&c).map(|(a, b)| a - b).collect();
+            let norm = r.iter().map(|x| (x * x) as f64).sum::<f64>().sqrt();
+            let (mut pr, mut pc) = (vec![0.0; padded], vec![0.0; padded]);
+            quantizer.rotation.apply(&r, &mut pr);
+            quantizer.rotation.apply(&c, &mut pc);
+            let sign = |i: usize| if code[HEADER_BYTES + i / 8] >> (i % 8) & 1 == 1 { 1.0 } else { -1.0 };
+            let scale = 1.0 / (padded as f64).sqrt();
+            let a: f64 = (0..padded).map(|i| sign(i) * pr[i] as f64 * scale).sum::<f64>() / norm;
+            let centroid_term: f64 = (0..padded).map(|i| sign(i) * pc[i] as f64 * scale).sum();
+            for i in 0..padded {
+                assert!(pr[i] == 0.0 || (sign(i) > 0.0) == (pr[i] > 0.0), "dim {dim} bit {i}");
+            }
+            assert!((get_f32(&code, 0) as f64 - norm * norm).abs() < 1e-4 * norm * norm);
+            assert!((get_f32(&code, 4) as f64 - (-2.0 * norm / a)).abs() < 1e-3 * (2.0 * norm / a));
+            assert!((get_f32(&code, 12) as f64 - centroid_term).abs() < 1e-3 * (1.0 + centroid_term.abs()));
+            assert!(a > 0.6 && a <= 1.0, "a = {a}");
+        }
+    }
+
+    #[test]
     fn a_row_at_its_centroid_is_exact() {
         let quantizer = Rabitq::new(16, Metric::L2, 1);
         let c = vec![0.5f32; 16];
