@@ -69,10 +69,28 @@ struct SpareBuffers {
     candidates: Candidates,
     bounds: Candidates,
     rows: Vec<[u64; 2]>,
+    overflow: Vec<(f32, u64)>,
 }
 
 /// A row re-ranked from the table.
 const NO_LOCATION: u64 = u64::MAX;
+
+/// Rows a scan is expected to hand out before it needs rows from the overflow (LIMIT 10 is typical).
+const OVERFLOW_AFTER: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrderedBound(f32);
+impl Eq for OrderedBound {}
+impl PartialOrd for OrderedBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrderedBound {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
 
 /// Largest buffers kept between scans (entries), so one huge scan does not pin its memory.
 const SPARE_ENTRIES: usize = 1 << 20;
@@ -88,6 +106,7 @@ fn take_spare() -> SpareBuffers {
             candidates: Candidates::new(),
             bounds: Candidates::new(),
             rows: Vec::new(),
+            overflow: Vec::new(),
         })
 }
 
@@ -96,6 +115,7 @@ impl Drop for ScanState {
         if self.rerank.rows.capacity() > SPARE_ENTRIES
             || self.candidates.capacity() > SPARE_ENTRIES
             || self.rerank.bounds.capacity() > SPARE_ENTRIES
+            || self.rerank.overflow.capacity() > SPARE_ENTRIES
         {
             return;
         }
@@ -103,10 +123,12 @@ impl Drop for ScanState {
             candidates: std::mem::take(&mut self.candidates),
             bounds: std::mem::take(&mut self.rerank.bounds),
             rows: std::mem::take(&mut self.rerank.rows),
+            overflow: std::mem::take(&mut self.rerank.overflow),
         };
         buffers.candidates.clear();
         buffers.bounds.clear();
         buffers.rows.clear();
+        buffers.overflow.clear();
         SPARE.with(|spare| *spare.borrow_mut() = Some(buffers));
     }
 }
@@ -123,8 +145,61 @@ struct RerankQueue {
     heap: Option<HeapFetch>,
     /// Rows re-ranked by this scan (shown at DEBUG1 when it ends).
     reranked: u64,
-    /// One page's lower bounds.
-    scratch_bounds: Vec<f32>,
+    /// One page's `[lower, upper]` bounds.
+    scratch_bounds: Vec<[f32; 2]>,
+    /// The OVERFLOW_AFTER smallest upper bounds seen (a max-heap of their order keys): a row whose
+    /// lower bound is above the largest of them cannot be among the nearest OVERFLOW_AFTER, and
+    /// waits in `overflow` (unsorted) until a scan reads that far, which keeps the sorted
+    /// candidates small.
+    upper: std::collections::BinaryHeap<OrderedBound>,
+    overflow: Vec<(f32, u64)>,
+    overflow_min: f32,
+}
+
+impl RerankQueue {
+    fn clear(&mut self) {
+        self.bounds.clear();
+        self.rows.clear();
+        self.upper.clear();
+        self.overflow.clear();
+        self.overflow_min = f32::INFINITY;
+    }
+
+    /// Queues row `slot` with its bounds: among the candidates, or in the overflow when at least
+    /// OVERFLOW_AFTER rows are surely nearer.
+    #[inline]
+    fn queue(&mut self, [lower, upper]: [f32; 2], slot: u64) {
+        let cutoff = if self.upper.len() == OVERFLOW_AFTER {
+            self.upper.peek().map_or(f32::INFINITY, |b| b.0)
+        } else {
+            f32::INFINITY
+        };
+        if upper < cutoff {
+            self.upper.push(OrderedBound(upper));
+            if self.upper.len() > OVERFLOW_AFTER {
+                self.upper.pop();
+            }
+        }
+        if lower <= cutoff {
+            self.bounds.push(lower, slot);
+        } else {
+            self.overflow.push((lower, slot));
+            self.overflow_min = self.overflow_min.min(lower);
+        }
+    }
+
+    /// The smallest lower bound waiting, after moving the overflow in when it holds it.
+    fn peek(&mut self) -> Option<(f32, u64)> {
+        let queued = self.bounds.peek_nearest();
+        if !self.overflow.is_empty() && queued.is_none_or(|(b, _)| self.overflow_min < b) {
+            for (bound, slot) in self.overflow.drain(..) {
+                self.bounds.push(bound, slot);
+            }
+            self.overflow_min = f32::INFINITY;
+            return self.bounds.peek_nearest();
+        }
+        queued
+    }
 }
 
 /// Reads rows' vectors from the table for `rerank = 'heap'`, with the scan's snapshot.
@@ -235,6 +310,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         rerank: RerankQueue {
             bounds: spare.bounds,
             rows: spare.rows,
+            overflow: spare.overflow,
             ..RerankQueue::default()
         },
     };
@@ -266,8 +342,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         let state = &mut *scan.opaque.cast::<ScanState>();
         state.started = false;
         state.candidates.clear();
-        state.rerank.bounds.clear();
-        state.rerank.rows.clear();
+        state.rerank.clear();
     }
 }
 
@@ -447,8 +522,7 @@ impl ScanState {
         self.lists.extend(order.iter().map(|(_, list)| *list));
         self.next_list = 0;
         self.candidates.clear();
-        self.rerank.bounds.clear();
-        self.rerank.rows.clear();
+        self.rerank.clear();
         self.rerank.factor = RERANK_FACTOR.get() as f32;
         self.rerank.reranked = 0;
         self.rerank.prepared = match (&cache.quantizer, &self.query) {
@@ -569,7 +643,7 @@ impl ScanState {
     /// waiting to be re-ranked, their lower bound.
     fn nearest_possible(&mut self) -> Option<f32> {
         let exact = self.candidates.peek_nearest().map(|(d, _)| d);
-        let bound = self.rerank.bounds.peek_nearest().map(|(d, _)| d);
+        let bound = self.rerank.peek().map(|(d, _)| d);
         match (exact, bound) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -590,7 +664,7 @@ impl ScanState {
     fn resolve(&mut self, scan: &pg_sys::IndexScanDescData) {
         let cache = self.cache.clone().expect("scan started");
         let threshold = self.threshold.unwrap_or(f32::INFINITY);
-        while let Some((bound, slot)) = self.rerank.bounds.peek_nearest() {
+        while let Some((bound, slot)) = self.rerank.peek() {
             if self
                 .candidates
                 .peek_nearest()
@@ -644,7 +718,7 @@ impl ScanState {
                 } else {
                     None
                 };
-                let (owner, dead) = page::read_vector_at(
+                let (owner, dead, values) = page::vector_at(
                     first.page(),
                     location,
                     second.as_ref().map(Locked::page),
@@ -655,6 +729,12 @@ impl ScanState {
                 if dead || owner != tid {
                     return None;
                 }
+                return Some(list_distance(
+                    distance::kernels(),
+                    cache.meta.metric,
+                    query,
+                    values,
+                ));
             }
             None => {
                 let attribute = cache.heap_attribute?;
@@ -801,16 +881,16 @@ impl ScanState {
                 .feed_raw(page, format, |entries| {
                     bounds.clear();
                     prepared.lower_bounds(entries, stride, code_range.clone(), factor, &mut bounds);
-                    for (entry, &bound) in entries.chunks_exact(stride).zip(&bounds) {
+                    for (entry, &row_bounds) in entries.chunks_exact(stride).zip(&bounds) {
                         let (tid, flags) = page::entry_header(entry, 0);
                         if flags.is_dead() {
                             continue;
                         }
                         bad_tid |= !valid_heap_tid(tid);
-                        if bound > threshold {
+                        if row_bounds[0] > threshold {
                             continue;
                         }
-                        rerank.bounds.push(bound, rerank.rows.len() as u64);
+                        rerank.queue(row_bounds, rerank.rows.len() as u64);
                         let location = if format.located {
                             let l = format.location_of(entry);
                             (u64::from(l.block) << 16) | u64::from(l.offset)

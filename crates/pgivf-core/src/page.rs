@@ -914,6 +914,36 @@ pub fn read_vector_at(
     Ok((tid, flags.is_dead()))
 }
 
+/// Like [`read_vector_at`], without copying the vector when it lies whole on `first` (and
+/// `first` is aligned): the vector borrows the page, or `scratch` when assembled from two pages.
+pub fn vector_at<'a>(
+    first: &'a [u8],
+    location: Location,
+    second: Option<&[u8]>,
+    dim: usize,
+    scratch: &'a mut Vec<f32>,
+) -> Result<(Tid, bool, &'a [f32]), FormatError> {
+    let stride = EntryFormat::vectors(dim).stride();
+    let offset = location.offset as usize;
+    if read_special(first)?.kind != PageKind::Entries
+        || !offset.is_multiple_of(8)
+        || offset + ENTRY_HEADER_SIZE > used(first)?
+    {
+        return Err(FormatError::Corrupted("a vector location is out of range"));
+    }
+    if used(first)? - offset >= stride {
+        let bytes = &data(first)[offset..offset + stride];
+        let (tid, flags) = entry_header(bytes, 0);
+        let values = floats(
+            &bytes[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + 4 * dim],
+            scratch,
+        );
+        return Ok((tid, flags.is_dead(), values));
+    }
+    let (tid, dead) = read_vector_at(first, location, second, dim, scratch)?;
+    Ok((tid, dead, &scratch[..]))
+}
+
 /// Whether the vector entry at `location` continues onto the next page.
 pub fn vector_spills(location: Location, dim: usize) -> bool {
     entry_spills(location.offset as usize, EntryFormat::vectors(dim))

@@ -70,8 +70,16 @@ pub struct Estimate {
 
 impl Estimate {
     /// The distance below which the row is taken not to be, `factor` standard errors down.
+    #[inline]
     pub fn lower_bound(&self, factor: f32) -> f32 {
         self.distance - factor * self.sigma - self.slack
+    }
+
+    /// `[lower, upper]`: `factor` standard errors (and the slack) either side of the estimate.
+    #[inline]
+    pub fn bounds(&self, factor: f32) -> [f32; 2] {
+        let width = factor * self.sigma + self.slack;
+        [self.distance - width, self.distance + width]
     }
 }
 
@@ -156,13 +164,13 @@ impl PreparedQuery {
         stride: usize,
         code: std::ops::Range<usize>,
         factor: f32,
-        out: &mut Vec<f32>,
+        out: &mut Vec<[f32; 2]>,
     ) {
         match self {
             PreparedQuery::Rabitq(q) => q.lower_bounds(entries, stride, code.start, factor, out),
             PreparedQuery::Sq8(q) => {
                 for entry in entries.chunks_exact(stride) {
-                    out.push(q.estimate(&entry[code.clone()]).lower_bound(factor));
+                    out.push(q.estimate(&entry[code.clone()]).bounds(factor));
                 }
             }
         }

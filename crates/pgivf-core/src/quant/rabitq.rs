@@ -276,23 +276,34 @@ impl RabitqQuery {
         self.estimate_with(code, self.kernel)
     }
 
-    #[inline(always)]
-    fn estimate_with(&self, code: &[u8], kernel: impl Fn(&[u8], &[u64]) -> (u32, u32)) -> Estimate {
-        let b = get_f32(code, 0);
-        let coef = get_f32(code, 4);
-        let error = get_f32(code, 8);
-        let bits = &code[HEADER_BYTES..];
-        let grid = if self.per_list {
+    fn grid(&self) -> &Grid {
+        if self.per_list {
             &self.list_grid
         } else {
             &self.query_grid
-        };
+        }
+    }
+
+    #[inline(always)]
+    fn estimate_with(&self, code: &[u8], kernel: impl Fn(&[u8], &[u64]) -> (u32, u32)) -> Estimate {
+        let bits = &code[HEADER_BYTES..];
+        let grid = self.grid();
         assert_eq!(
             bits.len() * QUERY_BITS,
             grid.planes.len() * 8,
             "a code of this index"
         );
         let (count, weighted) = kernel(bits, &grid.planes);
+        self.finish(code, count, weighted)
+    }
+
+    /// The estimate from a code's factors and its bit sums against the grid.
+    #[inline(always)]
+    fn finish(&self, code: &[u8], count: u32, weighted: u32) -> Estimate {
+        let grid = self.grid();
+        let b = get_f32(code, 0);
+        let coef = get_f32(code, 4);
+        let error = get_f32(code, 8);
         let selected = grid.low * count as f32 + grid.step * weighted as f32;
         let mut xv = (2.0 * selected - grid.sum) * self.inv_sqrt_padded;
         if !self.per_list {
@@ -306,16 +317,16 @@ impl RabitqQuery {
         }
     }
 
-    /// The lower bounds (`factor` standard errors down) of the entries laid out every `stride`
-    /// bytes in `entries`, each with its code at `code_at`, appended to `out`: one call per page,
-    /// with the bit kernel inlined into the loop.
+    /// The bounds `factor` standard errors down and up (`[lower, upper]`) of the entries laid out
+    /// every `stride` bytes in `entries`, each with its code at `code_at`, appended to `out`: one
+    /// call per page, with the bit kernel inlined into the loop.
     pub fn lower_bounds(
         &self,
         entries: &[u8],
         stride: usize,
         code_at: usize,
         factor: f32,
-        out: &mut Vec<f32>,
+        out: &mut Vec<[f32; 2]>,
     ) {
         let code_bytes = HEADER_BYTES + self.query_grid.planes.len() * 8 / QUERY_BITS;
         match kernels::level() {
@@ -334,7 +345,7 @@ impl RabitqQuery {
                 for entry in entries.chunks_exact(stride) {
                     out.push(
                         self.estimate(&entry[code_at..code_at + code_bytes])
-                            .lower_bound(factor),
+                            .bounds(factor),
                     );
                 }
             }
@@ -349,13 +360,52 @@ impl RabitqQuery {
         stride: usize,
         code: std::ops::Range<usize>,
         factor: f32,
-        out: &mut Vec<f32>,
+        out: &mut Vec<[f32; 2]>,
     ) {
+        use std::arch::x86_64::*;
+        let planes = &self.grid().planes;
+        let words = planes.len() / QUERY_BITS;
+        if words > 8 || code.len() != HEADER_BYTES + 8 * words {
+            for entry in entries.chunks_exact(stride) {
+                let estimate = self.estimate_with(&entry[code.clone()], |bits, planes| {
+                    kernels::bit_sums_avx512(bits, planes)
+                });
+                out.push(estimate.bounds(factor));
+            }
+            return;
+        }
+        // Codes of up to 512 bits (up to 512 dimensions): the query's planes stay in registers.
+        let mask: __mmask8 = if words == 8 { 0xFF } else { (1u8 << words) - 1 };
+        // SAFETY: masked loads of the `words` words of each plane (planes has QUERY_BITS × words).
+        let (p0, p1, p2, p3) = unsafe {
+            let plane = |j: usize| planes.as_ptr().add(j * words).cast::<i64>();
+            (
+                _mm512_maskz_loadu_epi64(mask, plane(0)),
+                _mm512_maskz_loadu_epi64(mask, plane(1)),
+                _mm512_maskz_loadu_epi64(mask, plane(2)),
+                _mm512_maskz_loadu_epi64(mask, plane(3)),
+            )
+        };
         for entry in entries.chunks_exact(stride) {
-            let estimate = self.estimate_with(&entry[code.clone()], |bits, planes| {
-                kernels::bit_sums_avx512(bits, planes)
-            });
-            out.push(estimate.lower_bound(factor));
+            let code = &entry[code.clone()];
+            // SAFETY: the code holds HEADER_BYTES + 8 × words bytes (checked above); the masked
+            // load reads only those words.
+            let c =
+                unsafe { _mm512_maskz_loadu_epi64(mask, code.as_ptr().add(HEADER_BYTES).cast()) };
+            let b0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
+            let b1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
+            let b2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
+            let b3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
+            let weighted = _mm512_add_epi64(
+                _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
+                _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
+            );
+            let both = _mm512_reduce_add_epi64(_mm512_add_epi64(
+                weighted,
+                _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
+            )) as u64;
+            let estimate = self.finish(code, (both >> 32) as u32, both as u32);
+            out.push(estimate.bounds(factor));
         }
     }
 }
@@ -506,17 +556,67 @@ mod tests {
             let (mut pr, mut pc) = (vec![0.0; padded], vec![0.0; padded]);
             quantizer.rotation.apply(&r, &mut pr);
             quantizer.rotation.apply(&c, &mut pc);
-            let sign = |i: usize| if code[HEADER_BYTES + i / 8] >> (i % 8) & 1 == 1 { 1.0 } else { -1.0 };
+            let sign = |i: usize| {
+                if code[HEADER_BYTES + i / 8] >> (i % 8) & 1 == 1 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            };
             let scale = 1.0 / (padded as f64).sqrt();
-            let a: f64 = (0..padded).map(|i| sign(i) * pr[i] as f64 * scale).sum::<f64>() / norm;
+            let a: f64 = (0..padded)
+                .map(|i| sign(i) * pr[i] as f64 * scale)
+                .sum::<f64>()
+                / norm;
             let centroid_term: f64 = (0..padded).map(|i| sign(i) * pc[i] as f64 * scale).sum();
-            for i in 0..padded {
-                assert!(pr[i] == 0.0 || (sign(i) > 0.0) == (pr[i] > 0.0), "dim {dim} bit {i}");
+            for (i, &value) in pr.iter().enumerate() {
+                assert!(
+                    value == 0.0 || (sign(i) > 0.0) == (value > 0.0),
+                    "dim {dim} bit {i}"
+                );
             }
             assert!((get_f32(&code, 0) as f64 - norm * norm).abs() < 1e-4 * norm * norm);
             assert!((get_f32(&code, 4) as f64 - (-2.0 * norm / a)).abs() < 1e-3 * (2.0 * norm / a));
-            assert!((get_f32(&code, 12) as f64 - centroid_term).abs() < 1e-3 * (1.0 + centroid_term.abs()));
+            assert!(
+                (get_f32(&code, 12) as f64 - centroid_term).abs()
+                    < 1e-3 * (1.0 + centroid_term.abs())
+            );
             assert!(a > 0.6 && a <= 1.0, "a = {a}");
+        }
+    }
+
+    #[test]
+    fn batch_lower_bounds_match_one_by_one() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        for dim in [3, 100, 384, 512, 768] {
+            let quantizer = Rabitq::new(dim, Metric::Cosine, 3);
+            let c: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let (code_at, stride) = (24, 24 + quantizer.code_bytes() + 8);
+            let mut entries = vec![0u8; 37 * stride];
+            let mut scratch = Vec::new();
+            for entry in entries.chunks_exact_mut(stride) {
+                let o: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
+                quantizer.encode(
+                    &o,
+                    &c,
+                    &mut scratch,
+                    &mut entry[code_at..code_at + quantizer.code_bytes()],
+                );
+            }
+            let q: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
+            let mut prepared = RabitqQuery::default();
+            quantizer.prepare(&q, &c, &mut prepared);
+            let mut batch = Vec::new();
+            prepared.lower_bounds(&entries, stride, code_at, 2.0, &mut batch);
+            let one_by_one: Vec<[f32; 2]> = entries
+                .chunks_exact(stride)
+                .map(|e| {
+                    prepared
+                        .estimate(&e[code_at..code_at + quantizer.code_bytes()])
+                        .bounds(2.0)
+                })
+                .collect();
+            assert_eq!(batch, one_by_one, "dim {dim}");
         }
     }
 
