@@ -21,6 +21,7 @@ use super::storage::{ChainWalk, Locked, OrCorrupt};
 use crate::error::raise_with;
 use pgivf_core::filter::FilterQuery;
 use pgivf_core::page::{self, Location, Metric, StreamReader, Tid, INVALID_BLOCK};
+use pgivf_core::quant::queue::{RerankQueue as CodeQueue, NO_LOCATION};
 use pgivf_core::quant::PreparedQuery;
 use pgivf_core::topk::Candidates;
 use pgivf_core::{bounds, distance, VectorError};
@@ -67,29 +68,7 @@ struct ScanState {
 /// growth) cost more than the probing itself.
 struct SpareBuffers {
     candidates: Candidates,
-    bounds: Candidates,
-    rows: Vec<[u64; 2]>,
-    overflow: Vec<(f32, u64)>,
-}
-
-/// A row re-ranked from the table.
-const NO_LOCATION: u64 = u64::MAX;
-
-/// Rows a scan is expected to hand out before it needs rows from the overflow (LIMIT 10 is typical).
-const OVERFLOW_AFTER: usize = 32;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct OrderedBound(f32);
-impl Eq for OrderedBound {}
-impl PartialOrd for OrderedBound {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for OrderedBound {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
+    queue: CodeQueue,
 }
 
 /// Largest buffers kept between scans (entries), so one huge scan does not pin its memory.
@@ -104,102 +83,37 @@ fn take_spare() -> SpareBuffers {
         .with(|spare| spare.borrow_mut().take())
         .unwrap_or_else(|| SpareBuffers {
             candidates: Candidates::new(),
-            bounds: Candidates::new(),
-            rows: Vec::new(),
-            overflow: Vec::new(),
+            queue: CodeQueue::new(),
         })
 }
 
 impl Drop for ScanState {
     fn drop(&mut self) {
-        if self.rerank.rows.capacity() > SPARE_ENTRIES
-            || self.candidates.capacity() > SPARE_ENTRIES
-            || self.rerank.bounds.capacity() > SPARE_ENTRIES
-            || self.rerank.overflow.capacity() > SPARE_ENTRIES
+        if self.candidates.capacity() > SPARE_ENTRIES
+            || self.rerank.queue.capacity() > 2 * SPARE_ENTRIES
         {
             return;
         }
         let mut buffers = SpareBuffers {
             candidates: std::mem::take(&mut self.candidates),
-            bounds: std::mem::take(&mut self.rerank.bounds),
-            rows: std::mem::take(&mut self.rerank.rows),
-            overflow: std::mem::take(&mut self.rerank.overflow),
+            queue: std::mem::take(&mut self.rerank.queue),
         };
         buffers.candidates.clear();
-        buffers.bounds.clear();
-        buffers.rows.clear();
-        buffers.overflow.clear();
+        buffers.queue.clear();
         SPARE.with(|spare| *spare.borrow_mut() = Some(buffers));
     }
 }
 
-/// Rows of quantized lists by the lower bound of their distance, and where their vectors are.
+/// Rows of quantized lists waiting to be re-ranked, and what re-ranking needs.
 #[derive(Default)]
 struct RerankQueue {
     prepared: Option<PreparedQuery>,
     factor: f32,
-    bounds: Candidates,
-    /// (heap TID, vector location or NO_LOCATION), packed, indexed by the payload of `bounds`.
-    rows: Vec<[u64; 2]>,
+    queue: CodeQueue,
     vector: Vec<f32>,
     heap: Option<HeapFetch>,
     /// Rows re-ranked by this scan (shown at DEBUG1 when it ends).
     reranked: u64,
-    /// One page's `[lower, upper]` bounds.
-    scratch_bounds: Vec<[f32; 2]>,
-    /// The OVERFLOW_AFTER smallest upper bounds seen (a max-heap of their order keys): a row whose
-    /// lower bound is above the largest of them cannot be among the nearest OVERFLOW_AFTER, and
-    /// waits in `overflow` (unsorted) until a scan reads that far, which keeps the sorted
-    /// candidates small.
-    upper: std::collections::BinaryHeap<OrderedBound>,
-    overflow: Vec<(f32, u64)>,
-    overflow_min: f32,
-}
-
-impl RerankQueue {
-    fn clear(&mut self) {
-        self.bounds.clear();
-        self.rows.clear();
-        self.upper.clear();
-        self.overflow.clear();
-        self.overflow_min = f32::INFINITY;
-    }
-
-    /// Queues row `slot` with its bounds: among the candidates, or in the overflow when at least
-    /// OVERFLOW_AFTER rows are surely nearer.
-    #[inline]
-    fn queue(&mut self, [lower, upper]: [f32; 2], slot: u64) {
-        let cutoff = if self.upper.len() == OVERFLOW_AFTER {
-            self.upper.peek().map_or(f32::INFINITY, |b| b.0)
-        } else {
-            f32::INFINITY
-        };
-        if upper < cutoff {
-            self.upper.push(OrderedBound(upper));
-            if self.upper.len() > OVERFLOW_AFTER {
-                self.upper.pop();
-            }
-        }
-        if lower <= cutoff {
-            self.bounds.push(lower, slot);
-        } else {
-            self.overflow.push((lower, slot));
-            self.overflow_min = self.overflow_min.min(lower);
-        }
-    }
-
-    /// The smallest lower bound waiting, after moving the overflow in when it holds it.
-    fn peek(&mut self) -> Option<(f32, u64)> {
-        let queued = self.bounds.peek_nearest();
-        if !self.overflow.is_empty() && queued.is_none_or(|(b, _)| self.overflow_min < b) {
-            for (bound, slot) in self.overflow.drain(..) {
-                self.bounds.push(bound, slot);
-            }
-            self.overflow_min = f32::INFINITY;
-            return self.bounds.peek_nearest();
-        }
-        queued
-    }
 }
 
 /// Reads rows' vectors from the table for `rerank = 'heap'`, with the scan's snapshot.
@@ -308,9 +222,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         candidates: spare.candidates,
         reader: StreamReader::new(),
         rerank: RerankQueue {
-            bounds: spare.bounds,
-            rows: spare.rows,
-            overflow: spare.overflow,
+            queue: spare.queue,
             ..RerankQueue::default()
         },
     };
@@ -342,7 +254,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         let state = &mut *scan.opaque.cast::<ScanState>();
         state.started = false;
         state.candidates.clear();
-        state.rerank.clear();
+        state.rerank.queue.clear();
     }
 }
 
@@ -359,7 +271,7 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
             pgrx::debug1!(
                 "ivfflat scan: {} lists probed, {} rows estimated from codes, {} re-ranked",
                 state.probed_count,
-                state.rerank.rows.len(),
+                state.rerank.queue.queued(),
                 state.rerank.reranked
             );
         }
@@ -522,7 +434,7 @@ impl ScanState {
         self.lists.extend(order.iter().map(|(_, list)| *list));
         self.next_list = 0;
         self.candidates.clear();
-        self.rerank.clear();
+        self.rerank.queue.clear();
         self.rerank.factor = RERANK_FACTOR.get() as f32;
         self.rerank.reranked = 0;
         self.rerank.prepared = match (&cache.quantizer, &self.query) {
@@ -643,7 +555,7 @@ impl ScanState {
     /// waiting to be re-ranked, their lower bound.
     fn nearest_possible(&mut self) -> Option<f32> {
         let exact = self.candidates.peek_nearest().map(|(d, _)| d);
-        let bound = self.rerank.peek().map(|(d, _)| d);
+        let bound = self.rerank.queue.peek().map(|(d, _)| d);
         match (exact, bound) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -664,7 +576,7 @@ impl ScanState {
     fn resolve(&mut self, scan: &pg_sys::IndexScanDescData) {
         let cache = self.cache.clone().expect("scan started");
         let threshold = self.threshold.unwrap_or(f32::INFINITY);
-        while let Some((bound, slot)) = self.rerank.peek() {
+        while let Some((bound, _)) = self.rerank.queue.peek() {
             if self
                 .candidates
                 .peek_nearest()
@@ -672,9 +584,8 @@ impl ScanState {
             {
                 return;
             }
-            self.rerank.bounds.pop_nearest();
+            let (_, [tid, location]) = self.rerank.queue.pop().expect("peeked");
             self.rerank.reranked += 1;
-            let [tid, location] = self.rerank.rows[slot as usize];
             let tid = Tid::from_u64(tid);
             let location = (location != NO_LOCATION).then_some(Location {
                 block: (location >> 16) as u32,
@@ -810,15 +721,14 @@ impl ScanState {
                         bad_tid = Some(entry.tid);
                     }
                     if let (Some(prepared), Some(_)) = (rerank.prepared.as_ref(), query) {
-                        let bound = prepared.estimate(entry.code).lower_bound(rerank.factor);
-                        if bound > threshold {
+                        let bounds = prepared.estimate(entry.code).bounds(rerank.factor);
+                        if bounds[0] > threshold {
                             return;
                         }
-                        rerank.bounds.push(bound, rerank.rows.len() as u64);
                         let location = entry.location.map_or(NO_LOCATION, |l| {
                             (u64::from(l.block) << 16) | u64::from(l.offset)
                         });
-                        rerank.rows.push([entry.tid.to_u64(), location]);
+                        rerank.queue.push(bounds, [entry.tid.to_u64(), location]);
                         added += 1;
                         return;
                     }
@@ -857,9 +767,6 @@ impl ScanState {
         prepared: &PreparedQuery,
     ) -> usize {
         let format = cache.meta.entry_format();
-        let stride = format.stride();
-        let code_range = format.code_range();
-        let mut bounds = std::mem::take(&mut self.rerank.scratch_bounds);
         let threshold = self.threshold.unwrap_or(f32::INFINITY);
         let rerank = &mut self.rerank;
         let factor = rerank.factor;
@@ -869,6 +776,7 @@ impl ScanState {
         let mut walk = ChainWalk::new(index);
         let mut block = head;
         let mut bad_tid = false;
+        let max_offset = super::build::MAX_HEAP_TUPLES_PER_PAGE as u16;
         while block != INVALID_BLOCK {
             walk.step();
             let buffer = Locked::read_recent(index, block, &mut recent);
@@ -879,27 +787,16 @@ impl ScanState {
             }
             self.reader
                 .feed_raw(page, format, |entries| {
-                    bounds.clear();
-                    prepared.lower_bounds(entries, stride, code_range.clone(), factor, &mut bounds);
-                    for (entry, &row_bounds) in entries.chunks_exact(stride).zip(&bounds) {
-                        let (tid, flags) = page::entry_header(entry, 0);
-                        if flags.is_dead() {
-                            continue;
-                        }
-                        bad_tid |= !valid_heap_tid(tid);
-                        if row_bounds[0] > threshold {
-                            continue;
-                        }
-                        rerank.queue(row_bounds, rerank.rows.len() as u64);
-                        let location = if format.located {
-                            let l = format.location_of(entry);
-                            (u64::from(l.block) << 16) | u64::from(l.offset)
-                        } else {
-                            NO_LOCATION
-                        };
-                        rerank.rows.push([tid.to_u64(), location]);
-                        added += 1;
-                    }
+                    let queued = prepared.queue_entries(
+                        entries,
+                        format,
+                        factor,
+                        threshold,
+                        max_offset,
+                        &mut rerank.queue,
+                    );
+                    added += queued.rows;
+                    bad_tid |= queued.bad_tid;
                 })
                 .or_corrupt(index);
             block = next;
@@ -910,7 +807,6 @@ impl ScanState {
                 );
             }
         }
-        self.rerank.scratch_bounds = bounds;
         added
     }
 }

@@ -3,6 +3,7 @@
 //! re-rank exactly the candidates that may still belong to the result.
 
 pub mod kernels;
+pub mod queue;
 pub mod rabitq;
 pub mod rotation;
 pub mod sq8;

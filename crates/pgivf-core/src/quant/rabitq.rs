@@ -352,6 +352,81 @@ impl RabitqQuery {
         }
     }
 
+    /// Queues the live entries of a run of `format` entries (see `queue::queue_with`), with the
+    /// bit kernel inlined into the loop.
+    pub fn queue_entries(
+        &self,
+        entries: &[u8],
+        format: crate::page::EntryFormat,
+        factor: f32,
+        threshold: f32,
+        max_offset: u16,
+        queue: &mut super::queue::RerankQueue,
+    ) -> super::queue::Queued {
+        let words = self.grid().planes.len() / QUERY_BITS;
+        match kernels::level() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: level() reports Avx512 only after detecting the features.
+            kernels::Level::Avx512
+                if words <= 8 && format.code_bytes == HEADER_BYTES + 8 * words =>
+            unsafe {
+                self.queue_entries_avx512(entries, format, factor, threshold, max_offset, queue)
+            },
+            _ => super::queue::queue_with(entries, format, threshold, max_offset, queue, |code| {
+                self.estimate(code).bounds(factor)
+            }),
+        }
+    }
+
+    /// queue_entries for codes of up to 512 bits: the query's planes stay in registers.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn queue_entries_avx512(
+        &self,
+        entries: &[u8],
+        format: crate::page::EntryFormat,
+        factor: f32,
+        threshold: f32,
+        max_offset: u16,
+        queue: &mut super::queue::RerankQueue,
+    ) -> super::queue::Queued {
+        use std::arch::x86_64::*;
+        let planes = &self.grid().planes;
+        let words = planes.len() / QUERY_BITS;
+        let mask: __mmask8 = if words == 8 { 0xFF } else { (1u8 << words) - 1 };
+        // SAFETY: masked loads of the `words` words of each plane (planes has QUERY_BITS × words).
+        let (p0, p1, p2, p3) = unsafe {
+            let plane = |j: usize| planes.as_ptr().add(j * words).cast::<i64>();
+            (
+                _mm512_maskz_loadu_epi64(mask, plane(0)),
+                _mm512_maskz_loadu_epi64(mask, plane(1)),
+                _mm512_maskz_loadu_epi64(mask, plane(2)),
+                _mm512_maskz_loadu_epi64(mask, plane(3)),
+            )
+        };
+        super::queue::queue_with(entries, format, threshold, max_offset, queue, |code| {
+            assert_eq!(code.len(), HEADER_BYTES + 8 * words);
+            // SAFETY: the code holds HEADER_BYTES + 8 × words bytes (asserted); the masked load
+            // reads only those words.
+            let c =
+                unsafe { _mm512_maskz_loadu_epi64(mask, code.as_ptr().add(HEADER_BYTES).cast()) };
+            let b0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
+            let b1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
+            let b2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
+            let b3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
+            let weighted = _mm512_add_epi64(
+                _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
+                _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
+            );
+            let both = _mm512_reduce_add_epi64(_mm512_add_epi64(
+                weighted,
+                _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
+            )) as u64;
+            self.finish(code, (both >> 32) as u32, both as u32)
+                .bounds(factor)
+        })
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     fn lower_bounds_avx512(
