@@ -615,37 +615,20 @@ impl ScanState {
         let vector = &mut self.rerank.vector;
         match location {
             Some(location) => {
+                let metric = cache.meta.metric;
                 let mut recent = cache.recent_buffers.borrow_mut();
-                let first = Locked::read_recent(index, location.block, &mut recent);
-                let second = if page::vector_spills(location, dim) {
-                    let next = page::read_special(first.page()).or_corrupt(index).next;
-                    if next == INVALID_BLOCK {
-                        super::storage::corrupted(
-                            index,
-                            page::FormatError::Corrupted("vector continues past its chain"),
-                        );
-                    }
-                    Some(Locked::read_recent(index, next, &mut recent))
-                } else {
-                    None
-                };
-                let (owner, dead, values) = page::vector_at(
-                    first.page(),
+                return super::storage::with_located_vector(
+                    index,
                     location,
-                    second.as_ref().map(Locked::page),
                     dim,
+                    Some(&mut recent),
                     vector,
+                    |owner, dead, values| {
+                        (!dead && owner == tid)
+                            .then(|| list_distance(distance::kernels(), metric, query, values))
+                    },
                 )
                 .or_corrupt(index);
-                if dead || owner != tid {
-                    return None;
-                }
-                return Some(list_distance(
-                    distance::kernels(),
-                    cache.meta.metric,
-                    query,
-                    values,
-                ));
             }
             None => {
                 let attribute = cache.heap_attribute?;
@@ -697,22 +680,11 @@ impl ScanState {
             }
         }
         let mut added = 0;
-        self.reader.reset();
-        let mut recent = cache.recent_buffers.borrow_mut();
-        let mut walk = ChainWalk::new(index);
-        let mut block = head;
         let mut bad_tid = None;
-        while block != INVALID_BLOCK {
-            walk.step();
-            let buffer = Locked::read_recent(index, block, &mut recent);
-            let page = buffer.page();
-            let next = page::read_special(page).or_corrupt(index).next;
-            // Start loading the next page of the list while this one is computed: the scan is bound
-            // by memory, and the CPU's own prefetcher does not follow a chain of buffers.
-            if let Some(&next_buffer) = recent.get(next as usize) {
-                prefetch_buffer(next_buffer);
-            }
-            self.reader
+        let reader = &mut self.reader;
+        reader.reset();
+        for_each_page(index, cache, head, |page| {
+            reader
                 .feed(page, format, |entry| {
                     if entry.flags.is_dead() || filter.is_some_and(|f| !f.matches(entry.filters)) {
                         return;
@@ -740,7 +712,6 @@ impl ScanState {
                     added += 1;
                 })
                 .or_corrupt(index);
-            block = next;
             if let Some(tid) = bad_tid {
                 // Handing such a TID to the executor would make it read (or, for block 0xFFFFFFFF,
                 // PostgreSQL 15's P_NEW, even extend) the table.
@@ -753,7 +724,7 @@ impl ScanState {
                     }),
                 );
             }
-        }
+        });
         added
     }
 
@@ -771,21 +742,12 @@ impl ScanState {
         let rerank = &mut self.rerank;
         let factor = rerank.factor;
         let mut added = 0;
-        self.reader.reset();
-        let mut recent = cache.recent_buffers.borrow_mut();
-        let mut walk = ChainWalk::new(index);
-        let mut block = head;
-        let mut bad_tid = false;
         let max_offset = super::build::MAX_HEAP_TUPLES_PER_PAGE as u16;
-        while block != INVALID_BLOCK {
-            walk.step();
-            let buffer = Locked::read_recent(index, block, &mut recent);
-            let page = buffer.page();
-            let next = page::read_special(page).or_corrupt(index).next;
-            if let Some(&next_buffer) = recent.get(next as usize) {
-                prefetch_buffer(next_buffer);
-            }
-            self.reader
+        let reader = &mut self.reader;
+        reader.reset();
+        for_each_page(index, cache, head, |page| {
+            let mut bad_tid = false;
+            reader
                 .feed_raw(page, format, |entries| {
                     let queued = prepared.queue_entries(
                         entries,
@@ -799,15 +761,40 @@ impl ScanState {
                     bad_tid |= queued.bad_tid;
                 })
                 .or_corrupt(index);
-            block = next;
             if bad_tid {
                 crate::error::raise_format(
                     &relation_name(index),
                     page::FormatError::Corrupted("an entry has an invalid heap TID"),
                 );
             }
-        }
+        });
         added
+    }
+}
+
+/// Calls `visit` with each page of the list whose first page is `head`, in chain order, each
+/// share-locked while it is visited.
+fn for_each_page(
+    index: pg_sys::Relation,
+    cache: &IndexCache,
+    head: u32,
+    mut visit: impl FnMut(&[u8]),
+) {
+    let mut recent = cache.recent_buffers.borrow_mut();
+    let mut walk = ChainWalk::new(index);
+    let mut block = head;
+    while block != INVALID_BLOCK {
+        walk.step();
+        let buffer = Locked::read_recent(index, block, &mut recent);
+        let page = buffer.page();
+        let next = page::read_special(page).or_corrupt(index).next;
+        // Start loading the next page of the list while this one is computed: the scan is bound
+        // by memory, and the CPU's own prefetcher does not follow a chain of buffers.
+        if let Some(&next_buffer) = recent.get(next as usize) {
+            prefetch_buffer(next_buffer);
+        }
+        visit(page);
+        block = next;
     }
 }
 

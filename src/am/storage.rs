@@ -276,29 +276,57 @@ impl ChainWalk {
     }
 }
 
-/// Reads the vector entry at `location` (a quantized index's vector chain): its heap TID, whether
-/// it is dead, and the vector into `out`.
+/// Calls `use_vector(owner TID, dead, vector)` with the vector entry at `location` (a quantized
+/// index's vector chain), read in place while its page is share-locked. `recent` is the scan's
+/// buffer hints (see [`Locked::read_recent`]), if any.
+pub fn with_located_vector<R>(
+    index: pg_sys::Relation,
+    location: page::Location,
+    dim: usize,
+    recent: Option<&mut Vec<pg_sys::Buffer>>,
+    scratch: &mut Vec<f32>,
+    use_vector: impl FnOnce(page::Tid, bool, &[f32]) -> R,
+) -> Result<R, FormatError> {
+    let mut no_hints = Vec::new();
+    let recent = recent.unwrap_or(&mut no_hints);
+    let first = Locked::read_recent(index, location.block, recent);
+    let second = if page::vector_spills(location, dim) {
+        let next = page::read_special(first.page())?.next;
+        if next == INVALID_BLOCK {
+            return Err(FormatError::Corrupted("vector continues past its chain"));
+        }
+        Some(Locked::read_recent(index, next, recent))
+    } else {
+        None
+    };
+    let (owner, dead, vector) = page::vector_at(
+        first.page(),
+        location,
+        second.as_ref().map(Locked::page),
+        dim,
+        scratch,
+    )?;
+    Ok(use_vector(owner, dead, vector))
+}
+
+/// [`with_located_vector`], with the vector copied into `out`.
 pub fn read_located_vector(
     index: pg_sys::Relation,
     location: page::Location,
     dim: usize,
     out: &mut Vec<f32>,
 ) -> Result<(page::Tid, bool), FormatError> {
-    let first = Locked::read(index, location.block, Mode::Share);
-    let second = if page::vector_spills(location, dim) {
-        let next = page::read_special(first.page())?.next;
-        if next == INVALID_BLOCK {
-            return Err(FormatError::Corrupted("vector continues past its chain"));
-        }
-        Some(Locked::read(index, next, Mode::Share))
-    } else {
-        None
-    };
-    page::read_vector_at(
-        first.page(),
+    let mut scratch = Vec::new();
+    with_located_vector(
+        index,
         location,
-        second.as_ref().map(Locked::page),
         dim,
-        out,
+        None,
+        &mut scratch,
+        |owner, dead, vector| {
+            out.clear();
+            out.extend_from_slice(vector);
+            (owner, dead)
+        },
     )
 }

@@ -230,21 +230,9 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                     }
                     // A quantized entry's vector: from its location, checked to be this row's and
                     // to give back the very code stored; with rerank = 'heap' it is in the table.
-                    let vector: &[f32] = match (&centroids.quantizer, entry.location) {
-                        (None, _) => entry.vector,
-                        (Some(_), None) => {
-                            *live.entry(tid.to_u64()).or_insert(0) += 1;
-                            if meta.filter_columns > 0 {
-                                for hash in entry.filters.iter() {
-                                    holds.insert(hash);
-                                }
-                                live_filters.insert(tid.to_u64(), entry.filters.to_vec());
-                            }
-                            if !super::scan::valid_heap_tid(tid) && bad_tid.is_none() {
-                                bad_tid = Some(tid);
-                            }
-                            return;
-                        }
+                    let vector: Option<&[f32]> = match (&centroids.quantizer, entry.location) {
+                        (None, _) => Some(entry.vector),
+                        (Some(_), None) => None,
                         (Some(quantizer), Some(location)) => {
                             let (owner, vector_dead) = super::storage::read_located_vector(
                                 index,
@@ -263,10 +251,10 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                             if code[..] != entry.code[..] {
                                 corrupt(name, format!("the code of heap row ({},{}) in list {list} does not match its vector", tid.block, tid.offset));
                             }
-                            &located
+                            Some(&located)
                         }
                     };
-                    if meta.radii && outside.is_none() {
+                    if let (true, None, Some(vector)) = (meta.radii, outside, vector) {
                         let distance = bounds::member_distance(meta.metric, vector, centroid);
                         let norm = pgivf_core::distance::norm_squared_f64(vector).sqrt() as f32;
                         let slack = |bound: f32| bound * (1.0 + 1e-4) + 1e-6;
@@ -283,11 +271,14 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                     if !super::scan::valid_heap_tid(tid) && bad_tid.is_none() {
                         bad_tid = Some(tid);
                     }
-                    let finite = vector.iter().all(|x| x.is_finite());
-                    let unit = meta.metric != Metric::Cosine
-                        || (pgivf_core::distance::norm_squared_f64(vector) - 1.0).abs() < 1e-3;
-                    if (!finite || !unit) && bad_vector.is_none() {
-                        bad_vector = Some((tid, finite));
+                    // With rerank = 'heap' the vector is the table's, checked by the table's type.
+                    if let Some(vector) = vector {
+                        let finite = vector.iter().all(|x| x.is_finite());
+                        let unit = meta.metric != Metric::Cosine
+                            || (pgivf_core::distance::norm_squared_f64(vector) - 1.0).abs() < 1e-3;
+                        if (!finite || !unit) && bad_vector.is_none() {
+                            bad_vector = Some((tid, finite));
+                        }
                     }
                     *live.entry(tid.to_u64()).or_insert(0) += 1;
                 })

@@ -863,59 +863,9 @@ pub fn entry_spills(offset: usize, format: EntryFormat) -> bool {
 }
 
 /// Reads the vector entry at `location`: `first` is its page and `second` the next page of its
-/// chain when the entry continues there (see [`vector_spills`]). Returns the entry's heap TID and
-/// whether it is dead, and puts the vector in `out`.
-pub fn read_vector_at(
-    first: &[u8],
-    location: Location,
-    second: Option<&[u8]>,
-    dim: usize,
-    out: &mut Vec<f32>,
-) -> Result<(Tid, bool), FormatError> {
-    let format = EntryFormat::vectors(dim);
-    let stride = format.stride();
-    let offset = location.offset as usize;
-    if read_special(first)?.kind != PageKind::Entries
-        || !offset.is_multiple_of(8)
-        || offset + ENTRY_HEADER_SIZE > used(first)?
-    {
-        return Err(FormatError::Corrupted("a vector location is out of range"));
-    }
-    let on_first = (used(first)? - offset).min(stride);
-    if on_first == stride {
-        let bytes = &data(first)[offset..offset + stride];
-        let (tid, flags) = entry_header(bytes, 0);
-        let mut scratch = Vec::new();
-        let values = floats(
-            &bytes[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + 4 * dim],
-            &mut scratch,
-        );
-        out.clear();
-        out.extend_from_slice(values);
-        return Ok((tid, flags.is_dead()));
-    }
-    let mut bytes = Vec::with_capacity(stride);
-    bytes.extend_from_slice(&data(first)[offset..offset + on_first]);
-    if on_first < stride {
-        let second = second.ok_or(FormatError::Corrupted("vector continues past its page"))?;
-        let rest = stride - on_first;
-        if read_special(second)?.kind != PageKind::Entries || used(second)? < rest {
-            return Err(FormatError::Corrupted("vector continuation is missing"));
-        }
-        bytes.extend_from_slice(&data(second)[..rest]);
-    }
-    let (tid, flags) = entry_header(&bytes, 0);
-    out.clear();
-    out.extend(
-        bytes[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + 4 * dim]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
-    );
-    Ok((tid, flags.is_dead()))
-}
-
-/// Like [`read_vector_at`], without copying the vector when it lies whole on `first` (and
-/// `first` is aligned): the vector borrows the page, or `scratch` when assembled from two pages.
+/// chain when the entry continues there (see [`vector_spills`]). Returns the entry's heap TID,
+/// whether it is dead, and the vector: borrowed from `first` when it lies whole there (and the page
+/// is aligned), else assembled in `scratch`.
 pub fn vector_at<'a>(
     first: &'a [u8],
     location: Location,
@@ -931,7 +881,8 @@ pub fn vector_at<'a>(
     {
         return Err(FormatError::Corrupted("a vector location is out of range"));
     }
-    if used(first)? - offset >= stride {
+    let on_first = (used(first)? - offset).min(stride);
+    if on_first == stride {
         let bytes = &data(first)[offset..offset + stride];
         let (tid, flags) = entry_header(bytes, 0);
         let values = floats(
@@ -940,8 +891,37 @@ pub fn vector_at<'a>(
         );
         return Ok((tid, flags.is_dead(), values));
     }
-    let (tid, dead) = read_vector_at(first, location, second, dim, scratch)?;
-    Ok((tid, dead, &scratch[..]))
+    let second = second.ok_or(FormatError::Corrupted("vector continues past its page"))?;
+    let rest = stride - on_first;
+    if read_special(second)?.kind != PageKind::Entries || used(second)? < rest {
+        return Err(FormatError::Corrupted("vector continuation is missing"));
+    }
+    let mut bytes = Vec::with_capacity(stride);
+    bytes.extend_from_slice(&data(first)[offset..offset + on_first]);
+    bytes.extend_from_slice(&data(second)[..rest]);
+    let (tid, flags) = entry_header(&bytes, 0);
+    scratch.clear();
+    scratch.extend(
+        bytes[ENTRY_HEADER_SIZE..ENTRY_HEADER_SIZE + 4 * dim]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+    );
+    Ok((tid, flags.is_dead(), scratch))
+}
+
+/// [`vector_at`], with the vector copied into `out`.
+pub fn read_vector_at(
+    first: &[u8],
+    location: Location,
+    second: Option<&[u8]>,
+    dim: usize,
+    out: &mut Vec<f32>,
+) -> Result<(Tid, bool), FormatError> {
+    let mut scratch = Vec::new();
+    let (tid, dead, values) = vector_at(first, location, second, dim, &mut scratch)?;
+    out.clear();
+    out.extend_from_slice(values);
+    Ok((tid, dead))
 }
 
 /// Whether the vector entry at `location` continues onto the next page.

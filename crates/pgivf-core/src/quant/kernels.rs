@@ -66,6 +66,26 @@ pub(crate) fn level() -> Level {
     })
 }
 
+/// Σ_j 2^j · popcount(code & plane j), lane by lane, for eight code words.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
+pub(crate) fn weighted_planes_512(
+    code: std::arch::x86_64::__m512i,
+    planes: [std::arch::x86_64::__m512i; QUERY_BITS],
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let [p0, p1, p2, p3] = planes;
+    let b0 = _mm512_popcnt_epi64(_mm512_and_si512(code, p0));
+    let b1 = _mm512_popcnt_epi64(_mm512_and_si512(code, p1));
+    let b2 = _mm512_popcnt_epi64(_mm512_and_si512(code, p2));
+    let b3 = _mm512_popcnt_epi64(_mm512_and_si512(code, p3));
+    _mm512_add_epi64(
+        _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
+        _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
+    )
+}
+
 /// Eight code words at a time: AND with each plane and count in 512-bit registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
@@ -93,14 +113,7 @@ pub(crate) fn bit_sums_avx512(code: &[u8], planes: &[u64]) -> (u32, u32) {
             )
         };
         count = _mm512_add_epi64(count, _mm512_popcnt_epi64(c));
-        let b0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
-        let b1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
-        let b2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
-        let b3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
-        let sum = _mm512_add_epi64(
-            _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
-            _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
-        );
+        let sum = weighted_planes_512(c, [p0, p1, p2, p3]);
         weighted = _mm512_add_epi64(weighted, sum);
         w += 8;
     }

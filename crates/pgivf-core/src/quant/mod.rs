@@ -158,25 +158,6 @@ impl Quantizer {
 }
 
 impl PreparedQuery {
-    /// Lower bounds of a run of entries (see [`RabitqQuery::lower_bounds`]).
-    pub fn lower_bounds(
-        &self,
-        entries: &[u8],
-        stride: usize,
-        code: std::ops::Range<usize>,
-        factor: f32,
-        out: &mut Vec<[f32; 2]>,
-    ) {
-        match self {
-            PreparedQuery::Rabitq(q) => q.lower_bounds(entries, stride, code.start, factor, out),
-            PreparedQuery::Sq8(q) => {
-                for entry in entries.chunks_exact(stride) {
-                    out.push(q.estimate(&entry[code.clone()]).bounds(factor));
-                }
-            }
-        }
-    }
-
     pub fn estimate(&self, code: &[u8]) -> Estimate {
         match self {
             PreparedQuery::Sq8(q) => q.estimate(code),

@@ -235,12 +235,8 @@ impl Rabitq {
     /// The per-list part, after [`prepare_query`](Self::prepare_query) with the same query.
     pub fn prepare_list(&self, query: &[f32], centroid: &[f32], into: &mut RabitqQuery) {
         let padded = self.padded();
-        let mut norm = 0.0f32;
-        let mut dot = 0.0f32;
-        for (&q, &c) in query.iter().zip(centroid) {
-            norm += (q - c) * (q - c);
-            dot += q * c;
-        }
+        let norm = crate::distance::l2_squared(query, centroid);
+        let dot = crate::distance::dot(query, centroid);
         let base = match self.metric {
             Metric::L2 => norm,
             Metric::InnerProduct | Metric::Cosine => -dot,
@@ -273,7 +269,15 @@ impl RabitqQuery {
     /// The distance estimate of the row whose code is `code`.
     #[inline]
     pub fn estimate(&self, code: &[u8]) -> Estimate {
-        self.estimate_with(code, self.kernel)
+        let bits = &code[HEADER_BYTES..];
+        let grid = self.grid();
+        assert_eq!(
+            bits.len() * QUERY_BITS,
+            grid.planes.len() * 8,
+            "a code of this index"
+        );
+        let (count, weighted) = (self.kernel)(bits, &grid.planes);
+        self.finish(code, count, weighted)
     }
 
     fn grid(&self) -> &Grid {
@@ -282,19 +286,6 @@ impl RabitqQuery {
         } else {
             &self.query_grid
         }
-    }
-
-    #[inline(always)]
-    fn estimate_with(&self, code: &[u8], kernel: impl Fn(&[u8], &[u64]) -> (u32, u32)) -> Estimate {
-        let bits = &code[HEADER_BYTES..];
-        let grid = self.grid();
-        assert_eq!(
-            bits.len() * QUERY_BITS,
-            grid.planes.len() * 8,
-            "a code of this index"
-        );
-        let (count, weighted) = kernel(bits, &grid.planes);
-        self.finish(code, count, weighted)
     }
 
     /// The estimate from a code's factors and its bit sums against the grid.
@@ -314,41 +305,6 @@ impl RabitqQuery {
             distance: self.base + b + coef * xv,
             sigma,
             slack: self.rounding + 1e-5 * b.abs(),
-        }
-    }
-
-    /// The bounds `factor` standard errors down and up (`[lower, upper]`) of the entries laid out
-    /// every `stride` bytes in `entries`, each with its code at `code_at`, appended to `out`: one
-    /// call per page, with the bit kernel inlined into the loop.
-    pub fn lower_bounds(
-        &self,
-        entries: &[u8],
-        stride: usize,
-        code_at: usize,
-        factor: f32,
-        out: &mut Vec<[f32; 2]>,
-    ) {
-        let code_bytes = HEADER_BYTES + self.query_grid.planes.len() * 8 / QUERY_BITS;
-        match kernels::level() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: level() reports Avx512 only after detecting the features.
-            kernels::Level::Avx512 => unsafe {
-                self.lower_bounds_avx512(
-                    entries,
-                    stride,
-                    code_at..code_at + code_bytes,
-                    factor,
-                    out,
-                )
-            },
-            _ => {
-                for entry in entries.chunks_exact(stride) {
-                    out.push(
-                        self.estimate(&entry[code_at..code_at + code_bytes])
-                            .bounds(factor),
-                    );
-                }
-            }
         }
     }
 
@@ -410,14 +366,7 @@ impl RabitqQuery {
             // reads only those words.
             let c =
                 unsafe { _mm512_maskz_loadu_epi64(mask, code.as_ptr().add(HEADER_BYTES).cast()) };
-            let b0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
-            let b1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
-            let b2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
-            let b3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
-            let weighted = _mm512_add_epi64(
-                _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
-                _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
-            );
+            let weighted = kernels::weighted_planes_512(c, [p0, p1, p2, p3]);
             let both = _mm512_reduce_add_epi64(_mm512_add_epi64(
                 weighted,
                 _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
@@ -425,63 +374,6 @@ impl RabitqQuery {
             self.finish(code, (both >> 32) as u32, both as u32)
                 .bounds(factor)
         })
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    fn lower_bounds_avx512(
-        &self,
-        entries: &[u8],
-        stride: usize,
-        code: std::ops::Range<usize>,
-        factor: f32,
-        out: &mut Vec<[f32; 2]>,
-    ) {
-        use std::arch::x86_64::*;
-        let planes = &self.grid().planes;
-        let words = planes.len() / QUERY_BITS;
-        if words > 8 || code.len() != HEADER_BYTES + 8 * words {
-            for entry in entries.chunks_exact(stride) {
-                let estimate = self.estimate_with(&entry[code.clone()], |bits, planes| {
-                    kernels::bit_sums_avx512(bits, planes)
-                });
-                out.push(estimate.bounds(factor));
-            }
-            return;
-        }
-        // Codes of up to 512 bits (up to 512 dimensions): the query's planes stay in registers.
-        let mask: __mmask8 = if words == 8 { 0xFF } else { (1u8 << words) - 1 };
-        // SAFETY: masked loads of the `words` words of each plane (planes has QUERY_BITS × words).
-        let (p0, p1, p2, p3) = unsafe {
-            let plane = |j: usize| planes.as_ptr().add(j * words).cast::<i64>();
-            (
-                _mm512_maskz_loadu_epi64(mask, plane(0)),
-                _mm512_maskz_loadu_epi64(mask, plane(1)),
-                _mm512_maskz_loadu_epi64(mask, plane(2)),
-                _mm512_maskz_loadu_epi64(mask, plane(3)),
-            )
-        };
-        for entry in entries.chunks_exact(stride) {
-            let code = &entry[code.clone()];
-            // SAFETY: the code holds HEADER_BYTES + 8 × words bytes (checked above); the masked
-            // load reads only those words.
-            let c =
-                unsafe { _mm512_maskz_loadu_epi64(mask, code.as_ptr().add(HEADER_BYTES).cast()) };
-            let b0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
-            let b1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
-            let b2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
-            let b3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
-            let weighted = _mm512_add_epi64(
-                _mm512_add_epi64(b0, _mm512_slli_epi64::<1>(b1)),
-                _mm512_add_epi64(_mm512_slli_epi64::<2>(b2), _mm512_slli_epi64::<3>(b3)),
-            );
-            let both = _mm512_reduce_add_epi64(_mm512_add_epi64(
-                weighted,
-                _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
-            )) as u64;
-            let estimate = self.finish(code, (both >> 32) as u32, both as u32);
-            out.push(estimate.bounds(factor));
-        }
     }
 }
 
@@ -662,35 +554,52 @@ mod tests {
 
     #[test]
     fn batch_lower_bounds_match_one_by_one() {
+        use crate::page::{EntryFormat, Origin, Tid};
+        use crate::quant::queue::{RerankQueue, NO_LOCATION};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
         for dim in [3, 100, 384, 512, 768] {
             let quantizer = Rabitq::new(dim, Metric::Cosine, 3);
+            let format = EntryFormat {
+                dim,
+                filters: 1,
+                code_bytes: quantizer.code_bytes(),
+                located: false,
+            };
             let c: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let (code_at, stride) = (24, 24 + quantizer.code_bytes() + 8);
-            let mut entries = vec![0u8; 37 * stride];
-            let mut scratch = Vec::new();
-            for entry in entries.chunks_exact_mut(stride) {
+            let mut entries = vec![0u8; 37 * format.stride()];
+            let (mut scratch, mut code) = (Vec::new(), vec![0u8; quantizer.code_bytes()]);
+            for (i, entry) in entries.chunks_exact_mut(format.stride()).enumerate() {
                 let o: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
-                quantizer.encode(
-                    &o,
-                    &c,
-                    &mut scratch,
-                    &mut entry[code_at..code_at + quantizer.code_bytes()],
-                );
+                quantizer.encode(&o, &c, &mut scratch, &mut code);
+                let tid = Tid {
+                    block: i as u32,
+                    offset: 1,
+                };
+                format.encode_code(tid, &[7], None, &code, Origin::Build, entry);
             }
             let q: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
             let mut prepared = RabitqQuery::default();
             quantizer.prepare(&q, &c, &mut prepared);
+            let mut queue = RerankQueue::new();
+            let queued =
+                prepared.queue_entries(&entries, format, 2.0, f32::INFINITY, 291, &mut queue);
+            assert_eq!((queued.rows, queued.bad_tid), (37, false));
             let mut batch = Vec::new();
-            prepared.lower_bounds(&entries, stride, code_at, 2.0, &mut batch);
-            let one_by_one: Vec<[f32; 2]> = entries
-                .chunks_exact(stride)
-                .map(|e| {
-                    prepared
-                        .estimate(&e[code_at..code_at + quantizer.code_bytes()])
-                        .bounds(2.0)
+            while let Some((bound, [tid, location])) = queue.pop() {
+                assert_eq!(location, NO_LOCATION);
+                batch.push((bound, Tid::from_u64(tid).block));
+            }
+            let mut one_by_one: Vec<(f32, u32)> = entries
+                .chunks_exact(format.stride())
+                .enumerate()
+                .map(|(i, e)| {
+                    (
+                        prepared.estimate(&e[format.code_range()]).bounds(2.0)[0],
+                        i as u32,
+                    )
                 })
                 .collect();
+            one_by_one.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             assert_eq!(batch, one_by_one, "dim {dim}");
         }
     }
