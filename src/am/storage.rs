@@ -62,10 +62,10 @@ impl Locked {
         recent: &mut Vec<pg_sys::Buffer>,
     ) -> Locked {
         let slot = block as usize;
-        if slot >= recent.len() {
-            recent.resize(slot + 1, pg_sys::InvalidBuffer as pg_sys::Buffer);
-        }
-        let candidate = recent[slot];
+        let candidate = recent
+            .get(slot)
+            .copied()
+            .unwrap_or(pg_sys::InvalidBuffer as pg_sys::Buffer);
         // SAFETY: ReadRecentBuffer pins `candidate` only if it still holds this very block (it checks
         // the buffer tag under the header lock), so a stale hint is harmless.
         unsafe {
@@ -81,7 +81,12 @@ impl Locked {
                 return Locked { buffer: candidate };
             }
         }
+        // Read first: a block number past the end (from a damaged page) is an ERROR here, before
+        // the hints grow to its size.
         let locked = Self::read(index, block, Mode::Share);
+        if slot >= recent.len() {
+            recent.resize(slot + 1, pg_sys::InvalidBuffer as pg_sys::Buffer);
+        }
         recent[slot] = locked.buffer;
         locked
     }
