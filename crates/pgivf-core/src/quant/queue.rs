@@ -8,7 +8,7 @@
 //! selection work proportional to the rows that matter.
 
 use super::PreparedQuery;
-use crate::page::{entry_header, EntryFormat};
+use crate::page::{entry_header, EntryFormat, Tid};
 use crate::topk::Candidates;
 use std::collections::BinaryHeap;
 
@@ -16,6 +16,8 @@ use std::collections::BinaryHeap;
 pub const OVERFLOW_AFTER: usize = 32;
 /// The location of a row re-ranked from the table.
 pub const NO_LOCATION: u64 = u64::MAX;
+/// Rows a batch of [`RerankQueue::push_lanes`] holds.
+pub const LANES: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bound(f32);
@@ -71,15 +73,65 @@ impl RerankQueue {
         self.bounds.capacity() + self.rows.capacity() + self.overflow.capacity()
     }
 
+    /// The lower bound above which a row goes to the overflow: the largest of the
+    /// `OVERFLOW_AFTER` smallest upper bounds seen. It only decreases.
+    #[inline(always)]
+    fn cutoff(&self) -> f32 {
+        if self.upper.len() == OVERFLOW_AFTER {
+            self.upper.peek().map_or(f32::INFINITY, |b| b.0)
+        } else {
+            f32::INFINITY
+        }
+    }
+
+    /// Queues the rows of the lanes set in `lanes` (bit i for lane i). Most rows of a scan are
+    /// beyond the cutoff: they go to the overflow without branches; the others one by one.
+    #[inline(always)]
+    pub fn push_lanes(
+        &mut self,
+        lower: &[f32; LANES],
+        upper: &[f32; LANES],
+        rows: &[[u64; 2]; LANES],
+        lanes: u32,
+    ) {
+        // A row whose upper bound tightens the cutoff has its lower bound below it too.
+        let cutoff = self.cutoff();
+        let mut near = 0u32;
+        for (i, &bound) in lower.iter().enumerate() {
+            near |= u32::from(bound <= cutoff) << i;
+        }
+        near &= lanes;
+        let far = lanes & !near;
+        if far != 0 {
+            let (mut bounds, mut far_rows) = ([0f32; LANES], [[0u64; 2]; LANES]);
+            let (mut count, mut min) = (0, self.overflow_min.unwrap_or(f32::INFINITY));
+            for i in 0..LANES {
+                bounds[count] = lower[i];
+                far_rows[count] = rows[i];
+                let taken = (far >> i) & 1;
+                if taken != 0 {
+                    min = min.min(lower[i]);
+                }
+                count += taken as usize;
+            }
+            self.overflow.extend_from_slice(&bounds[..count]);
+            self.overflow_rows.extend_from_slice(&far_rows[..count]);
+            self.overflow_min = Some(min);
+            self.queued += u64::from(far.count_ones());
+        }
+        let mut near = near;
+        while near != 0 {
+            let i = near.trailing_zeros() as usize;
+            near &= near - 1;
+            self.push([lower[i], upper[i]], rows[i]);
+        }
+    }
+
     /// Queues a row with bounds `[lower, upper]`.
     #[inline(always)]
     pub fn push(&mut self, [lower, upper]: [f32; 2], row: [u64; 2]) {
         self.queued += 1;
-        let cutoff = if self.upper.len() == OVERFLOW_AFTER {
-            self.upper.peek().map_or(f32::INFINITY, |b| b.0)
-        } else {
-            f32::INFINITY
-        };
+        let cutoff = self.cutoff();
         if upper < cutoff {
             self.upper.push(Bound(upper));
             if self.upper.len() > OVERFLOW_AFTER {
@@ -127,7 +179,7 @@ impl RerankQueue {
 pub struct Queued {
     /// Live entries whose lower bound is within the threshold.
     pub rows: usize,
-    /// Whether some live entry holds a heap TID outside 1..=`max_offset` offsets or block
+    /// Whether some queued entry holds a heap TID outside 1..=`max_offset` offsets or block
     /// 0xFFFFFFFF (a damaged page: the caller must not hand it out).
     pub bad_tid: bool,
 }
@@ -171,25 +223,64 @@ pub(crate) fn queue_with(
     let code = format.code_range();
     let mut queued = Queued::default();
     for entry in entries.chunks_exact(stride) {
-        let (tid, flags) = entry_header(entry, 0);
-        if flags.is_dead() {
+        if entry_header(entry, 0).1.is_dead() {
             continue;
         }
-        queued.bad_tid |= tid.block == u32::MAX || tid.offset == 0 || tid.offset > max_offset;
         let row_bounds = bounds(&entry[code.clone()]);
-        if row_bounds[0] > threshold {
-            continue;
+        if row_bounds[0] <= threshold {
+            queue_entry(entry, format, row_bounds, max_offset, queue, &mut queued);
         }
-        let location = if format.located {
-            let l = format.location_of(entry);
-            (u64::from(l.block) << 16) | u64::from(l.offset)
-        } else {
-            NO_LOCATION
-        };
-        queue.push(row_bounds, [tid.to_u64(), location]);
-        queued.rows += 1;
     }
     queued
+}
+
+/// Queues one live entry with its bounds, checking its heap TID.
+#[inline(always)]
+fn queue_entry(
+    entry: &[u8],
+    format: EntryFormat,
+    bounds: [f32; 2],
+    max_offset: u16,
+    queue: &mut RerankQueue,
+    queued: &mut Queued,
+) {
+    let row = entry_row(entry, format);
+    queued.bad_tid |= !row.valid_tid(max_offset);
+    queue.push(bounds, row.row);
+    queued.rows += 1;
+}
+
+/// What the queue needs of an entry, read with two loads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryRow {
+    /// `[heap TID, vector location]` as the queue holds them.
+    pub row: [u64; 2],
+    pub dead: bool,
+}
+
+impl EntryRow {
+    /// Whether the heap TID is one PostgreSQL could have given: a real block and a line pointer
+    /// in 1..=`max_offset`.
+    #[inline(always)]
+    pub fn valid_tid(&self, max_offset: u16) -> bool {
+        let tid = Tid::from_u64(self.row[0]);
+        tid.block != u32::MAX && tid.offset != 0 && tid.offset <= max_offset
+    }
+}
+
+#[inline(always)]
+pub(crate) fn entry_row(entry: &[u8], format: EntryFormat) -> EntryRow {
+    let (tid, flags) = entry_header(entry, 0);
+    let location = if format.located {
+        let l = format.location_of(entry);
+        (u64::from(l.block) << 16) | u64::from(l.offset)
+    } else {
+        NO_LOCATION
+    };
+    EntryRow {
+        row: [tid.to_u64(), location],
+        dead: flags.is_dead(),
+    }
 }
 
 #[cfg(test)]
@@ -219,5 +310,38 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(queue.queued(), 1000);
+    }
+
+    #[test]
+    fn lanes_queue_like_rows_one_by_one() {
+        // push_lanes takes the rows of the set lanes only, and they come out in the same order
+        // as rows pushed one at a time, overflow or not.
+        let (mut by_lanes, mut one_by_one) = (RerankQueue::new(), RerankQueue::new());
+        let mut taken = 0;
+        for batch in 0..200u64 {
+            let lane = |i: usize| batch * LANES as u64 + i as u64;
+            let lower: [f32; LANES] = std::array::from_fn(|i| ((lane(i) * 7919) % 1601) as f32);
+            let upper: [f32; LANES] = std::array::from_fn(|i| lower[i] + (i % 3) as f32 * 40.0);
+            let rows: [[u64; 2]; LANES] = std::array::from_fn(|i| [lane(i), !lane(i)]);
+            let lanes = ((batch * 0x9E37_79B9) >> 7) as u32 & 0xFF;
+            by_lanes.push_lanes(&lower, &upper, &rows, lanes);
+            for i in (0..LANES).filter(|i| lanes >> i & 1 != 0) {
+                one_by_one.push([lower[i], upper[i]], rows[i]);
+                taken += 1;
+            }
+        }
+        assert!(by_lanes.overflow.len() > taken / 2, "most rows overflow");
+        assert_eq!(by_lanes.queued(), taken as u64);
+        let drain = |queue: &mut RerankQueue| {
+            let mut out = Vec::new();
+            while let Some((bound, row)) = queue.pop() {
+                out.push((bound, row));
+            }
+            out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            out
+        };
+        let expected = drain(&mut one_by_one);
+        assert_eq!(expected.len(), taken);
+        assert_eq!(drain(&mut by_lanes), expected);
     }
 }

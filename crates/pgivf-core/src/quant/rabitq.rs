@@ -334,7 +334,10 @@ impl RabitqQuery {
         }
     }
 
-    /// queue_entries for codes of up to 512 bits: the query's planes stay in registers.
+    /// queue_entries for codes of up to 512 bits, eight entries at a time: the query's planes stay
+    /// in registers, the eight codes' bit sums are reduced together and their bounds computed in one
+    /// vector, in the same order of operations as [`finish`](Self::finish) so that the bounds are
+    /// the same to the bit. Only rows within the threshold reach the scalar queue.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     fn queue_entries_avx512(
@@ -346,35 +349,144 @@ impl RabitqQuery {
         max_offset: u16,
         queue: &mut super::queue::RerankQueue,
     ) -> super::queue::Queued {
+        use super::queue::LANES;
         use std::arch::x86_64::*;
-        let planes = &self.grid().planes;
+        let grid = self.grid();
+        let planes = &grid.planes;
         let words = planes.len() / QUERY_BITS;
         let mask: __mmask8 = if words == 8 { 0xFF } else { (1u8 << words) - 1 };
+        let stride = format.stride();
+        let code_at = format.code_range().start;
+        assert_eq!(format.code_bytes, HEADER_BYTES + 8 * words);
         // SAFETY: masked loads of the `words` words of each plane (planes has QUERY_BITS × words).
-        let (p0, p1, p2, p3) = unsafe {
+        let query = unsafe {
             let plane = |j: usize| planes.as_ptr().add(j * words).cast::<i64>();
-            (
+            [
                 _mm512_maskz_loadu_epi64(mask, plane(0)),
                 _mm512_maskz_loadu_epi64(mask, plane(1)),
                 _mm512_maskz_loadu_epi64(mask, plane(2)),
                 _mm512_maskz_loadu_epi64(mask, plane(3)),
-            )
+            ]
         };
-        super::queue::queue_with(entries, format, threshold, max_offset, queue, |code| {
-            assert_eq!(code.len(), HEADER_BYTES + 8 * words);
-            // SAFETY: the code holds HEADER_BYTES + 8 × words bytes (asserted); the masked load
-            // reads only those words.
-            let c =
-                unsafe { _mm512_maskz_loadu_epi64(mask, code.as_ptr().add(HEADER_BYTES).cast()) };
-            let weighted = kernels::weighted_planes_512(c, [p0, p1, p2, p3]);
-            let both = _mm512_reduce_add_epi64(_mm512_add_epi64(
-                weighted,
-                _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
-            )) as u64;
-            self.finish(code, (both >> 32) as u32, both as u32)
-                .bounds(factor)
-        })
+        let splat = _mm256_set1_ps;
+        let (low, step, sum) = (splat(grid.low), splat(grid.step), splat(grid.sum));
+        let (two, inv_sqrt) = (splat(2.0), splat(self.inv_sqrt_padded));
+        let (norm, grid_error) = (splat(self.norm), splat(grid.error));
+        let (base, rounding, tiny) = (splat(self.base), splat(self.rounding), splat(1e-5));
+        let (factor_v, threshold_v) = (splat(factor), splat(threshold));
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let batches = entries.chunks_exact(stride * LANES);
+        let tail = batches.remainder();
+        let mut queued = super::queue::Queued::default();
+        for batch in batches {
+            let at = |i: usize| &batch[i * stride..(i + 1) * stride];
+            // SAFETY: each entry is `stride` bytes and holds its code (HEADER_BYTES + 8 × words
+            // bytes, asserted) at `code_at`; the masked loads read only the code's words and the
+            // header loads its first 16 bytes.
+            let (sums, headers) = unsafe {
+                let sums: [__m512i; LANES] = std::array::from_fn(|i| {
+                    let c = _mm512_maskz_loadu_epi64(
+                        mask,
+                        at(i).as_ptr().add(code_at + HEADER_BYTES).cast(),
+                    );
+                    _mm512_add_epi64(
+                        kernels::weighted_planes_512(c, query),
+                        _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
+                    )
+                });
+                let headers: [__m128; LANES] =
+                    std::array::from_fn(|i| _mm_loadu_ps(at(i).as_ptr().add(code_at).cast()));
+                (sums, headers)
+            };
+            let both = reduce_lanes(sums);
+            let count = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(both)));
+            let weighted = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(both));
+            let [b, coef, error, centroid_dot] = transpose_headers(headers);
+            let selected = _mm256_add_ps(_mm256_mul_ps(low, count), _mm256_mul_ps(step, weighted));
+            let mut xv = _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(two, selected), sum), inv_sqrt);
+            if !self.per_list {
+                xv = _mm256_sub_ps(xv, centroid_dot);
+            }
+            let residual_error = _mm256_mul_ps(error, norm);
+            let query_error = _mm256_mul_ps(coef, grid_error);
+            let sigma = _mm256_sqrt_ps(_mm256_add_ps(
+                _mm256_mul_ps(residual_error, residual_error),
+                _mm256_mul_ps(query_error, query_error),
+            ));
+            let distance = _mm256_add_ps(_mm256_add_ps(base, b), _mm256_mul_ps(coef, xv));
+            let slack = _mm256_add_ps(rounding, _mm256_mul_ps(tiny, _mm256_and_ps(b, abs_mask)));
+            let width = _mm256_add_ps(_mm256_mul_ps(factor_v, sigma), slack);
+            let lower = _mm256_sub_ps(distance, width);
+            let upper = _mm256_add_ps(distance, width);
+            let within = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(lower, threshold_v)) as u32;
+            let (mut lowers, mut uppers) = ([0f32; LANES], [0f32; LANES]);
+            // SAFETY: stores of eight floats into eight-float arrays.
+            unsafe {
+                _mm256_storeu_ps(lowers.as_mut_ptr(), lower);
+                _mm256_storeu_ps(uppers.as_mut_ptr(), upper);
+            }
+            let mut lanes = 0u32;
+            let mut rows = [[0u64; 2]; LANES];
+            for (i, row) in rows.iter_mut().enumerate() {
+                let entry = super::queue::entry_row(at(i), format);
+                *row = entry.row;
+                let taken = (within >> i) & u32::from(!entry.dead);
+                queued.bad_tid |= taken != 0 && !entry.valid_tid(max_offset);
+                lanes |= taken << i;
+            }
+            queue.push_lanes(&lowers, &uppers, &rows, lanes);
+            queued.rows += lanes.count_ones() as usize;
+        }
+        let rest = super::queue::queue_with(tail, format, threshold, max_offset, queue, |code| {
+            self.estimate(code).bounds(factor)
+        });
+        queued.rows += rest.rows;
+        queued.bad_tid |= rest.bad_tid;
+        queued
     }
+}
+
+/// Lane i of the result: the sum of the eight lanes of `v[i]` (a transpose-and-add tree).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn reduce_lanes(v: [std::arch::x86_64::__m512i; 8]) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // Each 128-bit lane k of pair(a, b): [a[2k] + a[2k+1], b[2k] + b[2k+1]].
+    let pair = |a, b| _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    // 128-bit lanes [x0 + x1, x2 + x3, y0 + y1, y2 + y3].
+    let fold = |x, y| {
+        _mm512_add_epi64(
+            _mm512_shuffle_i64x2::<0b10_00_10_00>(x, y),
+            _mm512_shuffle_i64x2::<0b11_01_11_01>(x, y),
+        )
+    };
+    let low = fold(pair(v[0], v[1]), pair(v[2], v[3]));
+    let high = fold(pair(v[4], v[5]), pair(v[6], v[7]));
+    fold(low, high)
+}
+
+/// Eight 16-byte code headers (four floats each) as four vectors of eight: one per factor.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+fn transpose_headers(h: [std::arch::x86_64::__m128; 8]) -> [std::arch::x86_64::__m256; 4] {
+    use std::arch::x86_64::*;
+    let rows = |a, b| _mm256_set_m128(b, a);
+    let (r0, r1, r2, r3) = (
+        rows(h[0], h[4]),
+        rows(h[1], h[5]),
+        rows(h[2], h[6]),
+        rows(h[3], h[7]),
+    );
+    let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+    let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+    [
+        _mm256_shuffle_ps::<0x44>(t0, t2),
+        _mm256_shuffle_ps::<0xEE>(t0, t2),
+        _mm256_shuffle_ps::<0x44>(t1, t3),
+        _mm256_shuffle_ps::<0xEE>(t1, t3),
+    ]
 }
 
 #[cfg(test)]
@@ -554,54 +666,93 @@ mod tests {
 
     #[test]
     fn batch_lower_bounds_match_one_by_one() {
-        use crate::page::{EntryFormat, Origin, Tid};
+        // The page loop (eight codes at a time where the CPU allows, then a scalar tail) queues
+        // exactly the live rows within the threshold, with the bounds `estimate` gives one by one,
+        // for every metric, near and far from the origin (a per-list query grid), with and
+        // without vector locations.
+        use crate::page::{EntryFormat, Location, Origin, Tid};
         use crate::quant::queue::{RerankQueue, NO_LOCATION};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        let mut cases = 0;
         for dim in [3, 100, 384, 512, 768] {
-            let quantizer = Rabitq::new(dim, Metric::Cosine, 3);
-            let format = EntryFormat {
-                dim,
-                filters: 1,
-                code_bytes: quantizer.code_bytes(),
-                located: false,
-            };
-            let c: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let mut entries = vec![0u8; 37 * format.stride()];
-            let (mut scratch, mut code) = (Vec::new(), vec![0u8; quantizer.code_bytes()]);
-            for (i, entry) in entries.chunks_exact_mut(format.stride()).enumerate() {
-                let o: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
-                quantizer.encode(&o, &c, &mut scratch, &mut code);
-                let tid = Tid {
-                    block: i as u32,
-                    offset: 1,
+            for (metric, offset, located) in [
+                (Metric::Cosine, 0.0, false),
+                (Metric::L2, 0.0, true),
+                (Metric::L2, 20.0, false),
+                (Metric::InnerProduct, 5.0, true),
+            ] {
+                let quantizer = Rabitq::new(dim, metric, 3);
+                let format = EntryFormat {
+                    dim,
+                    filters: 1,
+                    code_bytes: quantizer.code_bytes(),
+                    located,
                 };
-                format.encode_code(tid, &[7], None, &code, Origin::Build, entry);
+                let c: Vec<f32> = (0..dim)
+                    .map(|_| offset + rng.gen_range(-1.0..1.0))
+                    .collect();
+                let rows = 37 + (dim % 11);
+                let mut entries = vec![0u8; rows * format.stride()];
+                let (mut scratch, mut code) = (Vec::new(), vec![0u8; quantizer.code_bytes()]);
+                for (i, entry) in entries.chunks_exact_mut(format.stride()).enumerate() {
+                    let o: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
+                    quantizer.encode(&o, &c, &mut scratch, &mut code);
+                    let tid = Tid {
+                        block: i as u32,
+                        offset: if i == 11 { 0 } else { 1 },
+                    };
+                    let location = located.then_some(Location {
+                        block: 1000 + i as u32,
+                        offset: 3,
+                    });
+                    format.encode_code(tid, &[7], location, &code, Origin::Build, entry);
+                    if i % 5 == 2 {
+                        entry[6] |= 1; // the dead flag, as VACUUM sets it
+                    }
+                }
+                let q: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
+                let mut prepared = RabitqQuery::default();
+                quantizer.prepare(&q, &c, &mut prepared);
+                let live = |i: usize| i % 5 != 2;
+                let mut one_by_one: Vec<(f32, u32)> = entries
+                    .chunks_exact(format.stride())
+                    .enumerate()
+                    .filter(|&(i, _)| live(i))
+                    .map(|(i, e)| {
+                        let bounds = prepared.estimate(&e[format.code_range()]).bounds(2.0);
+                        (bounds[0], i as u32)
+                    })
+                    .collect();
+                one_by_one.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for threshold in [f32::INFINITY, one_by_one[one_by_one.len() / 2].0] {
+                    let expected: Vec<(f32, u32)> = one_by_one
+                        .iter()
+                        .copied()
+                        .filter(|&(bound, _)| bound <= threshold)
+                        .collect();
+                    let mut queue = RerankQueue::new();
+                    let queued =
+                        prepared.queue_entries(&entries, format, 2.0, threshold, 291, &mut queue);
+                    let bad = expected.iter().any(|&(_, i)| i == 11);
+                    assert_eq!((queued.rows, queued.bad_tid), (expected.len(), bad));
+                    let mut batch = Vec::new();
+                    while let Some((bound, [tid, location])) = queue.pop() {
+                        let block = Tid::from_u64(tid).block;
+                        let expected_location = if located {
+                            ((1000 + u64::from(block)) << 16) | 3
+                        } else {
+                            NO_LOCATION
+                        };
+                        assert_eq!(location, expected_location);
+                        batch.push((bound, block));
+                    }
+                    batch.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    assert_eq!(batch, expected, "dim {dim} {metric:?} offset {offset}");
+                    cases += 1;
+                }
             }
-            let q: Vec<f32> = c.iter().map(|x| x + rng.gen_range(-0.3..0.3)).collect();
-            let mut prepared = RabitqQuery::default();
-            quantizer.prepare(&q, &c, &mut prepared);
-            let mut queue = RerankQueue::new();
-            let queued =
-                prepared.queue_entries(&entries, format, 2.0, f32::INFINITY, 291, &mut queue);
-            assert_eq!((queued.rows, queued.bad_tid), (37, false));
-            let mut batch = Vec::new();
-            while let Some((bound, [tid, location])) = queue.pop() {
-                assert_eq!(location, NO_LOCATION);
-                batch.push((bound, Tid::from_u64(tid).block));
-            }
-            let mut one_by_one: Vec<(f32, u32)> = entries
-                .chunks_exact(format.stride())
-                .enumerate()
-                .map(|(i, e)| {
-                    (
-                        prepared.estimate(&e[format.code_range()]).bounds(2.0)[0],
-                        i as u32,
-                    )
-                })
-                .collect();
-            one_by_one.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            assert_eq!(batch, one_by_one, "dim {dim}");
         }
+        assert_eq!(cases, 40);
     }
 
     #[test]
