@@ -114,8 +114,12 @@ impl RerankQueue {
                 }
                 count += taken as usize;
             }
-            self.overflow.extend_from_slice(&bounds[..count]);
-            self.overflow_rows.extend_from_slice(&far_rows[..count]);
+            // Whole arrays, then the tail cut: a copy of fixed size, inlined, not a memcpy call.
+            let (len, rows_len) = (self.overflow.len(), self.overflow_rows.len());
+            self.overflow.extend_from_slice(&bounds);
+            self.overflow_rows.extend_from_slice(&far_rows);
+            self.overflow.truncate(len + count);
+            self.overflow_rows.truncate(rows_len + count);
             self.overflow_min = Some(min);
             self.queued += u64::from(far.count_ones());
         }

@@ -378,7 +378,8 @@ impl RabitqQuery {
         let batches = entries.chunks_exact(stride * LANES);
         let tail = batches.remainder();
         let mut queued = super::queue::Queued::default();
-        for batch in batches {
+        // `batch` holds LANES entries; only the `valid` lanes are real.
+        let mut queue_batch = |batch: &[u8], valid: u32| {
             let at = |i: usize| &batch[i * stride..(i + 1) * stride];
             // SAFETY: each entry is `stride` bytes and holds its code (HEADER_BYTES + 8 × words
             // bytes, asserted) at `code_at`; the masked loads read only the code's words and the
@@ -430,18 +431,31 @@ impl RabitqQuery {
             for (i, row) in rows.iter_mut().enumerate() {
                 let entry = super::queue::entry_row(at(i), format);
                 *row = entry.row;
-                let taken = (within >> i) & u32::from(!entry.dead);
+                let taken = (within >> i) & (valid >> i) & u32::from(!entry.dead);
                 queued.bad_tid |= taken != 0 && !entry.valid_tid(max_offset);
                 lanes |= taken << i;
             }
             queue.push_lanes(&lowers, &uppers, &rows, lanes);
             queued.rows += lanes.count_ones() as usize;
+        };
+        for batch in batches {
+            queue_batch(batch, u32::MAX);
         }
-        let rest = super::queue::queue_with(tail, format, threshold, max_offset, queue, |code| {
-            self.estimate(code).bounds(factor)
-        });
-        queued.rows += rest.rows;
-        queued.bad_tid |= rest.bad_tid;
+        // The last few entries of a run go through the same loop as the high lanes of the run's
+        // last eight entries; a run shorter than that (an entry split across pages) one by one.
+        let whole = entries.len() - tail.len();
+        if !tail.is_empty() && whole > 0 {
+            let last = &entries[entries.len() - stride * LANES..];
+            let skip = LANES - tail.len() / stride;
+            queue_batch(last, u32::MAX << skip);
+        } else if !tail.is_empty() {
+            let rest =
+                super::queue::queue_with(tail, format, threshold, max_offset, queue, |code| {
+                    self.estimate(code).bounds(factor)
+                });
+            queued.rows += rest.rows;
+            queued.bad_tid |= rest.bad_tid;
+        }
         queued
     }
 }
@@ -691,7 +705,8 @@ mod tests {
                 let c: Vec<f32> = (0..dim)
                     .map(|_| offset + rng.gen_range(-1.0..1.0))
                     .collect();
-                let rows = 37 + (dim % 11);
+                // Runs with a tail of every length, and one shorter than a batch.
+                let rows = if dim == 100 { 5 } else { 37 + (dim % 11) };
                 let mut entries = vec![0u8; rows * format.stride()];
                 let (mut scratch, mut code) = (Vec::new(), vec![0u8; quantizer.code_bytes()]);
                 for (i, entry) in entries.chunks_exact_mut(format.stride()).enumerate() {
