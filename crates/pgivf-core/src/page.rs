@@ -51,6 +51,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Size of an entry's header: heap block, heap offset, flags.
 pub const ENTRY_HEADER_SIZE: usize = 8;
 const FLAG_DEAD: u16 = 1;
+/// The dead flag's bit in an entry's first 8 bytes read as one little-endian u64 (heap TID block
+/// u32, offset u16, flags u16), for loops that read headers eight at a time.
+pub const DEAD_BIT_IN_HEADER: u64 = (FLAG_DEAD as u64) << 48;
 /// Set on entries written by inserts after the build (statistics tell drift from them).
 const FLAG_INSERTED: u16 = 2;
 const PD_LOWER: usize = 12;
@@ -663,8 +666,10 @@ impl EntryFormat {
         self.vector_offset() + self.payload_bytes().next_multiple_of(8)
     }
 
+    /// Where an entry's vector location is (with `located`): a u32 block and a u16 offset, in
+    /// an 8-byte slot.
     #[inline]
-    fn location_offset(&self) -> usize {
+    pub fn location_offset(&self) -> usize {
         ENTRY_HEADER_SIZE + 8 * self.filters
     }
 

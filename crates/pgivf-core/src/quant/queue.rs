@@ -84,14 +84,16 @@ impl RerankQueue {
         }
     }
 
-    /// Queues the rows of the lanes set in `lanes` (bit i for lane i). Most rows of a scan are
-    /// beyond the cutoff: they go to the overflow without branches; the others one by one.
+    /// Queues the rows of the lanes set in `lanes` (bit i for lane i): lane i's row is
+    /// `[tids[i], locations[i]]`. Most rows of a scan are beyond the cutoff: they go to the
+    /// overflow without branches; the others one by one.
     #[inline(always)]
     pub fn push_lanes(
         &mut self,
         lower: &[f32; LANES],
         upper: &[f32; LANES],
-        rows: &[[u64; 2]; LANES],
+        tids: &[u64; LANES],
+        locations: &[u64; LANES],
         lanes: u32,
     ) {
         // A row whose upper bound tightens the cutoff has its lower bound below it too.
@@ -107,7 +109,7 @@ impl RerankQueue {
             let (mut count, mut min) = (0, self.overflow_min.unwrap_or(f32::INFINITY));
             for i in 0..LANES {
                 bounds[count] = lower[i];
-                far_rows[count] = rows[i];
+                far_rows[count] = [tids[i], locations[i]];
                 let taken = (far >> i) & 1;
                 if taken != 0 {
                     min = min.min(lower[i]);
@@ -127,7 +129,7 @@ impl RerankQueue {
         while near != 0 {
             let i = near.trailing_zeros() as usize;
             near &= near - 1;
-            self.push([lower[i], upper[i]], rows[i]);
+            self.push([lower[i], upper[i]], [tids[i], locations[i]]);
         }
     }
 
@@ -254,27 +256,26 @@ fn queue_entry(
     queued.rows += 1;
 }
 
-/// What the queue needs of an entry, read with two loads.
+/// What the queue needs of an entry.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EntryRow {
+struct EntryRow {
     /// `[heap TID, vector location]` as the queue holds them.
     pub row: [u64; 2],
-    pub dead: bool,
 }
 
 impl EntryRow {
     /// Whether the heap TID is one PostgreSQL could have given: a real block and a line pointer
     /// in 1..=`max_offset`.
     #[inline(always)]
-    pub fn valid_tid(&self, max_offset: u16) -> bool {
+    fn valid_tid(&self, max_offset: u16) -> bool {
         let tid = Tid::from_u64(self.row[0]);
         tid.block != u32::MAX && tid.offset != 0 && tid.offset <= max_offset
     }
 }
 
 #[inline(always)]
-pub(crate) fn entry_row(entry: &[u8], format: EntryFormat) -> EntryRow {
-    let (tid, flags) = entry_header(entry, 0);
+fn entry_row(entry: &[u8], format: EntryFormat) -> EntryRow {
+    let (tid, _) = entry_header(entry, 0);
     let location = if format.located {
         let l = format.location_of(entry);
         (u64::from(l.block) << 16) | u64::from(l.offset)
@@ -283,7 +284,6 @@ pub(crate) fn entry_row(entry: &[u8], format: EntryFormat) -> EntryRow {
     };
     EntryRow {
         row: [tid.to_u64(), location],
-        dead: flags.is_dead(),
     }
 }
 
@@ -326,11 +326,12 @@ mod tests {
             let lane = |i: usize| batch * LANES as u64 + i as u64;
             let lower: [f32; LANES] = std::array::from_fn(|i| ((lane(i) * 7919) % 1601) as f32);
             let upper: [f32; LANES] = std::array::from_fn(|i| lower[i] + (i % 3) as f32 * 40.0);
-            let rows: [[u64; 2]; LANES] = std::array::from_fn(|i| [lane(i), !lane(i)]);
+            let tids: [u64; LANES] = std::array::from_fn(lane);
+            let locations: [u64; LANES] = std::array::from_fn(|i| !lane(i));
             let lanes = ((batch * 0x9E37_79B9) >> 7) as u32 & 0xFF;
-            by_lanes.push_lanes(&lower, &upper, &rows, lanes);
+            by_lanes.push_lanes(&lower, &upper, &tids, &locations, lanes);
             for i in (0..LANES).filter(|i| lanes >> i & 1 != 0) {
-                one_by_one.push([lower[i], upper[i]], rows[i]);
+                one_by_one.push([lower[i], upper[i]], [tids[i], locations[i]]);
                 taken += 1;
             }
         }

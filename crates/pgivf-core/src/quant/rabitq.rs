@@ -375,6 +375,16 @@ impl RabitqQuery {
         let (base, rounding, tiny) = (splat(self.base), splat(self.rounding), splat(1e-5));
         let (factor_v, threshold_v) = (splat(factor), splat(threshold));
         let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let lane_offsets = |at: usize| {
+            let offsets: [i64; LANES] = std::array::from_fn(|i| (i * stride + at) as i64);
+            // SAFETY: a load of eight i64 from an eight-i64 array.
+            unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) }
+        };
+        let entry_starts = lane_offsets(0);
+        let location_starts = lane_offsets(format.location_offset());
+        let dead_bit = _mm512_set1_epi64(crate::page::DEAD_BIT_IN_HEADER as i64);
+        let invalid_block = _mm512_set1_epi64(i64::from(u32::MAX));
+        let max_offset_v = _mm512_set1_epi64(i64::from(max_offset));
         let batches = entries.chunks_exact(stride * LANES);
         let tail = batches.remainder();
         let mut queued = super::queue::Queued::default();
@@ -426,16 +436,38 @@ impl RabitqQuery {
                 _mm256_storeu_ps(lowers.as_mut_ptr(), lower);
                 _mm256_storeu_ps(uppers.as_mut_ptr(), upper);
             }
-            let mut lanes = 0u32;
-            let mut rows = [[0u64; 2]; LANES];
-            for (i, row) in rows.iter_mut().enumerate() {
-                let entry = super::queue::entry_row(at(i), format);
-                *row = entry.row;
-                let taken = (within >> i) & (valid >> i) & u32::from(!entry.dead);
-                queued.bad_tid |= taken != 0 && !entry.valid_tid(max_offset);
-                lanes |= taken << i;
+            // The eight entries' headers (TID and flags) and vector locations, one gather each.
+            // SAFETY: every offset is an entry's start (or its location slot, inside the entry)
+            // in `batch`, with 8 bytes there.
+            let (heads, places) = unsafe {
+                let base = batch.as_ptr().cast::<i64>();
+                let heads = _mm512_i64gather_epi64::<1>(entry_starts, base);
+                let places = if format.located {
+                    _mm512_i64gather_epi64::<1>(location_starts, base)
+                } else {
+                    _mm512_set1_epi64(super::queue::NO_LOCATION as i64)
+                };
+                (heads, places)
+            };
+            let dead = _mm512_test_epi64_mask(heads, dead_bit) as u32;
+            let lanes = within & valid & !dead;
+            let (tids, tid_block, tid_offset) = packed_tids(heads);
+            let bad = _mm512_cmpeq_epi64_mask(tid_block, invalid_block)
+                | _mm512_cmpeq_epi64_mask(tid_offset, _mm512_setzero_si512())
+                | _mm512_cmpgt_epu64_mask(tid_offset, max_offset_v);
+            queued.bad_tid |= u32::from(bad) & lanes != 0;
+            let locations = if format.located {
+                packed_tids(places).0
+            } else {
+                places
+            };
+            let (mut tid_lanes, mut location_lanes) = ([0u64; LANES], [0u64; LANES]);
+            // SAFETY: stores of eight u64 into eight-u64 arrays.
+            unsafe {
+                _mm512_storeu_si512(tid_lanes.as_mut_ptr().cast(), tids);
+                _mm512_storeu_si512(location_lanes.as_mut_ptr().cast(), locations);
             }
-            queue.push_lanes(&lowers, &uppers, &rows, lanes);
+            queue.push_lanes(&lowers, &uppers, &tid_lanes, &location_lanes, lanes);
             queued.rows += lanes.count_ones() as usize;
         };
         for batch in batches {
@@ -458,6 +490,29 @@ impl RabitqQuery {
         }
         queued
     }
+}
+
+/// The packed TIDs (`Tid::to_u64`: block << 16 | offset) of eight entry headers or vector
+/// locations read as little-endian u64 (block u32, offset u16, two more bytes), with their blocks
+/// and offsets.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn packed_tids(
+    words: std::arch::x86_64::__m512i,
+) -> (
+    std::arch::x86_64::__m512i,
+    std::arch::x86_64::__m512i,
+    std::arch::x86_64::__m512i,
+) {
+    use std::arch::x86_64::*;
+    let block = _mm512_and_si512(words, _mm512_set1_epi64(i64::from(u32::MAX)));
+    let offset = _mm512_and_si512(_mm512_srli_epi64::<32>(words), _mm512_set1_epi64(0xFFFF));
+    (
+        _mm512_or_si512(_mm512_slli_epi64::<16>(block), offset),
+        block,
+        offset,
+    )
 }
 
 /// Lane i of the result: the sum of the eight lanes of `v[i]` (a transpose-and-add tree).
