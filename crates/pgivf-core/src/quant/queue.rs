@@ -125,7 +125,6 @@ impl RerankQueue {
             self.overflow_min = Some(min);
             self.queued += u64::from(far.count_ones());
         }
-        let mut near = near;
         while near != 0 {
             let i = near.trailing_zeros() as usize;
             near &= near - 1;
