@@ -586,11 +586,16 @@ impl ScanState {
             }
             let (_, [tid, location]) = self.rerank.queue.pop().expect("peeked");
             self.rerank.reranked += 1;
+            // The next row's page and vector load while this one's distance is computed: each
+            // re-ranked row is otherwise a few memory round trips in a row (buffer header, page
+            // header and special area, then the vector).
+            for [_, next] in self.rerank.queue.upcoming(RERANK_PREFETCH) {
+                if next != NO_LOCATION {
+                    prefetch_vector(&cache, unpack_location(next));
+                }
+            }
             let tid = Tid::from_u64(tid);
-            let location = (location != NO_LOCATION).then_some(Location {
-                block: (location >> 16) as u32,
-                offset: location as u16,
-            });
+            let location = (location != NO_LOCATION).then(|| unpack_location(location));
             if let Some(distance) = self.exact_distance(scan, &cache, tid, location) {
                 if distance <= threshold {
                     self.candidates.push(distance, tid.to_u64());
@@ -844,6 +849,49 @@ fn relation_name(index: pg_sys::Relation) -> String {
         std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr())
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+/// Rows whose vectors a re-rank prefetches ahead of it.
+const RERANK_PREFETCH: usize = 4;
+
+/// A vector location as the re-rank queue packs it (block << 16 | offset).
+fn unpack_location(packed: u64) -> Location {
+    Location {
+        block: (packed >> 16) as u32,
+        offset: packed as u16,
+    }
+}
+
+/// Prefetches what reading the vector at `location` touches, when the scan's buffer hints know the
+/// buffer of its page (it may hold another block by now, which only wastes the prefetch).
+fn prefetch_vector(cache: &IndexCache, location: Location) {
+    let Some(&buffer) = cache.recent_buffers.borrow().get(location.block as usize) else {
+        return;
+    };
+    if buffer <= 0 {
+        return;
+    }
+    // SAFETY: as in prefetch_buffer, addresses inside the shared buffer pool and its descriptor
+    // array (buffer - 1 < NBuffers), computed and prefetched only, never read.
+    let (page, descriptor) = unsafe {
+        (
+            std::slice::from_raw_parts(
+                pg_sys::BufferGetBlock(buffer).cast::<u8>(),
+                page::BLOCK_SIZE,
+            ),
+            std::slice::from_raw_parts(
+                pg_sys::BufferDescriptors
+                    .add(buffer as usize - 1)
+                    .cast::<u8>(),
+                std::mem::size_of::<pg_sys::BufferDescPadded>(),
+            ),
+        )
+    };
+    pgivf_core::distance::prefetch(descriptor);
+    let dim = cache.meta.dimensions as usize;
+    for range in page::vector_touches(location, dim) {
+        pgivf_core::distance::prefetch(&page[range]);
     }
 }
 

@@ -930,6 +930,16 @@ pub fn read_vector_at(
 }
 
 /// Whether the vector entry at `location` continues onto the next page.
+/// What reading the vector entry at `location` touches on the page at `location.block`: the page
+/// header, the special area (both checked first) and the entry's part on that page, as byte ranges
+/// of the page, for prefetching. Any location gives ranges inside the page.
+pub fn vector_touches(location: Location, dim: usize) -> [std::ops::Range<usize>; 3] {
+    let end = PAGE_HEADER_SIZE + DATA_CAPACITY;
+    let start = (PAGE_HEADER_SIZE + location.offset as usize).min(end);
+    let entry_end = (start + EntryFormat::vectors(dim).stride()).min(end);
+    [0..PAGE_HEADER_SIZE, end..BLOCK_SIZE, start..entry_end]
+}
+
 pub fn vector_spills(location: Location, dim: usize) -> bool {
     entry_spills(location.offset as usize, EntryFormat::vectors(dim))
 }

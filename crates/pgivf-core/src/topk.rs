@@ -127,6 +127,16 @@ impl Candidates {
         Some(decode(entry))
     }
 
+    /// Payloads of up to `n` candidates soon to come, nearest first: the next of the sorted chunk
+    /// (entries pushed since it was split off may come between them). For prefetching.
+    pub fn upcoming(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        self.ready
+            .iter()
+            .rev()
+            .take(n)
+            .map(|&entry| decode(entry).1)
+    }
+
     /// Moves the nearest entries of `pool` into `ready`, sorted.
     fn split_off_chunk(&mut self) {
         if self.pool.is_empty() {

@@ -171,6 +171,12 @@ impl RerankQueue {
         queued.map(|(bound, slot)| (bound, self.rows[slot as usize]))
     }
 
+    /// Rows soon to come out of [`pop`](Self::pop) (see `Candidates::upcoming`): up to `n`, for
+    /// prefetching.
+    pub fn upcoming(&self, n: usize) -> impl Iterator<Item = [u64; 2]> + '_ {
+        self.bounds.upcoming(n).map(|slot| self.rows[slot as usize])
+    }
+
     /// Removes and returns the row [`peek`](Self::peek) returns.
     pub fn pop(&mut self) -> Option<(f32, [u64; 2])> {
         self.peek()?;
