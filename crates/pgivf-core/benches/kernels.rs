@@ -15,9 +15,9 @@
 //! - `levels/*`: every instruction-set level this CPU supports (scalar, avx2+fma, avx512f, neon)
 //!   for the 384-d batch kernel, to show what the runtime dispatch buys.
 //! - `rabitq_pages/*`: a quantized probe's inner loop, `PreparedQuery::queue_entries` over 8 KiB
-//!   pages of 384-d RaBitQ code entries (with vector locations, as `rerank = 'index'` stores them)
+//!   pages of 384-d (and 1536-d) RaBitQ code entries (with vector locations, as `rerank = 'index'` stores them)
 //!   into a fresh re-rank queue per 20,000 rows (one query at lists 250, probes 64 on the real
-//!   set): `l3` on 20,000 rows that stay in cache, `memory` on 2,000,000 (190 MiB). Throughput is
+//!   set): `l3` on 20,000 rows that stay in cache, `memory` on 2,000,000 (190 MiB, 384-d only). Throughput is
 //!   in rows (elements) per second.
 //! - `kmeans/*`: one `kmeans::train` run (k-means++ seeding plus Lloyd to convergence, at most 500
 //!   iterations) on 12,500 × 384 embedding-like samples with 250 lists, spherical (cosine,
@@ -213,78 +213,88 @@ fn rabitq_pages(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(10);
-    let dim = 384;
-    let quantizer = Quantizer::Rabitq(pgivf_core::quant::Rabitq::new(
-        dim,
-        pgivf_core::page::Metric::Cosine,
-        1,
-    ));
-    let format = EntryFormat {
-        dim,
-        filters: 0,
-        code_bytes: quantizer.code_bytes(),
-        located: true,
-    };
-    let per_page = PAGE_BYTES / format.stride();
-    let mut rows = embedding_like(4096, dim, 11);
-    normalize_rows(&mut rows, dim);
-    let centroid = {
-        let mut c = vec![0.0f32; dim];
-        for row in rows.chunks_exact(dim) {
-            c.iter_mut().zip(row).for_each(|(c, x)| *c += x / 4096.0);
-        }
-        c
-    };
-    let mut page = vec![0u8; per_page * format.stride()];
-    let (mut scratch, mut code) = (Vec::new(), vec![0u8; format.code_bytes]);
-    let mut entries = Vec::new();
-    for (i, row) in rows.chunks_exact(dim).enumerate() {
-        quantizer.encode(row, &centroid, &mut scratch, &mut code);
-        let at = (i % per_page) * format.stride();
-        let tid = Tid {
-            block: i as u32,
-            offset: 1,
-        };
-        let location = Location {
-            block: i as u32,
-            offset: 1,
-        };
-        let entry = &mut page[at..at + format.stride()];
-        format.encode_code(tid, &[], Some(location), &code, Origin::Build, entry);
-        if i % per_page == per_page - 1 {
-            entries.extend_from_slice(&page);
-        }
-    }
-    let mut prepared = quantizer.new_query();
-    quantizer.prepare(&rows[..dim], &centroid, &mut prepared);
+    // 384-d (512-bit codes, the query in registers) in cache and from memory; 1536-d (2048-bit
+    // codes, four 512-bit chunks) in cache.
     let query_rows: usize = 20_000;
-    for (name, total_rows) in [("l3", query_rows), ("memory", 2_000_000)] {
-        let pages: Vec<u8> = entries
-            .chunks_exact(per_page * format.stride())
-            .cycle()
-            .take(total_rows.div_ceil(per_page))
-            .flatten()
-            .copied()
-            .collect();
-        let mut queue = RerankQueue::new();
-        group.throughput(Throughput::Elements((pages.len() / format.stride()) as u64));
-        group.bench_function(BenchmarkId::new("queue_entries/384", name), |bench| {
-            bench.iter(|| {
-                for (n, page) in pages.chunks_exact(per_page * format.stride()).enumerate() {
-                    if n % (query_rows / per_page) == 0 {
-                        queue.clear();
-                    }
-                    black_box(prepared.queue_entries(
-                        page,
-                        format,
-                        3.0,
-                        f32::INFINITY,
-                        291,
-                        &mut queue,
-                    ));
-                }
-            })
-        });
+    for (dim, sizes) in [
+        (384, vec![("l3", query_rows), ("memory", 2_000_000)]),
+        (1536, vec![("l3", query_rows)]),
+    ] {
+        let quantizer = Quantizer::Rabitq(pgivf_core::quant::Rabitq::new(
+            dim,
+            pgivf_core::page::Metric::Cosine,
+            1,
+        ));
+        let format = EntryFormat {
+            dim,
+            filters: 0,
+            code_bytes: quantizer.code_bytes(),
+            located: true,
+        };
+        let per_page = PAGE_BYTES / format.stride();
+        let mut rows = embedding_like(4096, dim, 11);
+        normalize_rows(&mut rows, dim);
+        let centroid = {
+            let mut c = vec![0.0f32; dim];
+            for row in rows.chunks_exact(dim) {
+                c.iter_mut().zip(row).for_each(|(c, x)| *c += x / 4096.0);
+            }
+            c
+        };
+        let mut page = vec![0u8; per_page * format.stride()];
+        let (mut scratch, mut code) = (Vec::new(), vec![0u8; format.code_bytes]);
+        let mut entries = Vec::new();
+        for (i, row) in rows.chunks_exact(dim).enumerate() {
+            quantizer.encode(row, &centroid, &mut scratch, &mut code);
+            let at = (i % per_page) * format.stride();
+            let tid = Tid {
+                block: i as u32,
+                offset: 1,
+            };
+            let location = Location {
+                block: i as u32,
+                offset: 1,
+            };
+            let entry = &mut page[at..at + format.stride()];
+            format.encode_code(tid, &[], Some(location), &code, Origin::Build, entry);
+            if i % per_page == per_page - 1 {
+                entries.extend_from_slice(&page);
+            }
+        }
+        let mut prepared = quantizer.new_query();
+        quantizer.prepare(&rows[..dim], &centroid, &mut prepared);
+        for (name, total_rows) in sizes {
+            let pages: Vec<u8> = entries
+                .chunks_exact(per_page * format.stride())
+                .cycle()
+                .take(total_rows.div_ceil(per_page))
+                .flatten()
+                .copied()
+                .collect();
+            let mut queue = RerankQueue::new();
+            group.throughput(Throughput::Elements((pages.len() / format.stride()) as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("queue_entries/{dim}"), name),
+                |bench| {
+                    bench.iter(|| {
+                        for (n, page) in pages.chunks_exact(per_page * format.stride()).enumerate()
+                        {
+                            if n % (query_rows / per_page) == 0 {
+                                queue.clear();
+                            }
+                            black_box(prepared.queue_entries(
+                                page,
+                                format,
+                                3.0,
+                                f32::INFINITY,
+                                291,
+                                &mut queue,
+                            ));
+                        }
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }

@@ -324,7 +324,8 @@ impl RabitqQuery {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: level() reports Avx512 only after detecting the features.
             kernels::Level::Avx512
-                if words <= 8 && format.code_bytes == HEADER_BYTES + 8 * words =>
+                if (words <= 8 || words.is_multiple_of(8))
+                    && format.code_bytes == HEADER_BYTES + 8 * words =>
             unsafe {
                 self.queue_entries_avx512(entries, format, factor, threshold, max_offset, queue)
             },
@@ -334,9 +335,9 @@ impl RabitqQuery {
         }
     }
 
-    /// queue_entries for codes of up to 512 bits, eight entries at a time: the query's planes stay
-    /// in registers, the eight codes' bit sums are reduced together and their bounds computed in one
-    /// vector, in the same order of operations as [`finish`](Self::finish) so that the bounds are
+    /// queue_entries eight entries at a time: the codes' bit sums 512 bits at a time (for codes of
+    /// up to 512 bits, the query's planes stay in registers), the eight codes' sums reduced together
+    /// and their bounds computed in one vector, in the same order of operations as [`finish`](Self::finish) so that the bounds are
     /// the same to the bit. Only rows within the threshold reach the scalar queue.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
@@ -354,13 +355,16 @@ impl RabitqQuery {
         let grid = self.grid();
         let planes = &grid.planes;
         let words = planes.len() / QUERY_BITS;
-        let mask: __mmask8 = if words == 8 { 0xFF } else { (1u8 << words) - 1 };
+        let mask: __mmask8 = if words >= 8 { 0xFF } else { (1u8 << words) - 1 };
+        // Codes longer than 512 bits are whole 512-bit chunks (checked by the caller).
+        let chunks = words.div_ceil(8);
         let stride = format.stride();
         let code_at = format.code_range().start;
         assert_eq!(format.code_bytes, HEADER_BYTES + 8 * words);
-        // SAFETY: masked loads of the `words` words of each plane (planes has QUERY_BITS × words).
-        let query = unsafe {
-            let plane = |j: usize| planes.as_ptr().add(j * words).cast::<i64>();
+        // The query's planes for 512-bit chunk `k` of the codes. SAFETY: masked loads of at most
+        // `words` words of each plane from word 8k on (planes has QUERY_BITS × words; k < chunks).
+        let query_chunk = |k: usize| unsafe {
+            let plane = |j: usize| planes.as_ptr().add(j * words + 8 * k).cast::<i64>();
             [
                 _mm512_maskz_loadu_epi64(mask, plane(0)),
                 _mm512_maskz_loadu_epi64(mask, plane(1)),
@@ -368,6 +372,7 @@ impl RabitqQuery {
                 _mm512_maskz_loadu_epi64(mask, plane(3)),
             ]
         };
+        let query = query_chunk(0);
         let splat = _mm256_set1_ps;
         let (low, step, sum) = (splat(grid.low), splat(grid.step), splat(grid.sum));
         let (two, inv_sqrt) = (splat(2.0), splat(self.inv_sqrt_padded));
@@ -392,19 +397,24 @@ impl RabitqQuery {
         let mut queue_batch = |batch: &[u8], valid: u32| {
             let at = |i: usize| &batch[i * stride..(i + 1) * stride];
             // SAFETY: each entry is `stride` bytes and holds its code (HEADER_BYTES + 8 × words
-            // bytes, asserted) at `code_at`; the masked loads read only the code's words and the
-            // header loads its first 16 bytes.
+            // bytes, asserted) at `code_at`; the masked loads read only the code's words (chunk
+            // k < chunks: words 8k..8k + 8, within them) and the header loads its first 16 bytes.
             let (sums, headers) = unsafe {
-                let sums: [__m512i; LANES] = std::array::from_fn(|i| {
-                    let c = _mm512_maskz_loadu_epi64(
-                        mask,
-                        at(i).as_ptr().add(code_at + HEADER_BYTES).cast(),
-                    );
+                let chunk_sums = |k: usize, query: [__m512i; QUERY_BITS], i: usize| {
+                    let bits = at(i).as_ptr().add(code_at + HEADER_BYTES + 64 * k);
+                    let c = _mm512_maskz_loadu_epi64(mask, bits.cast());
                     _mm512_add_epi64(
                         kernels::weighted_planes_512(c, query),
                         _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)),
                     )
-                });
+                };
+                let mut sums: [__m512i; LANES] = std::array::from_fn(|i| chunk_sums(0, query, i));
+                for k in 1..chunks {
+                    let query = query_chunk(k);
+                    for (i, sum) in sums.iter_mut().enumerate() {
+                        *sum = _mm512_add_epi64(*sum, chunk_sums(k, query, i));
+                    }
+                }
                 let headers: [__m128; LANES] =
                     std::array::from_fn(|i| _mm_loadu_ps(at(i).as_ptr().add(code_at).cast()));
                 (sums, headers)
@@ -743,7 +753,7 @@ mod tests {
         use crate::quant::queue::{RerankQueue, NO_LOCATION};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
         let mut cases = 0;
-        for dim in [3, 100, 384, 512, 768] {
+        for dim in [3, 100, 384, 512, 768, 1536, 2000] {
             for (metric, offset, located) in [
                 (Metric::Cosine, 0.0, false),
                 (Metric::L2, 0.0, true),
@@ -822,7 +832,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 40);
+        assert_eq!(cases, 56);
     }
 
     #[test]
