@@ -47,13 +47,18 @@ if grep -qE '\.\.\. FAILED|^not ok' "$WORK/regress/run.log"; then
 fi
 
 echo "==> integration tests (tests/integration)"
+# Seconds one integration test may take (the slowest takes about 150 s here).
+TEST_TIMEOUT=${PGIVF_TEST_TIMEOUT:-900}
 for test in tests/integration/*.sh; do
     [[ "$(basename "$test")" == lib.sh ]] && continue
     [[ -e "$test" ]] || continue
     name=$(basename "$test" .sh)
     log="$WORK/$name.log"
     t0=$(date +%s)
-    if PGIVF_PORT="$PORT" PGIVF_WORK="$WORK/$name" bash "$test" >"$log" 2>&1; then
+    # A hung test fails with its log instead of holding CI until its own limit.
+    PGIVF_PORT="$PORT" PGIVF_WORK="$WORK/$name" timeout --kill-after=30 "$TEST_TIMEOUT" bash "$test" >"$log" 2>&1
+    status=$?
+    if [[ $status -eq 0 ]]; then
         count 1 0
         echo "  ok    $name ($(($(date +%s) - t0)) s)"
         # Figures for the record (crash cycles, transactions, executions, ...), one per line.
@@ -61,8 +66,12 @@ for test in tests/integration/*.sh; do
     else
         count 0 1
         fail "$name"
-        echo "  FAIL  $name ($(($(date +%s) - t0)) s); last lines of its log:"
+        echo "  FAIL  $name ($(($(date +%s) - t0)) s$( ((status == 124 || status == 137)) && echo ", timed out after $TEST_TIMEOUT s")); last lines of its log:"
         tail -30 "$log" | sed 's/^/        /'
+        if ((status == 124 || status == 137)); then
+            echo "        server processes left:"
+            ps -eo pid,ppid,stat,etime,wchan:20,args | grep -E "[p]ostgres" | sed 's/^/        /'
+        fi
     fi
 done
 

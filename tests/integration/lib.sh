@@ -51,9 +51,13 @@ vector_expr() {
 }
 
 # crash DIR: kills the postmaster and all its children with SIGKILL at once, like a power failure.
+# The postmaster is stopped first: a backend it forked between the listing of its children and the
+# kill would outlive the crash, and one that then waits on a lightweight lock of a killed backend
+# waits forever (those waits do not watch for postmaster death), and so would its client and the test.
 crash() {
     local dir=$1 pm
     pm=$(head -1 "$dir/data/postmaster.pid")
+    kill -STOP "$pm" 2>/dev/null || true
     kill -9 "$pm" $(pgrep -P "$pm") 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pm" 2>/dev/null || break; sleep 0.1; done
 }
