@@ -867,6 +867,39 @@ struct AssignState<'a> {
     max_norm: f32,
     indexed: u64,
     quantizer: Option<&'a Quantizer>,
+    /// Per list, what encoding its rows needs of its centroid (RaBitQ: the rotated centroid),
+    /// computed once; None when that would take more than LIST_CONTEXT_BYTES (each row then
+    /// computes its own).
+    list_contexts: Option<Vec<f32>>,
+}
+
+/// Memory for the quantizer's per-list contexts at build (250 lists of 384-d take 0.5 MB).
+const LIST_CONTEXT_BYTES: usize = 64 << 20;
+
+/// The quantizer's contexts of every list of `centroids`, computed on the pool.
+fn list_contexts(
+    quantizer: Option<&Quantizer>,
+    centroids: &[f32],
+    dim: usize,
+    pool: &rayon::ThreadPool,
+) -> Option<Vec<f32>> {
+    use rayon::prelude::*;
+    let quantizer = quantizer?;
+    let len = quantizer.list_context_len();
+    let lists = centroids.len() / dim;
+    if len == 0 || lists * len * std::mem::size_of::<f32>() > LIST_CONTEXT_BYTES {
+        return None;
+    }
+    let mut contexts = vec![0.0f32; lists * len];
+    pool.install(|| {
+        contexts
+            .par_chunks_mut(len)
+            .zip(centroids.par_chunks(dim))
+            .for_each(|(context, centroid)| {
+                context.copy_from_slice(&quantizer.list_context(centroid))
+            });
+    });
+    Some(contexts)
 }
 
 impl AssignState<'_> {
@@ -877,6 +910,8 @@ impl AssignState<'_> {
         let dim = self.dim;
         let mut codes = vec![0u8; self.batch_tids.len() * code_bytes];
         let centroids = self.centroids;
+        let contexts = self.list_contexts.as_deref();
+        let context_len = quantizer.list_context_len();
         let rows = &self.batch_rows[..];
         self.pool.install(|| {
             codes
@@ -884,8 +919,18 @@ impl AssignState<'_> {
                 .zip(rows.par_chunks(dim))
                 .zip(labels.par_iter())
                 .for_each_init(Vec::new, |scratch, ((code, row), &list)| {
-                    let centroid = &centroids[list as usize * dim..(list as usize + 1) * dim];
-                    quantizer.encode(row, centroid, scratch, code);
+                    let list = list as usize;
+                    let centroid = &centroids[list * dim..(list + 1) * dim];
+                    match contexts {
+                        Some(contexts) => quantizer.encode_in_list(
+                            row,
+                            centroid,
+                            &contexts[list * context_len..(list + 1) * context_len],
+                            scratch,
+                            code,
+                        ),
+                        None => quantizer.encode(row, centroid, scratch, code),
+                    }
                 });
         });
         codes
@@ -1093,6 +1138,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         max_norm: 0.0,
         indexed: 0,
         quantizer: quantizer.as_ref(),
+        list_contexts: list_contexts(quantizer.as_ref(), &centroids, params.dimensions, &pool),
     };
     // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
     let heap_tuples = unsafe {

@@ -337,6 +337,71 @@ fn kmeans(c: &mut Criterion) {
     group.finish();
 }
 
+/// Encoding a row (the build's and an insert's per-row cost besides list assignment), and the
+/// rotation it and every query pay.
+fn rabitq_encode(c: &mut Criterion) {
+    use pgivf_core::quant::rotation::Rotation;
+    use pgivf_core::quant::Quantizer;
+    let mut group = c.benchmark_group("rabitq_encode");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    for dim in [384, 1536] {
+        let mut rows = embedding_like(1024, dim, 5);
+        normalize_rows(&mut rows, dim);
+        let centroids = embedding_like(16, dim, 6);
+        let quantizer = Quantizer::Rabitq(pgivf_core::quant::Rabitq::new(
+            dim,
+            pgivf_core::page::Metric::Cosine,
+            1,
+        ));
+        let (mut scratch, mut code) = (Vec::new(), vec![0u8; quantizer.code_bytes()]);
+        group.throughput(Throughput::Elements(1024));
+        group.bench_function(BenchmarkId::new("encode", dim), |bench| {
+            bench.iter(|| {
+                for (i, row) in rows.chunks_exact(dim).enumerate() {
+                    let list = i % 16;
+                    let centroid = &centroids[list * dim..(list + 1) * dim];
+                    quantizer.encode(black_box(row), centroid, &mut scratch, &mut code);
+                }
+                black_box(&code);
+            })
+        });
+        let contexts: Vec<Vec<f32>> = centroids
+            .chunks_exact(dim)
+            .map(|centroid| quantizer.list_context(centroid))
+            .collect();
+        group.bench_function(BenchmarkId::new("encode_in_list", dim), |bench| {
+            bench.iter(|| {
+                for (i, row) in rows.chunks_exact(dim).enumerate() {
+                    let list = i % 16;
+                    let centroid = &centroids[list * dim..(list + 1) * dim];
+                    quantizer.encode_in_list(
+                        black_box(row),
+                        centroid,
+                        &contexts[list],
+                        &mut scratch,
+                        &mut code,
+                    );
+                }
+                black_box(&code);
+            })
+        });
+        let rotation = Rotation::new(dim, 1);
+        let mut out = vec![0.0f32; rotation.padded()];
+        group.bench_function(BenchmarkId::new("rotation", dim), |bench| {
+            bench.iter(|| {
+                for row in rows.chunks_exact(dim) {
+                    rotation.apply(black_box(row), &mut out);
+                }
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     pair_kernels,
@@ -344,6 +409,7 @@ criterion_group!(
     stream_kernels,
     levels,
     rabitq_pages,
+    rabitq_encode,
     kmeans
 );
 criterion_main!(benches);

@@ -120,6 +120,39 @@ impl Quantizer {
         }
     }
 
+    /// Floats of [`list_context`](Self::list_context) per list.
+    pub fn list_context_len(&self) -> usize {
+        match self {
+            Quantizer::Sq8(_) => 0,
+            Quantizer::Rabitq(q) => q.padded(),
+        }
+    }
+
+    /// What encoding any row of the list of `centroid` needs of the centroid besides itself
+    /// (RaBitQ: its rotation), for a build to compute once per list.
+    pub fn list_context(&self, centroid: &[f32]) -> Vec<f32> {
+        match self {
+            Quantizer::Sq8(_) => Vec::new(),
+            Quantizer::Rabitq(q) => q.rotate_centroid(centroid),
+        }
+    }
+
+    /// [`encode`](Self::encode) with the list's [`list_context`](Self::list_context) given: the
+    /// same code.
+    pub fn encode_in_list(
+        &self,
+        row: &[f32],
+        centroid: &[f32],
+        context: &[f32],
+        scratch: &mut Vec<f32>,
+        out: &mut [u8],
+    ) {
+        match self {
+            Quantizer::Sq8(q) => q.encode(row, centroid, out),
+            Quantizer::Rabitq(q) => q.encode_with(row, centroid, context, scratch, out),
+        }
+    }
+
     pub fn new_query(&self) -> PreparedQuery {
         match self {
             Quantizer::Sq8(_) => PreparedQuery::Sq8(Sq8Query::default()),

@@ -159,12 +159,38 @@ impl Rabitq {
         }
     }
 
+    /// P c for a list's `centroid`: every code of the list needs it (see
+    /// [`encode_with`](Self::encode_with)); a build computes it once per list.
+    pub fn rotate_centroid(&self, centroid: &[f32]) -> Vec<f32> {
+        let mut rotated = vec![0.0f32; self.padded()];
+        self.rotation.apply(centroid, &mut rotated);
+        rotated
+    }
+
     /// Encodes `row` (as stored: normalised for cosine) against its list's `centroid` into `out`
     /// (`code_bytes()` long). `scratch` is reused between calls.
     pub fn encode(&self, row: &[f32], centroid: &[f32], scratch: &mut Vec<f32>, out: &mut [u8]) {
+        let rotated_centroid = self.rotate_centroid(centroid);
+        self.encode_with(row, centroid, &rotated_centroid, scratch, out);
+    }
+
+    /// [`encode`](Self::encode) with the list's [`rotate_centroid`](Self::rotate_centroid) given.
+    pub fn encode_with(
+        &self,
+        row: &[f32],
+        centroid: &[f32],
+        rotated_centroid: &[f32],
+        scratch: &mut Vec<f32>,
+        out: &mut [u8],
+    ) {
         assert_eq!(out.len(), self.code_bytes());
         let padded = self.padded();
-        let residual: Vec<f32> = row.iter().zip(centroid).map(|(&x, &c)| x - c).collect();
+        assert_eq!(rotated_centroid.len(), padded);
+        // scratch: the residual, then its rotation.
+        scratch.clear();
+        scratch.extend(row.iter().zip(centroid).map(|(&x, &c)| x - c));
+        scratch.resize(row.len() + padded, 0.0);
+        let (residual, rotated) = scratch.split_at_mut(row.len());
         let norm = residual
             .iter()
             .map(|&x| x as f64 * x as f64)
@@ -174,7 +200,7 @@ impl Rabitq {
             Metric::L2 => norm * norm,
             Metric::InnerProduct | Metric::Cosine => -centroid
                 .iter()
-                .zip(&residual)
+                .zip(residual.iter())
                 .map(|(&c, &r)| c as f64 * r as f64)
                 .sum::<f64>(),
         };
@@ -183,14 +209,15 @@ impl Rabitq {
         if !(norm > 0.0 && norm.is_finite()) {
             return; // the row is its centroid: the distance is A + B exactly
         }
-        scratch.resize(padded, 0.0);
-        self.rotation.apply(&residual, scratch);
-        let mut abs_sum = 0.0f64;
-        for (i, &value) in scratch.iter().enumerate() {
+        self.rotation.apply(residual, rotated);
+        // The code's bits, sum |P r| and <x̄, P c> in one pass: x̄'s coordinate i is +1 where bit
+        // i is set (P r > 0), else -1.
+        let (mut abs_sum, mut centroid_sum) = (0.0f64, 0.0f64);
+        for (i, (&value, &c)) in rotated.iter().zip(rotated_centroid).enumerate() {
             abs_sum += value.abs() as f64;
-            if value > 0.0 {
-                out[HEADER_BYTES + i / 8] |= 1 << (i % 8);
-            }
+            let positive = value > 0.0;
+            out[HEADER_BYTES + i / 8] |= u8::from(positive) << (i % 8);
+            centroid_sum += if positive { c as f64 } else { -c as f64 };
         }
         let a = (abs_sum / norm / (padded as f64).sqrt()).clamp(1e-6, 1.0);
         let coef = self.coefficient(norm);
@@ -199,22 +226,7 @@ impl Rabitq {
         put_f32(out, 8, error as f32);
         // <x̄, P c>: what the centroid contributes to <x̄, v>, so that a query is quantized once
         // (P q) rather than once per list (P (q − c)).
-        let mut rotated_centroid = vec![0.0f32; padded];
-        self.rotation.apply(centroid, &mut rotated_centroid);
-        let code = &out[HEADER_BYTES..];
-        let centroid_term = rotated_centroid
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| {
-                if code[i / 8] >> (i % 8) & 1 == 1 {
-                    c as f64
-                } else {
-                    -c as f64
-                }
-            })
-            .sum::<f64>()
-            / (padded as f64).sqrt();
-        put_f32(out, 12, centroid_term as f32);
+        put_f32(out, 12, (centroid_sum / (padded as f64).sqrt()) as f32);
     }
 
     /// Prepares `query` (as stored) for estimating distances to the rows of the list of `centroid`.
@@ -637,6 +649,88 @@ mod tests {
             }
         }
         (total, outside3, worst)
+    }
+
+    /// Encoding as first written (one rotation of the centroid per row, bits read back for
+    /// <x̄, P c>): codes written by that version must read the same today.
+    fn encode_as_first_written(q: &Rabitq, row: &[f32], centroid: &[f32], out: &mut [u8]) {
+        let padded = q.padded();
+        let residual: Vec<f32> = row.iter().zip(centroid).map(|(&x, &c)| x - c).collect();
+        let norm = residual
+            .iter()
+            .map(|&x| x as f64 * x as f64)
+            .sum::<f64>()
+            .sqrt();
+        let b = match q.metric {
+            Metric::L2 => norm * norm,
+            Metric::InnerProduct | Metric::Cosine => -centroid
+                .iter()
+                .zip(&residual)
+                .map(|(&c, &r)| c as f64 * r as f64)
+                .sum::<f64>(),
+        };
+        out.fill(0);
+        put_f32(out, 0, b as f32);
+        if !(norm > 0.0 && norm.is_finite()) {
+            return;
+        }
+        let mut rotated = vec![0.0; padded];
+        q.rotation.apply(&residual, &mut rotated);
+        let mut abs_sum = 0.0f64;
+        for (i, &value) in rotated.iter().enumerate() {
+            abs_sum += value.abs() as f64;
+            if value > 0.0 {
+                out[HEADER_BYTES + i / 8] |= 1 << (i % 8);
+            }
+        }
+        let a = (abs_sum / norm / (padded as f64).sqrt()).clamp(1e-6, 1.0);
+        let coef = q.coefficient(norm);
+        let error = coef.abs() * (1.0 - a * a).max(0.0).sqrt() / (a * ((padded - 1) as f64).sqrt());
+        put_f32(out, 4, (coef / a) as f32);
+        put_f32(out, 8, error as f32);
+        let mut rotated_centroid = vec![0.0f32; padded];
+        q.rotation.apply(centroid, &mut rotated_centroid);
+        let code = &out[HEADER_BYTES..];
+        let term = rotated_centroid
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                if code[i / 8] >> (i % 8) & 1 == 1 {
+                    c as f64
+                } else {
+                    -c as f64
+                }
+            })
+            .sum::<f64>()
+            / (padded as f64).sqrt();
+        put_f32(out, 12, term as f32);
+    }
+
+    #[test]
+    fn codes_equal_the_first_versions_to_the_bit() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(17);
+        for dim in [3, 50, 64, 384, 1536, 2000] {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let q = Rabitq::new(dim, metric, 99);
+                let centroid: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let context = q.rotate_centroid(&centroid);
+                let mut scratch = Vec::new();
+                for r in 0..20 {
+                    let row: Vec<f32> = if r == 0 {
+                        centroid.clone() // the row is its centroid
+                    } else {
+                        (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()
+                    };
+                    let mut expected = vec![0u8; q.code_bytes()];
+                    encode_as_first_written(&q, &row, &centroid, &mut expected);
+                    let (mut with, mut plain) = (expected.clone(), expected.clone());
+                    q.encode_with(&row, &centroid, &context, &mut scratch, &mut with);
+                    q.encode(&row, &centroid, &mut scratch, &mut plain);
+                    assert_eq!(with, expected, "dim {dim} {metric:?} row {r}");
+                    assert_eq!(plain, expected, "dim {dim} {metric:?} row {r}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -58,19 +58,91 @@ impl Rotation {
         assert!(x.len() <= self.padded && out.len() == self.padded);
         out[..x.len()].copy_from_slice(x);
         out[x.len()..].fill(0.0);
-        for round in self.signs.chunks_exact(self.padded) {
-            for (value, sign) in out.iter_mut().zip(round) {
-                *value *= sign;
-            }
-            hadamard(out);
-        }
+        flip_and_transform(out, &self.signs);
     }
 }
 
-/// In-place unnormalised fast Walsh-Hadamard transform of a power-of-two length slice.
-fn hadamard(values: &mut [f32]) {
+/// Each round of `signs` (a multiple of `values.len()` factors): multiply, then transform.
+///
+/// Every output is the same products, sums and differences, in the same order, whatever the
+/// instruction set, so codes written on one CPU read the same on another.
+fn flip_and_transform(values: &mut [f32], signs: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was just detected.
+            return unsafe { flip_and_transform_avx512(values, signs) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was just detected.
+            return unsafe { flip_and_transform_avx2(values, signs) };
+        }
+    }
+    flip_and_transform_portable(values, signs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn flip_and_transform_avx512(values: &mut [f32], signs: &[f32]) {
+    flip_and_transform_portable(values, signs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn flip_and_transform_avx2(values: &mut [f32], signs: &[f32]) {
+    flip_and_transform_portable(values, signs)
+}
+
+#[inline(always)]
+fn flip_and_transform_portable(values: &mut [f32], signs: &[f32]) {
+    for round in signs.chunks_exact(values.len()) {
+        for (value, sign) in values.iter_mut().zip(round) {
+            *value *= sign;
+        }
+        hadamard_portable(values);
+    }
+}
+
+/// The butterflies of half-width 1, 2 and 4 within each run of 8 values, then the wider ones across
+/// runs (whole vectors of lanes at a time).
+#[inline(always)]
+fn hadamard_portable(values: &mut [f32]) {
     let n = values.len();
-    let mut half = 1;
+    debug_assert!(n.is_power_of_two() && n >= 8);
+    for run in values.chunks_exact_mut(8) {
+        let v: [f32; 8] = run.try_into().expect("runs of 8");
+        let a = [
+            v[0] + v[1],
+            v[0] - v[1],
+            v[2] + v[3],
+            v[2] - v[3],
+            v[4] + v[5],
+            v[4] - v[5],
+            v[6] + v[7],
+            v[6] - v[7],
+        ];
+        let b = [
+            a[0] + a[2],
+            a[1] + a[3],
+            a[0] - a[2],
+            a[1] - a[3],
+            a[4] + a[6],
+            a[5] + a[7],
+            a[4] - a[6],
+            a[5] - a[7],
+        ];
+        run.copy_from_slice(&[
+            b[0] + b[4],
+            b[1] + b[5],
+            b[2] + b[6],
+            b[3] + b[7],
+            b[0] - b[4],
+            b[1] - b[5],
+            b[2] - b[6],
+            b[3] - b[7],
+        ]);
+    }
+    let mut half = 8;
     while half < n {
         for block in values.chunks_exact_mut(2 * half) {
             let (left, right) = block.split_at_mut(half);
@@ -121,6 +193,42 @@ mod tests {
         let largest = out.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         // A perfectly spread unit vector has coordinates of 1/sqrt(512) = 0.044.
         assert!(largest < 0.25, "largest coordinate {largest}");
+    }
+
+    /// The textbook transform, one butterfly stage after another.
+    fn hadamard_reference(values: &mut [f32]) {
+        let n = values.len();
+        let mut half = 1;
+        while half < n {
+            for block in values.chunks_exact_mut(2 * half) {
+                let (left, right) = block.split_at_mut(half);
+                for (x, y) in left.iter_mut().zip(right.iter_mut()) {
+                    let (a, b) = (*x, *y);
+                    *x = a + b;
+                    *y = a - b;
+                }
+            }
+            half *= 2;
+        }
+    }
+
+    #[test]
+    fn rounds_equal_the_textbook_transform_to_the_bit() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        for n in [8, 16, 64, 512, 2048] {
+            let x: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let signs: Vec<f32> = (0..2 * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let (mut fast, mut portable, mut reference) = (x.clone(), x.clone(), x);
+            flip_and_transform(&mut fast, &signs);
+            flip_and_transform_portable(&mut portable, &signs);
+            for round in signs.chunks_exact(n) {
+                reference.iter_mut().zip(round).for_each(|(v, s)| *v *= s);
+                hadamard_reference(&mut reference);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&reference), "n = {n}");
+            assert_eq!(bits(&portable), bits(&reference), "n = {n}");
+        }
     }
 
     #[test]
