@@ -107,8 +107,7 @@ fn flip_and_transform_portable(values: &mut [f32], signs: &[f32]) {
 /// runs (whole vectors of lanes at a time).
 #[inline(always)]
 fn hadamard_portable(values: &mut [f32]) {
-    let n = values.len();
-    debug_assert!(n.is_power_of_two() && n >= 8);
+    debug_assert!(values.len().is_power_of_two() && values.len() >= 8);
     for run in values.chunks_exact_mut(8) {
         let v: [f32; 8] = run.try_into().expect("runs of 8");
         let a = [
@@ -142,8 +141,14 @@ fn hadamard_portable(values: &mut [f32]) {
             b[3] - b[7],
         ]);
     }
-    let mut half = 8;
-    while half < n {
+    butterfly_stages(values, 8);
+}
+
+/// The butterfly stages of half-width `first`, 2 `first`, ... up to half the length.
+#[inline(always)]
+fn butterfly_stages(values: &mut [f32], first: usize) {
+    let mut half = first;
+    while half < values.len() {
         for block in values.chunks_exact_mut(2 * half) {
             let (left, right) = block.split_at_mut(half);
             for (x, y) in left.iter_mut().zip(right.iter_mut()) {
@@ -195,21 +200,9 @@ mod tests {
         assert!(largest < 0.25, "largest coordinate {largest}");
     }
 
-    /// The textbook transform, one butterfly stage after another.
+    /// The textbook transform, one butterfly stage after another (no fused first three).
     fn hadamard_reference(values: &mut [f32]) {
-        let n = values.len();
-        let mut half = 1;
-        while half < n {
-            for block in values.chunks_exact_mut(2 * half) {
-                let (left, right) = block.split_at_mut(half);
-                for (x, y) in left.iter_mut().zip(right.iter_mut()) {
-                    let (a, b) = (*x, *y);
-                    *x = a + b;
-                    *y = a - b;
-                }
-            }
-            half *= 2;
-        }
+        butterfly_stages(values, 1);
     }
 
     #[test]
