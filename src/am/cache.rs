@@ -134,6 +134,18 @@ pub fn read_radii(index: pg_sys::Relation, meta: &Meta) -> Vec<f32> {
     radii
 }
 
+/// [`read_directory`] through the backend's buffer hints for the index (scans read the same
+/// directory page for every list they probe).
+pub fn read_directory_hinted(
+    index: pg_sys::Relation,
+    cache: &IndexCache,
+    list: u32,
+) -> DirectoryEntry {
+    let (block, slot) = cache.meta.directory_slot(list);
+    let buffer = Locked::read_recent(index, block, &mut cache.recent_buffers.borrow_mut());
+    page::read_directory_entry(buffer.page(), slot).or_corrupt(index)
+}
+
 /// List `list`'s directory entry (head, tail and free-slot hint), read under a share lock.
 pub fn read_directory(index: pg_sys::Relation, meta: &Meta, list: u32) -> DirectoryEntry {
     let (block, slot) = meta.directory_slot(list);

@@ -61,6 +61,10 @@ struct ScanState {
     reader: StreamReader,
     /// Quantized lists: rows waiting to be re-ranked.
     rerank: RerankQueue,
+    /// The list a plain batch probes after the one being probed, whose first page is prefetched
+    /// while the current list's last page is computed; and that list's head block, once read.
+    following: Option<u32>,
+    head_ahead: Option<(u32, u32)>,
 }
 
 /// A scan's large buffers, kept by the backend between scans: every execution of a query is a new
@@ -225,6 +229,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             queue: spare.queue,
             ..RerankQueue::default()
         },
+        following: None,
+        head_ahead: None,
     };
     // The state lives as long as the scan's memory context and is dropped with it, so an error in the
     // middle of a query cannot leak it; rescans reuse it (no growth in nested loops).
@@ -490,7 +496,11 @@ impl ScanState {
             if self.probed[list as usize] {
                 continue;
             }
+            self.following = self.lists.get(self.next_list).copied().filter(|&next| {
+                self.filter.is_none() && probed + 1 < self.probes && !self.probed[next as usize]
+            });
             let added = self.visit_list(index, &cache, list);
+            self.following = None;
             collected += added.unwrap_or(0);
             if added.is_some_and(|n| n > 0) || (self.filter.is_none() && added.is_some()) {
                 probed += 1;
@@ -662,7 +672,16 @@ impl ScanState {
     fn probe_list(&mut self, index: pg_sys::Relation, cache: &IndexCache, list: u32) -> usize {
         pgrx::check_for_interrupts!();
         let meta = &cache.meta;
-        let head = cache::read_directory(index, meta, list).head;
+        let head = match self.head_ahead.take() {
+            Some((ahead_list, head)) if ahead_list == list => head,
+            _ => cache::read_directory_hinted(index, cache, list).head,
+        };
+        // The next list's head, read now so that its first page loads during this list's last.
+        let after = self.following.take().map_or(INVALID_BLOCK, |next| {
+            let head = cache::read_directory_hinted(index, cache, next).head;
+            self.head_ahead = Some((next, head));
+            head
+        });
         let format = meta.entry_format();
         let metric = meta.metric;
         let query = self.query.as_deref();
@@ -679,7 +698,7 @@ impl ScanState {
             quantizer.prepare_list(q, centroid, prepared);
             if filter.is_none() {
                 let prepared = self.rerank.prepared.take().expect("prepared above");
-                let added = self.probe_codes(index, cache, head, &prepared);
+                let added = self.probe_codes(index, cache, head, after, &prepared);
                 self.rerank.prepared = Some(prepared);
                 return added;
             }
@@ -688,7 +707,9 @@ impl ScanState {
         let mut bad_tid = None;
         let reader = &mut self.reader;
         reader.reset();
-        for_each_page(index, cache, head, |page| {
+        for_each_page(index, cache, head, after, |page, ahead| {
+            // Flat entries are read faster than a progressive prefetch would pace itself.
+            pgivf_core::distance::prefetch(ahead);
             reader
                 .feed(page, format, |entry| {
                     if entry.flags.is_dead() || filter.is_some_and(|f| !f.matches(entry.filters)) {
@@ -740,6 +761,7 @@ impl ScanState {
         index: pg_sys::Relation,
         cache: &IndexCache,
         head: u32,
+        after: u32,
         prepared: &PreparedQuery,
     ) -> usize {
         let format = cache.meta.entry_format();
@@ -750,12 +772,21 @@ impl ScanState {
         let max_offset = super::build::MAX_HEAP_TUPLES_PER_PAGE as u16;
         let reader = &mut self.reader;
         reader.reset();
-        for_each_page(index, cache, head, |page| {
+        for_each_page(index, cache, head, after, |page, ahead| {
             let mut bad_tid = false;
+            let mut ahead = Some(ahead);
             reader
                 .feed_raw(page, format, |entries| {
+                    // The next page loads while this page's codes are computed (the first run
+                    // handed out may be one entry carried over from the previous page).
+                    let ahead = if entries.len() > format.stride() {
+                        ahead.take().unwrap_or_default()
+                    } else {
+                        &[]
+                    };
                     let queued = prepared.queue_entries(
                         entries,
+                        ahead,
                         format,
                         factor,
                         threshold,
@@ -778,12 +809,16 @@ impl ScanState {
 }
 
 /// Calls `visit` with each page of the list whose first page is `head`, in chain order, each
-/// share-locked while it is visited.
+/// share-locked while it is visited, and the bytes of the buffer that last held the next page,
+/// or after the last page block `after` (the next list's first page, or INVALID_BLOCK) (the scan is bound by memory, and the CPU's own prefetcher does not follow a chain of
+/// buffers: `visit` prefetches them). They may hold another block by now, or be empty when the
+/// scan has not seen the next page: they are for prefetching only, never to be read.
 fn for_each_page(
     index: pg_sys::Relation,
     cache: &IndexCache,
     head: u32,
-    mut visit: impl FnMut(&[u8]),
+    after: u32,
+    mut visit: impl FnMut(&[u8], &[u8]),
 ) {
     let mut recent = cache.recent_buffers.borrow_mut();
     let mut walk = ChainWalk::new(index);
@@ -793,12 +828,11 @@ fn for_each_page(
         let buffer = Locked::read_recent(index, block, &mut recent);
         let page = buffer.page();
         let next = page::read_special(page).or_corrupt(index).next;
-        // Start loading the next page of the list while this one is computed: the scan is bound
-        // by memory, and the CPU's own prefetcher does not follow a chain of buffers.
-        if let Some(&next_buffer) = recent.get(next as usize) {
-            prefetch_buffer(next_buffer);
-        }
-        visit(page);
+        let following = if next == INVALID_BLOCK { after } else { next };
+        let ahead = recent
+            .get(following as usize)
+            .map_or(&[][..], |&buffer| buffer_bytes(buffer));
+        visit(page, ahead);
         block = next;
     }
 }
@@ -872,7 +906,7 @@ fn prefetch_vector(cache: &IndexCache, location: Location) {
     if buffer <= 0 {
         return;
     }
-    // SAFETY: as in prefetch_buffer, addresses inside the shared buffer pool and its descriptor
+    // SAFETY: as in buffer_bytes, addresses inside the shared buffer pool and its descriptor
     // array (buffer - 1 < NBuffers), computed and prefetched only, never read.
     let (page, descriptor) = unsafe {
         (
@@ -895,21 +929,21 @@ fn prefetch_vector(cache: &IndexCache, location: Location) {
     }
 }
 
-/// Prefetches the page held by `buffer`, a shared buffer this backend saw holding a block of the
-/// index (it may hold another block by now, which only wastes the prefetch).
-fn prefetch_buffer(buffer: pg_sys::Buffer) {
+/// The bytes of `buffer`, a shared buffer this backend saw holding a block of the index, for
+/// prefetching only: it may hold another block by now, and it is neither pinned nor locked.
+fn buffer_bytes(buffer: pg_sys::Buffer) -> &'static [u8] {
     if buffer <= 0 {
-        return; // no hint, or a local buffer
+        return &[]; // no hint, or a local buffer
     }
     // SAFETY: computing a shared buffer's address (BufferBlocks + (buffer - 1) * BLCKSZ) reads
-    // nothing; prefetching any address inside the shared buffer pool is harmless.
-    let bytes = unsafe {
+    // nothing; the slice is only handed to prefetch instructions, and prefetching any address
+    // inside the shared buffer pool is harmless.
+    unsafe {
         std::slice::from_raw_parts(
             pg_sys::BufferGetBlock(buffer).cast::<u8>(),
             page::BLOCK_SIZE,
         )
-    };
-    pgivf_core::distance::prefetch(bytes);
+    }
 }
 
 #[pgrx::pg_guard]

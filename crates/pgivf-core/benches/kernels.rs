@@ -271,29 +271,50 @@ fn rabitq_pages(c: &mut Criterion) {
                 .flatten()
                 .copied()
                 .collect();
-            let mut queue = RerankQueue::new();
-            group.throughput(Throughput::Elements((pages.len() / format.stride()) as u64));
-            group.bench_function(
-                BenchmarkId::new(format!("queue_entries/{dim}"), name),
-                |bench| {
-                    bench.iter(|| {
-                        for (n, page) in pages.chunks_exact(per_page * format.stride()).enumerate()
-                        {
-                            if n % (query_rows / per_page) == 0 {
-                                queue.clear();
+            let page_bytes = per_page * format.stride();
+            let page_count = pages.len() / page_bytes;
+            // In order (the CPU's prefetcher follows the stream), or in a shuffled order as a
+            // scan meets buffers of the shared pool, each with the next page as `ahead`.
+            let mut shuffled: Vec<usize> = (0..page_count).collect();
+            let mut rng = StdRng::seed_from_u64(5);
+            for i in (1..shuffled.len()).rev() {
+                shuffled.swap(i, rng.gen_range(0..=i));
+            }
+            let orders: Vec<(&str, Vec<usize>)> = if name == "memory" {
+                vec![
+                    ("memory", (0..page_count).collect()),
+                    ("memory_shuffled", shuffled),
+                ]
+            } else {
+                vec![(name, (0..page_count).collect())]
+            };
+            for (label, order) in orders {
+                let mut queue = RerankQueue::new();
+                group.throughput(Throughput::Elements((pages.len() / format.stride()) as u64));
+                group.bench_function(
+                    BenchmarkId::new(format!("queue_entries/{dim}"), label),
+                    |bench| {
+                        let page = |k: usize| &pages[k * page_bytes..(k + 1) * page_bytes];
+                        bench.iter(|| {
+                            for (n, &k) in order.iter().enumerate() {
+                                if n % (query_rows / per_page) == 0 {
+                                    queue.clear();
+                                }
+                                let ahead = order.get(n + 1).map_or(&[][..], |&next| page(next));
+                                black_box(prepared.queue_entries(
+                                    page(k),
+                                    ahead,
+                                    format,
+                                    3.0,
+                                    f32::INFINITY,
+                                    291,
+                                    &mut queue,
+                                ));
                             }
-                            black_box(prepared.queue_entries(
-                                page,
-                                format,
-                                3.0,
-                                f32::INFINITY,
-                                291,
-                                &mut queue,
-                            ));
-                        }
-                    })
-                },
-            );
+                        })
+                    },
+                );
+            }
         }
     }
     group.finish();

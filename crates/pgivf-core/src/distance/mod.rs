@@ -197,3 +197,14 @@ pub fn prefetch(bytes: &[u8]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
 }
+
+/// [`prefetch`] into the second-level cache only, for memory needed a little later (the next
+/// page of a quantized scan): loads to L2 wait for fewer of the first-level cache's few miss
+/// buffers, so more of them are in flight at once (criterion `rabitq_pages`, pages in shuffled
+/// order: 10% faster than prefetching to L1).
+pub fn prefetch_to_l2(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch_to_l2(bytes);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}

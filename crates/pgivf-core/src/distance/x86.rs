@@ -455,3 +455,11 @@ pub(super) fn prefetch(bytes: &[u8]) {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
     }
 }
+
+pub(super) fn prefetch_to_l2(bytes: &[u8]) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+    for line in bytes.chunks(64) {
+        // SAFETY: as in prefetch.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+    }
+}

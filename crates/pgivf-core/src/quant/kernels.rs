@@ -54,6 +54,7 @@ pub(crate) fn level() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
             {
                 return Level::Avx512;

@@ -34,17 +34,37 @@ impl Ord for Bound {
 }
 
 /// Rows waiting to be re-ranked: `(lower bound, [heap TID, vector location])`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RerankQueue {
     bounds: Candidates,
     rows: Vec<[u64; 2]>,
     upper: BinaryHeap<Bound>,
-    /// Rows waiting unsorted: their lower bounds, and their rows in `rows` from
-    /// `overflow_start` on (sorted candidates' rows come before it).
+    /// Rows waiting unsorted: their lower bounds, heap TIDs and vector locations, side by side
+    /// so that a batch of lanes is stored with a few vector stores.
     overflow: Vec<f32>,
-    overflow_rows: Vec<[u64; 2]>,
-    overflow_min: Option<f32>,
+    overflow_tids: Vec<u64>,
+    overflow_locations: Vec<u64>,
+    /// The smallest lower bound in the overflow, as rows pushed one by one left it and lane by
+    /// lane as batches left it (infinite when none).
+    overflow_min: f32,
+    overflow_min_lanes: [f32; LANES],
     queued: u64,
+}
+
+impl Default for RerankQueue {
+    fn default() -> Self {
+        RerankQueue {
+            bounds: Candidates::default(),
+            rows: Vec::new(),
+            upper: BinaryHeap::new(),
+            overflow: Vec::new(),
+            overflow_tids: Vec::new(),
+            overflow_locations: Vec::new(),
+            overflow_min: f32::INFINITY,
+            overflow_min_lanes: [f32::INFINITY; LANES],
+            queued: 0,
+        }
+    }
 }
 
 impl RerankQueue {
@@ -57,10 +77,25 @@ impl RerankQueue {
         self.bounds.clear();
         self.rows.clear();
         self.upper.clear();
-        self.overflow.clear();
-        self.overflow_rows.clear();
-        self.overflow_min = None;
+        self.clear_overflow();
         self.queued = 0;
+    }
+
+    fn clear_overflow(&mut self) {
+        self.overflow.clear();
+        self.overflow_tids.clear();
+        self.overflow_locations.clear();
+        self.overflow_min = f32::INFINITY;
+        self.overflow_min_lanes = [f32::INFINITY; LANES];
+    }
+
+    /// The smallest lower bound waiting in the overflow, if any row does.
+    fn overflow_min(&self) -> Option<f32> {
+        (!self.overflow.is_empty()).then(|| {
+            self.overflow_min_lanes
+                .iter()
+                .fold(self.overflow_min, |a, &b| a.min(b))
+        })
     }
 
     /// Rows queued since the last clear.
@@ -105,11 +140,13 @@ impl RerankQueue {
         near &= lanes;
         let far = lanes & !near;
         if far != 0 {
-            let (mut bounds, mut far_rows) = ([0f32; LANES], [[0u64; 2]; LANES]);
-            let (mut count, mut min) = (0, self.overflow_min.unwrap_or(f32::INFINITY));
+            let (mut bounds, mut far_tids, mut far_locations) =
+                ([0f32; LANES], [0u64; LANES], [0u64; LANES]);
+            let (mut count, mut min) = (0, self.overflow_min);
             for i in 0..LANES {
                 bounds[count] = lower[i];
-                far_rows[count] = [tids[i], locations[i]];
+                far_tids[count] = tids[i];
+                far_locations[count] = locations[i];
                 let taken = (far >> i) & 1;
                 if taken != 0 {
                     min = min.min(lower[i]);
@@ -117,18 +154,93 @@ impl RerankQueue {
                 count += taken as usize;
             }
             // Whole arrays, then the tail cut: a copy of fixed size, inlined, not a memcpy call.
-            let (len, rows_len) = (self.overflow.len(), self.overflow_rows.len());
+            let len = self.overflow.len();
             self.overflow.extend_from_slice(&bounds);
-            self.overflow_rows.extend_from_slice(&far_rows);
+            self.overflow_tids.extend_from_slice(&far_tids);
+            self.overflow_locations.extend_from_slice(&far_locations);
             self.overflow.truncate(len + count);
-            self.overflow_rows.truncate(rows_len + count);
-            self.overflow_min = Some(min);
+            self.overflow_tids.truncate(len + count);
+            self.overflow_locations.truncate(len + count);
+            self.overflow_min = min;
             self.queued += u64::from(far.count_ones());
         }
         while near != 0 {
             let i = near.trailing_zeros() as usize;
             near &= near - 1;
             self.push([lower[i], upper[i]], [tids[i], locations[i]]);
+        }
+    }
+
+    /// [`push_lanes`](Self::push_lanes) with the lanes in vector registers: the rows beyond the
+    /// cutoff (most of a scan's) are compressed into the overflow with three vector stores.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512VL.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    #[inline]
+    pub unsafe fn push_lanes_avx512(
+        &mut self,
+        lower: std::arch::x86_64::__m256,
+        upper: std::arch::x86_64::__m256,
+        tids: std::arch::x86_64::__m512i,
+        locations: std::arch::x86_64::__m512i,
+        lanes: u32,
+    ) {
+        use std::arch::x86_64::*;
+        let cutoff = _mm256_set1_ps(self.cutoff());
+        let near = u32::from(_mm256_cmp_ps_mask::<_CMP_LE_OQ>(lower, cutoff)) & lanes;
+        let far = lanes & !near;
+        if far != 0 {
+            let mask = far as __mmask8;
+            let len = self.overflow.len();
+            let count = far.count_ones() as usize;
+            self.overflow.reserve(LANES);
+            self.overflow_tids.reserve(LANES);
+            self.overflow_locations.reserve(LANES);
+            // SAFETY: each buffer has room for LANES more elements from `len` (reserved above);
+            // the first `count` stored lanes are the far rows, in lane order, and only they
+            // become part of the buffers.
+            unsafe {
+                _mm256_storeu_ps(
+                    self.overflow.as_mut_ptr().add(len),
+                    _mm256_maskz_compress_ps(mask, lower),
+                );
+                _mm512_storeu_si512(
+                    self.overflow_tids.as_mut_ptr().add(len).cast(),
+                    _mm512_maskz_compress_epi64(mask, tids),
+                );
+                _mm512_storeu_si512(
+                    self.overflow_locations.as_mut_ptr().add(len).cast(),
+                    _mm512_maskz_compress_epi64(mask, locations),
+                );
+                self.overflow.set_len(len + count);
+                self.overflow_tids.set_len(len + count);
+                self.overflow_locations.set_len(len + count);
+                // min(lower, previous) keeps the previous minimum when a bound is NaN, as
+                // f32::min does in the row-by-row path.
+                let previous = _mm256_loadu_ps(self.overflow_min_lanes.as_ptr());
+                let min = _mm256_mask_min_ps(previous, mask, lower, previous);
+                _mm256_storeu_ps(self.overflow_min_lanes.as_mut_ptr(), min);
+            }
+            self.queued += count as u64;
+        }
+        if near != 0 {
+            let (mut lowers, mut uppers) = ([0f32; LANES], [0f32; LANES]);
+            let (mut tid_lanes, mut location_lanes) = ([0u64; LANES], [0u64; LANES]);
+            // SAFETY: stores of eight lanes into eight-element arrays.
+            unsafe {
+                _mm256_storeu_ps(lowers.as_mut_ptr(), lower);
+                _mm256_storeu_ps(uppers.as_mut_ptr(), upper);
+                _mm512_storeu_si512(tid_lanes.as_mut_ptr().cast(), tids);
+                _mm512_storeu_si512(location_lanes.as_mut_ptr().cast(), locations);
+            }
+            let mut near = near;
+            while near != 0 {
+                let i = near.trailing_zeros() as usize;
+                near &= near - 1;
+                self.push([lowers[i], uppers[i]], [tid_lanes[i], location_lanes[i]]);
+            }
         }
     }
 
@@ -148,23 +260,23 @@ impl RerankQueue {
             self.rows.push(row);
         } else {
             self.overflow.push(lower);
-            self.overflow_rows.push(row);
-            self.overflow_min = Some(self.overflow_min.map_or(lower, |m| m.min(lower)));
+            self.overflow_tids.push(row[0]);
+            self.overflow_locations.push(row[1]);
+            self.overflow_min = self.overflow_min.min(lower);
         }
     }
 
     /// The row with the smallest lower bound, left in place.
     pub fn peek(&mut self) -> Option<(f32, [u64; 2])> {
         let queued = self.bounds.peek_nearest();
-        if let Some(min) = self.overflow_min {
+        if let Some(min) = self.overflow_min() {
             if queued.is_none_or(|(b, _)| min < b) {
-                for (&bound, &row) in self.overflow.iter().zip(&self.overflow_rows) {
+                for (i, &bound) in self.overflow.iter().enumerate() {
                     self.bounds.push(bound, self.rows.len() as u64);
-                    self.rows.push(row);
+                    self.rows
+                        .push([self.overflow_tids[i], self.overflow_locations[i]]);
                 }
-                self.overflow.clear();
-                self.overflow_rows.clear();
-                self.overflow_min = None;
+                self.clear_overflow();
                 return self.peek();
             }
         }
@@ -197,10 +309,14 @@ pub struct Queued {
 
 impl PreparedQuery {
     /// Queues the live entries of a run of whole entries of `format` (one page's worth) whose
-    /// lower bound, `factor` standard errors down, is at most `threshold`.
+    /// lower bound, `factor` standard errors down, is at most `threshold`. `ahead` is memory the
+    /// caller reads next (the list's next page): it is prefetched a little at a time while the
+    /// entries are computed, so that its loads overlap the computing.
+    #[allow(clippy::too_many_arguments)]
     pub fn queue_entries(
         &self,
         entries: &[u8],
+        ahead: &[u8],
         format: EntryFormat,
         factor: f32,
         threshold: f32,
@@ -209,9 +325,10 @@ impl PreparedQuery {
     ) -> Queued {
         match self {
             PreparedQuery::Rabitq(q) => {
-                q.queue_entries(entries, format, factor, threshold, max_offset, queue)
+                q.queue_entries(entries, ahead, format, factor, threshold, max_offset, queue)
             }
             PreparedQuery::Sq8(q) => {
+                crate::distance::prefetch(ahead);
                 queue_with(entries, format, threshold, max_offset, queue, |c| {
                     q.estimate(c).bounds(factor)
                 })
@@ -323,9 +440,14 @@ mod tests {
 
     #[test]
     fn lanes_queue_like_rows_one_by_one() {
-        // push_lanes takes the rows of the set lanes only, and they come out in the same order
+        // push_lanes (and push_lanes_avx512) takes the rows of the set lanes only, and they come out in the same order
         // as rows pushed one at a time, overflow or not.
         let (mut by_lanes, mut one_by_one) = (RerankQueue::new(), RerankQueue::new());
+        // The vector version too, where the CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        let mut by_vectors = (std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl"))
+        .then(RerankQueue::new);
         let mut taken = 0;
         for batch in 0..200u64 {
             let lane = |i: usize| batch * LANES as u64 + i as u64;
@@ -335,6 +457,21 @@ mod tests {
             let locations: [u64; LANES] = std::array::from_fn(|i| !lane(i));
             let lanes = ((batch * 0x9E37_79B9) >> 7) as u32 & 0xFF;
             by_lanes.push_lanes(&lower, &upper, &tids, &locations, lanes);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(queue) = by_vectors.as_mut() {
+                use std::arch::x86_64::*;
+                // SAFETY: the CPU's AVX-512F and AVX-512VL were detected; loads of eight lanes
+                // from eight-element arrays.
+                unsafe {
+                    queue.push_lanes_avx512(
+                        _mm256_loadu_ps(lower.as_ptr()),
+                        _mm256_loadu_ps(upper.as_ptr()),
+                        _mm512_loadu_si512(tids.as_ptr().cast()),
+                        _mm512_loadu_si512(locations.as_ptr().cast()),
+                        lanes,
+                    )
+                };
+            }
             for i in (0..LANES).filter(|i| lanes >> i & 1 != 0) {
                 one_by_one.push([lower[i], upper[i]], [tids[i], locations[i]]);
                 taken += 1;
@@ -353,5 +490,11 @@ mod tests {
         let expected = drain(&mut one_by_one);
         assert_eq!(expected.len(), taken);
         assert_eq!(drain(&mut by_lanes), expected);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(mut queue) = by_vectors {
+            assert!(queue.overflow.len() > taken / 2, "most rows overflow");
+            assert_eq!(queue.queued(), taken as u64);
+            assert_eq!(drain(&mut queue), expected);
+        }
     }
 }

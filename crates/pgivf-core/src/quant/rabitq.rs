@@ -322,9 +322,11 @@ impl RabitqQuery {
 
     /// Queues the live entries of a run of `format` entries (see `queue::queue_with`), with the
     /// bit kernel inlined into the loop.
+    #[allow(clippy::too_many_arguments)]
     pub fn queue_entries(
         &self,
         entries: &[u8],
+        ahead: &[u8],
         format: crate::page::EntryFormat,
         factor: f32,
         threshold: f32,
@@ -339,11 +341,16 @@ impl RabitqQuery {
                 if (words <= 8 || words.is_multiple_of(8))
                     && format.code_bytes == HEADER_BYTES + 8 * words =>
             unsafe {
-                self.queue_entries_avx512(entries, format, factor, threshold, max_offset, queue)
+                self.queue_entries_avx512(
+                    entries, ahead, format, factor, threshold, max_offset, queue,
+                )
             },
-            _ => super::queue::queue_with(entries, format, threshold, max_offset, queue, |code| {
-                self.estimate(code).bounds(factor)
-            }),
+            _ => {
+                crate::distance::prefetch(ahead);
+                super::queue::queue_with(entries, format, threshold, max_offset, queue, |code| {
+                    self.estimate(code).bounds(factor)
+                })
+            }
         }
     }
 
@@ -352,10 +359,12 @@ impl RabitqQuery {
     /// and their bounds computed in one vector, in the same order of operations as [`finish`](Self::finish) so that the bounds are
     /// the same to the bit. Only rows within the threshold reach the scalar queue.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512vpopcntdq")]
+    #[allow(clippy::too_many_arguments)]
     fn queue_entries_avx512(
         &self,
         entries: &[u8],
+        ahead: &[u8],
         format: crate::page::EntryFormat,
         factor: f32,
         threshold: f32,
@@ -452,12 +461,6 @@ impl RabitqQuery {
             let lower = _mm256_sub_ps(distance, width);
             let upper = _mm256_add_ps(distance, width);
             let within = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(lower, threshold_v)) as u32;
-            let (mut lowers, mut uppers) = ([0f32; LANES], [0f32; LANES]);
-            // SAFETY: stores of eight floats into eight-float arrays.
-            unsafe {
-                _mm256_storeu_ps(lowers.as_mut_ptr(), lower);
-                _mm256_storeu_ps(uppers.as_mut_ptr(), upper);
-            }
             // The eight entries' headers (TID and flags) and vector locations, one gather each.
             // SAFETY: every offset is an entry's start (or its location slot, inside the entry)
             // in `batch`, with 8 bytes there.
@@ -483,18 +486,22 @@ impl RabitqQuery {
             } else {
                 places
             };
-            let (mut tid_lanes, mut location_lanes) = ([0u64; LANES], [0u64; LANES]);
-            // SAFETY: stores of eight u64 into eight-u64 arrays.
-            unsafe {
-                _mm512_storeu_si512(tid_lanes.as_mut_ptr().cast(), tids);
-                _mm512_storeu_si512(location_lanes.as_mut_ptr().cast(), locations);
-            }
-            queue.push_lanes(&lowers, &uppers, &tid_lanes, &location_lanes, lanes);
+            // SAFETY: this function's features include push_lanes_avx512's.
+            unsafe { queue.push_lanes_avx512(lower, upper, tids, locations, lanes) };
             queued.rows += lanes.count_ones() as usize;
         };
-        for batch in batches {
+        // `ahead` is spread over the batches: the share of its cache lines due after batch i.
+        let batch_count = batches.len().max(1);
+        let mut prefetched = 0;
+        for (i, batch) in batches.enumerate() {
+            let due = ahead.len() * (i + 1) / batch_count;
+            if due > prefetched {
+                crate::distance::prefetch_to_l2(&ahead[prefetched..due]);
+                prefetched = due;
+            }
             queue_batch(batch, u32::MAX);
         }
+        crate::distance::prefetch_to_l2(&ahead[prefetched..]);
         // The last few entries of a run go through the same loop as the high lanes of the run's
         // last eight entries; a run shorter than that (an entry split across pages) one by one.
         let whole = entries.len() - tail.len();
@@ -905,8 +912,15 @@ mod tests {
                         .filter(|&(bound, _)| bound <= threshold)
                         .collect();
                     let mut queue = RerankQueue::new();
-                    let queued =
-                        prepared.queue_entries(&entries, format, 2.0, threshold, 291, &mut queue);
+                    let queued = prepared.queue_entries(
+                        &entries,
+                        &[],
+                        format,
+                        2.0,
+                        threshold,
+                        291,
+                        &mut queue,
+                    );
                     let bad = expected.iter().any(|&(_, i)| i == 11);
                     assert_eq!((queued.rows, queued.bad_tid), (expected.len(), bad));
                     let mut batch = Vec::new();
