@@ -586,6 +586,8 @@ impl ScanState {
     fn resolve(&mut self, scan: &pg_sys::IndexScanDescData) {
         let cache = self.cache.clone().expect("scan started");
         let threshold = self.threshold.unwrap_or(f32::INFINITY);
+        // Rows after the head already prefetched (by an earlier turn of this loop).
+        let mut prefetched = 0usize;
         while let Some((bound, _)) = self.rerank.queue.peek() {
             if self
                 .candidates
@@ -598,11 +600,15 @@ impl ScanState {
             self.rerank.reranked += 1;
             // The next row's page and vector load while this one's distance is computed: each
             // re-ranked row is otherwise a few memory round trips in a row (buffer header, page
-            // header and special area, then the vector).
+            // header and special area, then the vector). Rows come up one place per turn: only
+            // the one new to the window is prefetched.
+            let skip = prefetched.saturating_sub(1);
+            prefetched = 0;
             for [_, next] in self.rerank.queue.upcoming(RERANK_PREFETCH) {
-                if next != NO_LOCATION {
+                if next != NO_LOCATION && prefetched >= skip {
                     prefetch_vector(&cache, unpack_location(next));
                 }
+                prefetched += 1;
             }
             let tid = Tid::from_u64(tid);
             let location = (location != NO_LOCATION).then(|| unpack_location(location));
@@ -924,9 +930,12 @@ fn prefetch_vector(cache: &IndexCache, location: Location) {
     };
     pgivf_core::distance::prefetch(descriptor);
     let dim = cache.meta.dimensions as usize;
-    for range in page::vector_touches(location, dim) {
-        pgivf_core::distance::prefetch(&page[range]);
-    }
+    let [header, special, vector] = page::vector_touches(location, dim);
+    pgivf_core::distance::prefetch(&page[header]);
+    pgivf_core::distance::prefetch(&page[special]);
+    // The vector is read last and is many cache lines: to L2, so that the first-level cache's
+    // few miss buffers do not hold up the rows before it.
+    pgivf_core::distance::prefetch_to_l2(&page[vector]);
 }
 
 /// The bytes of `buffer`, a shared buffer this backend saw holding a block of the index, for
