@@ -506,6 +506,8 @@ impl ScanState {
                 probed += 1;
             }
         }
+        // A head read ahead is for the very next list only, never for a later batch.
+        self.head_ahead = None;
         true
     }
 
