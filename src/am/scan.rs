@@ -837,10 +837,10 @@ fn for_each_page(
         let page = buffer.page();
         let next = page::read_special(page).or_corrupt(index).next;
         let following = if next == INVALID_BLOCK { after } else { next };
-        let ahead = recent
-            .get(following as usize)
-            .map_or(&[][..], |&buffer| buffer_bytes(buffer));
-        visit(page, ahead);
+        let hint = recent.get(following as usize).copied().unwrap_or_default();
+        // The next page's buffer descriptor too: pinning and locking it is a cache miss otherwise.
+        pgivf_core::distance::prefetch(descriptor_bytes(hint));
+        visit(page, buffer_bytes(hint));
         block = next;
     }
 }
@@ -911,26 +911,11 @@ fn prefetch_vector(cache: &IndexCache, location: Location) {
     let Some(&buffer) = cache.recent_buffers.borrow().get(location.block as usize) else {
         return;
     };
-    if buffer <= 0 {
+    let page = buffer_bytes(buffer);
+    if page.is_empty() {
         return;
     }
-    // SAFETY: as in buffer_bytes, addresses inside the shared buffer pool and its descriptor
-    // array (buffer - 1 < NBuffers), computed and prefetched only, never read.
-    let (page, descriptor) = unsafe {
-        (
-            std::slice::from_raw_parts(
-                pg_sys::BufferGetBlock(buffer).cast::<u8>(),
-                page::BLOCK_SIZE,
-            ),
-            std::slice::from_raw_parts(
-                pg_sys::BufferDescriptors
-                    .add(buffer as usize - 1)
-                    .cast::<u8>(),
-                std::mem::size_of::<pg_sys::BufferDescPadded>(),
-            ),
-        )
-    };
-    pgivf_core::distance::prefetch(descriptor);
+    pgivf_core::distance::prefetch(descriptor_bytes(buffer));
     let dim = cache.meta.dimensions as usize;
     let [header, special, vector] = page::vector_touches(location, dim);
     pgivf_core::distance::prefetch(&page[header]);
@@ -938,6 +923,24 @@ fn prefetch_vector(cache: &IndexCache, location: Location) {
     // The vector is read last and is many cache lines: to L2, so that the first-level cache's
     // few miss buffers do not hold up the rows before it.
     pgivf_core::distance::prefetch_to_l2(&page[vector]);
+}
+
+/// The descriptor of `buffer` (a shared buffer: `buffer` in 1..=NBuffers), for prefetching only:
+/// pinning and locking the buffer writes to it, and it is a cache miss of its own.
+fn descriptor_bytes(buffer: pg_sys::Buffer) -> &'static [u8] {
+    if buffer <= 0 {
+        return &[];
+    }
+    // SAFETY: an address inside the buffer descriptor array (buffer - 1 < NBuffers), computed
+    // and handed to prefetch instructions only, never read.
+    unsafe {
+        std::slice::from_raw_parts(
+            pg_sys::BufferDescriptors
+                .add(buffer as usize - 1)
+                .cast::<u8>(),
+            std::mem::size_of::<pg_sys::BufferDescPadded>(),
+        )
+    }
 }
 
 /// The bytes of `buffer`, a shared buffer this backend saw holding a block of the index, for
