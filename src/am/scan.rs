@@ -817,10 +817,11 @@ impl ScanState {
 }
 
 /// Calls `visit` with each page of the list whose first page is `head`, in chain order, each
-/// share-locked while it is visited, and the bytes of the buffer that last held the next page,
-/// or after the last page block `after` (the next list's first page, or INVALID_BLOCK) (the scan is bound by memory, and the CPU's own prefetcher does not follow a chain of
-/// buffers: `visit` prefetches them). They may hold another block by now, or be empty when the
-/// scan has not seen the next page: they are for prefetching only, never to be read.
+/// share-locked while it is visited, and with the bytes of the buffer that last held the page read
+/// next: the list's next page, or after its last page block `after` (the next list's first page,
+/// or INVALID_BLOCK). The scan is bound by memory and the CPU's own prefetcher does not follow a
+/// chain of buffers, so `visit` prefetches those bytes; they may hold another block by now, or be
+/// empty when the scan has no hint for the block: for prefetching only, never to be read.
 fn for_each_page(
     index: pg_sys::Relation,
     cache: &IndexCache,
