@@ -17,8 +17,9 @@
 //! - `rabitq_pages/*`: a quantized probe's inner loop, `PreparedQuery::queue_entries` over 8 KiB
 //!   pages of 384-d (and 1536-d) RaBitQ code entries (with vector locations, as `rerank = 'index'` stores them)
 //!   into a fresh re-rank queue per 20,000 rows (one query at lists 250, probes 64 on the real
-//!   set): `l3` on 20,000 rows that stay in cache, `memory` on 2,000,000 (190 MiB, 384-d only). Throughput is
-//!   in rows (elements) per second.
+//!   set), each page with the next one to prefetch: `l3` on 20,000 rows that stay in cache, `memory`
+//!   on 2,000,000 (190 MiB, 384-d only) in page order, `memory_shuffled` in a shuffled page order
+//!   (as a scan meets shared buffers). Throughput is in rows (elements) per second.
 //! - `kmeans/*`: one `kmeans::train` run (k-means++ seeding plus Lloyd to convergence, at most 500
 //!   iterations) on 12,500 × 384 embedding-like samples with 250 lists, spherical (cosine,
 //!   unit-length samples) and L2, on rayon pools of 1 and 2 threads: seconds per build-time
