@@ -61,9 +61,8 @@ struct ScanState {
     reader: StreamReader,
     /// Quantized lists: rows waiting to be re-ranked.
     rerank: RerankQueue,
-    /// The list a plain batch probes after the one being probed, whose first page is prefetched
-    /// while the current list's last page is computed; and that list's head block, once read.
-    following: Option<u32>,
+    /// The list a plain batch probes next and its head block, read while the list before it was
+    /// probed (to prefetch its first page during that list's last).
     head_ahead: Option<(u32, u32)>,
 }
 
@@ -229,7 +228,6 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             queue: spare.queue,
             ..RerankQueue::default()
         },
-        following: None,
         head_ahead: None,
     };
     // The state lives as long as the scan's memory context and is dropped with it, so an error in the
@@ -496,11 +494,10 @@ impl ScanState {
             if self.probed[list as usize] {
                 continue;
             }
-            self.following = self.lists.get(self.next_list).copied().filter(|&next| {
+            let following = self.lists.get(self.next_list).copied().filter(|&next| {
                 self.filter.is_none() && probed + 1 < self.probes && !self.probed[next as usize]
             });
-            let added = self.visit_list(index, &cache, list);
-            self.following = None;
+            let added = self.visit_list(index, &cache, list, following);
             collected += added.unwrap_or(0);
             if added.is_some_and(|n| n > 0) || (self.filter.is_none() && added.is_some()) {
                 probed += 1;
@@ -512,12 +509,14 @@ impl ScanState {
     }
 
     /// Reads a list (unless its filter summary rules the index conditions out) and marks it probed;
-    /// returns how many candidates it added, or None when skipped.
+    /// returns how many candidates it added, or None when skipped. `following` is the list to be
+    /// read next, if known (its first page is prefetched).
     fn visit_list(
         &mut self,
         index: pg_sys::Relation,
         cache: &IndexCache,
         list: u32,
+        following: Option<u32>,
     ) -> Option<usize> {
         self.probed[list as usize] = true;
         self.probed_count += 1;
@@ -527,7 +526,7 @@ impl ScanState {
                 return None;
             }
         }
-        Some(self.probe_list(index, cache, list))
+        Some(self.probe_list(index, cache, list, following))
     }
 
     /// strict_order: the smallest lower bound among the lists not read yet (within max_probes).
@@ -559,7 +558,7 @@ impl ScanState {
             }
             let strict = self.strict.as_ref().expect("strict_order");
             let list = strict.by_bound[strict.cursor].1;
-            self.visit_list(index, &cache, list);
+            self.visit_list(index, &cache, list, None);
         }
     }
 
@@ -676,8 +675,14 @@ impl ScanState {
     }
 
     /// Adds the list's live (and, with index conditions, matching) entries to the candidates;
-    /// returns how many.
-    fn probe_list(&mut self, index: pg_sys::Relation, cache: &IndexCache, list: u32) -> usize {
+    /// returns how many. `following`: as for visit_list.
+    fn probe_list(
+        &mut self,
+        index: pg_sys::Relation,
+        cache: &IndexCache,
+        list: u32,
+        following: Option<u32>,
+    ) -> usize {
         pgrx::check_for_interrupts!();
         let meta = &cache.meta;
         let head = match self.head_ahead.take() {
@@ -685,7 +690,7 @@ impl ScanState {
             _ => cache::read_directory_hinted(index, cache, list).head,
         };
         // The next list's head, read now so that its first page loads during this list's last.
-        let after = self.following.take().map_or(INVALID_BLOCK, |next| {
+        let after = following.map_or(INVALID_BLOCK, |next| {
             let head = cache::read_directory_hinted(index, cache, next).head;
             self.head_ahead = Some((next, head));
             head

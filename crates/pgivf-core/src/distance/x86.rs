@@ -448,18 +448,18 @@ mod avx512 {
 
 /// Prefetches every 64-byte line of `bytes` into all cache levels.
 pub(super) fn prefetch(bytes: &[u8]) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes);
+}
+
+/// Prefetches every 64-byte line of `bytes` into the second-level cache and beyond.
+pub(super) fn prefetch_to_l2(bytes: &[u8]) {
+    prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T1 }>(bytes);
+}
+
+fn prefetch_lines<const HINT: i32>(bytes: &[u8]) {
     for line in bytes.chunks(64) {
         // SAFETY: prefetching is only a hint: it never faults and reads nothing architecturally,
         // and the pointer is inside `bytes` anyway. SSE is part of x86_64's baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-    }
-}
-
-pub(super) fn prefetch_to_l2(bytes: &[u8]) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-    for line in bytes.chunks(64) {
-        // SAFETY: as in prefetch.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line.as_ptr().cast()) };
     }
 }

@@ -44,9 +44,8 @@ pub struct RerankQueue {
     overflow: Vec<f32>,
     overflow_tids: Vec<u64>,
     overflow_locations: Vec<u64>,
-    /// The smallest lower bound in the overflow, as rows pushed one by one left it and lane by
-    /// lane as batches left it (infinite when none).
-    overflow_min: f32,
+    /// The smallest lower bound in the overflow, lane by lane as batches of lanes left it (rows
+    /// pushed one by one count in lane 0; infinite when none).
     overflow_min_lanes: [f32; LANES],
     queued: u64,
 }
@@ -60,7 +59,6 @@ impl Default for RerankQueue {
             overflow: Vec::new(),
             overflow_tids: Vec::new(),
             overflow_locations: Vec::new(),
-            overflow_min: f32::INFINITY,
             overflow_min_lanes: [f32::INFINITY; LANES],
             queued: 0,
         }
@@ -85,7 +83,6 @@ impl RerankQueue {
         self.overflow.clear();
         self.overflow_tids.clear();
         self.overflow_locations.clear();
-        self.overflow_min = f32::INFINITY;
         self.overflow_min_lanes = [f32::INFINITY; LANES];
     }
 
@@ -94,7 +91,7 @@ impl RerankQueue {
         (!self.overflow.is_empty()).then(|| {
             self.overflow_min_lanes
                 .iter()
-                .fold(self.overflow_min, |a, &b| a.min(b))
+                .fold(f32::INFINITY, |a, &b| a.min(b))
         })
     }
 
@@ -212,7 +209,7 @@ impl RerankQueue {
             self.overflow.push(lower);
             self.overflow_tids.push(row[0]);
             self.overflow_locations.push(row[1]);
-            self.overflow_min = self.overflow_min.min(lower);
+            self.overflow_min_lanes[0] = self.overflow_min_lanes[0].min(lower);
         }
     }
 
