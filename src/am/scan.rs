@@ -566,7 +566,7 @@ impl ScanState {
     /// waiting to be re-ranked, their lower bound.
     fn nearest_possible(&mut self) -> Option<f32> {
         let exact = self.candidates.peek_nearest().map(|(d, _)| d);
-        let bound = self.rerank.queue.peek().map(|(d, _)| d);
+        let bound = self.rerank.queue.peek_bound();
         match (exact, bound) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -589,7 +589,7 @@ impl ScanState {
         let threshold = self.threshold.unwrap_or(f32::INFINITY);
         // Rows after the head already prefetched (by an earlier turn of this loop).
         let mut prefetched = 0usize;
-        while let Some((bound, _)) = self.rerank.queue.peek() {
+        while let Some(bound) = self.rerank.queue.peek_bound() {
             if self
                 .candidates
                 .peek_nearest()

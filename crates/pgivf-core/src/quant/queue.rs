@@ -230,6 +230,17 @@ impl RerankQueue {
         queued.map(|(bound, slot)| (bound, self.rows[slot as usize]))
     }
 
+    /// The smallest lower bound waiting, without sorting the overflow into the queue: deciding
+    /// that no waiting row can come before an exact candidate needs only the overflow's minimum,
+    /// and most scans stop there.
+    pub fn peek_bound(&mut self) -> Option<f32> {
+        let queued = self.bounds.peek_nearest().map(|(bound, _)| bound);
+        match (queued, self.overflow_min()) {
+            (Some(queued), Some(overflow)) => Some(queued.min(overflow)),
+            (queued, overflow) => queued.or(overflow),
+        }
+    }
+
     /// Rows soon to come out of [`pop`](Self::pop) (see `Candidates::upcoming`): up to `n`, for
     /// prefetching.
     pub fn upcoming(&self, n: usize) -> impl Iterator<Item = [u64; 2]> + '_ {
@@ -383,6 +394,32 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(queue.queued(), 1000);
+    }
+
+    #[test]
+    fn peek_bound_is_the_next_bound_and_leaves_the_overflow_alone() {
+        // A far row queued first (before any cutoff) stays among the sorted candidates while
+        // nearer rows queued later wait in the overflow. peek_bound reports the smallest bound of
+        // all rows at every step without sorting the overflow in; only a pop that needs it does.
+        let mut queue = RerankQueue::new();
+        queue.push([500.0, 501.0], [500, 500]);
+        for i in 1..200u64 {
+            queue.push([i as f32, i as f32 + 1.0], [i, i]);
+        }
+        let waiting = queue.overflow.len();
+        assert!(waiting > 100, "rows wait in the overflow: {waiting}");
+        let mut expected: Vec<f32> = (1..200).map(|i| i as f32).collect();
+        expected.push(500.0);
+        let sorted_first = expected.len() - waiting - 1;
+        for (n, &bound) in expected.iter().enumerate() {
+            assert_eq!(queue.peek_bound(), Some(bound));
+            if n <= sorted_first {
+                // Up to the overflow's smallest row: the far row is still sorted, nothing moved.
+                assert_eq!(queue.overflow.len(), waiting, "step {n}");
+            }
+            assert_eq!(queue.pop().map(|(b, _)| b), Some(bound));
+        }
+        assert_eq!(queue.peek_bound(), None);
     }
 
     #[cfg(target_arch = "x86_64")]
