@@ -929,7 +929,6 @@ pub fn read_vector_at(
     Ok((tid, dead))
 }
 
-/// Whether the vector entry at `location` continues onto the next page.
 /// What reading the vector entry at `location` touches on the page at `location.block`: the page
 /// header, the special area (both checked first) and the entry's part on that page, as byte ranges
 /// of the page, for prefetching. Any location gives ranges inside the page.
@@ -940,6 +939,7 @@ pub fn vector_touches(location: Location, dim: usize) -> [std::ops::Range<usize>
     [0..PAGE_HEADER_SIZE, end..BLOCK_SIZE, start..entry_end]
 }
 
+/// Whether the vector entry at `location` continues onto the next page.
 pub fn vector_spills(location: Location, dim: usize) -> bool {
     entry_spills(location.offset as usize, EntryFormat::vectors(dim))
 }

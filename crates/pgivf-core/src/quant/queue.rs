@@ -213,21 +213,20 @@ impl RerankQueue {
         }
     }
 
-    /// The row with the smallest lower bound, left in place.
-    pub fn peek(&mut self) -> Option<(f32, [u64; 2])> {
-        let queued = self.bounds.peek_nearest();
-        if let Some(min) = self.overflow_min() {
-            if queued.is_none_or(|(b, _)| min < b) {
-                for (i, &bound) in self.overflow.iter().enumerate() {
-                    self.bounds.push(bound, self.rows.len() as u64);
-                    self.rows
-                        .push([self.overflow_tids[i], self.overflow_locations[i]]);
-                }
-                self.clear_overflow();
-                return self.peek();
+    /// Sorts the overflow in when its smallest row comes before the sorted rows' next: only then
+    /// can the next row to pop be one of its rows.
+    fn admit_overflow(&mut self) {
+        let Some(min) = self.overflow_min() else {
+            return;
+        };
+        if self.bounds.peek_nearest().is_none_or(|(b, _)| min < b) {
+            for (i, &bound) in self.overflow.iter().enumerate() {
+                self.bounds.push(bound, self.rows.len() as u64);
+                self.rows
+                    .push([self.overflow_tids[i], self.overflow_locations[i]]);
             }
+            self.clear_overflow();
         }
-        queued.map(|(bound, slot)| (bound, self.rows[slot as usize]))
     }
 
     /// The smallest lower bound waiting, without sorting the overflow into the queue: deciding
@@ -247,9 +246,9 @@ impl RerankQueue {
         self.bounds.upcoming(n).map(|slot| self.rows[slot as usize])
     }
 
-    /// Removes and returns the row [`peek`](Self::peek) returns.
+    /// Removes and returns the row with the smallest lower bound.
     pub fn pop(&mut self) -> Option<(f32, [u64; 2])> {
-        self.peek()?;
+        self.admit_overflow();
         let (bound, slot) = self.bounds.pop_nearest()?;
         Some((bound, self.rows[slot as usize]))
     }
