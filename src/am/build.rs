@@ -41,6 +41,8 @@ pub struct BuildParams {
     pub vector_column: usize,
     pub quantizer: QuantizerKind,
     pub rerank: Rerank,
+    /// Whether rows get a second, spilled entry (see `super::Spill`).
+    pub spill: bool,
 }
 
 /// The index's parameters; `heap` is the table being indexed (None for the empty init fork of an
@@ -119,6 +121,16 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
             Some("Use rerank = 'index'."),
         );
     }
+    let spill = match super::spill_option(index) {
+        super::Spill::Auto => quantizer != QuantizerKind::None && rerank == Rerank::Index,
+        super::Spill::On if quantizer == QuantizerKind::None => raise_with(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "spill = 'on' needs a quantizer".into(),
+            Some("Give quantizer = 'sq8' or 'rabitq'; lists without one would hold every vector twice."),
+        ),
+        super::Spill::On => true,
+        super::Spill::Off => false,
+    };
     // The list format lets an entry span two pages, not more.
     let stride = EntryFormat {
         dim: dimensions,
@@ -145,6 +157,7 @@ pub fn build_params(index: pg_sys::Relation, heap: Option<pg_sys::Relation>) -> 
         vector_column,
         quantizer,
         rerank,
+        spill,
     }
 }
 
@@ -556,6 +569,8 @@ fn write_structure(
         summary_pages: summary_pages as u32,
         radii: true,
         max_norm: 0.0,
+        // With fewer than two lists there is nowhere to spill to.
+        spill: params.spill && quantizer.is_some() && params.lists > 1,
         quantizer: quantizer.map_or(QuantizerKind::None, Quantizer::kind),
         rerank: params.rerank,
         quantizer_start: if quantizer_pages == 0 {
@@ -761,14 +776,16 @@ impl Lists {
                 continue;
             }
             if list < lists && self.meta.keeps_vectors() {
-                // Code entries hold their vector's ordinal until now.
+                // Code entries hold their vector's ordinal and list until now (a spilled entry's
+                // vector is in its primary list's chain).
                 let format = self.meta.entry_format();
                 let vector_format = self.meta.chain_format(self.meta.lists);
-                let pages = &self.vector_pages[list];
                 for entry in self.pending[list].chunks_exact_mut(stride) {
-                    let ordinal = format.location_of(entry).block as usize;
-                    let location = page::location_in_chain(pages, ordinal, vector_format)
-                        .expect("vectors are written before their codes");
+                    let held = format.location_of(entry);
+                    let pages = &self.vector_pages[held.offset as usize];
+                    let location =
+                        page::location_in_chain(pages, held.block as usize, vector_format)
+                            .expect("vectors are written before their codes");
                     format.set_location(entry, location);
                 }
             }
@@ -871,6 +888,8 @@ struct AssignState<'a> {
     /// computed once; None when that would take more than LIST_CONTEXT_BYTES (each row then
     /// computes its own).
     list_contexts: Option<Vec<f32>>,
+    /// With `Meta::spill`: picks each row's second list.
+    spiller: Option<kmeans::Spiller<'a>>,
 }
 
 /// Memory for the quantizer's per-list contexts at build (250 lists of 384-d take 0.5 MB).
@@ -956,6 +975,22 @@ impl AssignState<'_> {
         let codes = self
             .quantizer
             .map(|quantizer| self.encode_batch(quantizer, &labels));
+        // Each row's second list and its code there (u32::MAX: none).
+        let seconds = self
+            .spiller
+            .as_ref()
+            .map(|spiller| spiller.second_lists(&self.batch_rows, &labels, self.pool));
+        let second_codes = match (self.quantizer, &seconds) {
+            (Some(quantizer), Some(seconds)) => {
+                let encodable: Vec<u32> = seconds
+                    .iter()
+                    .zip(&labels)
+                    .map(|(&second, &primary)| if second == u32::MAX { primary } else { second })
+                    .collect();
+                Some(self.encode_batch(quantizer, &encodable))
+            }
+            _ => None,
+        };
         let vector_format = self.lists.meta.chain_format(self.lists.meta.lists);
         let mut vector_entry = vec![0u8; vector_format.stride()];
         for (i, ((tid, row), list)) in self
@@ -983,13 +1018,14 @@ impl AssignState<'_> {
                 Some(codes) => {
                     let code_bytes = format.code_bytes;
                     let code = &codes[i * code_bytes..(i + 1) * code_bytes];
-                    // The vector's ordinal in its chain, made a location when written (flush).
+                    // The vector's ordinal in its list's vector chain and that list (at most
+                    // MAX_LISTS, so a u16), made a location when written (flush).
                     let location = self.lists.meta.keeps_vectors().then(|| {
                         let ordinal = &mut self.lists.vector_counts[list as usize];
                         *ordinal += 1;
                         page::Location {
                             block: (*ordinal - 1) as u32,
-                            offset: 0,
+                            offset: list as u16,
                         }
                     });
                     format.encode_code(*tid, hashes, location, code, Origin::Build, &mut entry);
@@ -997,6 +1033,31 @@ impl AssignState<'_> {
                         vector_format.encode(*tid, &[], row, Origin::Build, &mut vector_entry);
                         self.lists.pending[lists + list as usize].extend_from_slice(&vector_entry);
                         self.lists.pending_bytes += vector_entry.len();
+                    }
+                    let second = seconds.as_ref().map_or(u32::MAX, |s| s[i]);
+                    if let (Some(second_codes), true) = (&second_codes, second != u32::MAX) {
+                        let second = second as usize;
+                        let centroid = &self.centroids[second * self.dim..(second + 1) * self.dim];
+                        let radius = &mut self.radii[second];
+                        *radius = radius.max(bounds::member_distance(self.metric, row, centroid));
+                        if let Some(summary) = self.summaries.get_mut(second) {
+                            for &hash in hashes {
+                                summary.insert(hash);
+                            }
+                        }
+                        let code = &second_codes[i * code_bytes..(i + 1) * code_bytes];
+                        let mut spilled = vec![0u8; stride];
+                        format.encode_code(
+                            *tid,
+                            hashes,
+                            location,
+                            code,
+                            Origin::Build,
+                            &mut spilled,
+                        );
+                        page::mark_spilled(&mut spilled);
+                        self.lists.pending[second].extend_from_slice(&spilled);
+                        self.lists.pending_bytes += stride;
                     }
                 }
             }
@@ -1139,6 +1200,14 @@ pub unsafe extern "C-unwind" fn ambuild(
         indexed: 0,
         quantizer: quantizer.as_ref(),
         list_contexts: list_contexts(quantizer.as_ref(), &centroids, params.dimensions, &pool),
+        spiller: meta.spill.then(|| {
+            kmeans::Spiller::new(
+                &centroids,
+                params.dimensions,
+                kmeans_metric(params.metric),
+                kmeans::SPILL_LAMBDA,
+            )
+        }),
     };
     // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
     let heap_tuples = unsafe {

@@ -1,6 +1,7 @@
 //! `aminsert`: online inserts, no retraining.
 //!
-//! A row goes to the list of its nearest centroid (from the backend's centroid cache). It reuses a
+//! A row goes to the list of its nearest centroid (from the backend's centroid cache), and in an
+//! index that spills, a second entry to the list `kmeans::Spiller` picks. It reuses a
 //! slot that VACUUM freed when the list has one (so delete + VACUUM + insert does not grow the
 //! index), and otherwise appends at the list's tail, extending the chain with a new page when the
 //! entry does not fit; an entry that straddles the boundary is written to both pages in one WAL record.
@@ -103,6 +104,41 @@ pub unsafe extern "C-unwind" fn aminsert(
                 Origin::Insert,
                 &mut entry,
             );
+            insert_entry(index, &meta, list, &entry);
+            if meta.spill {
+                // After the row's first entry: a crash in between leaves the row in one list,
+                // which scans handle like any row.
+                let spiller = kmeans::Spiller::new(
+                    &cache.centroids,
+                    dim,
+                    kmeans_metric(meta.metric),
+                    kmeans::SPILL_LAMBDA,
+                );
+                if let Some(second) = spiller.second_list(&stored, list, &mut Vec::new()) {
+                    let centroid =
+                        &cache.centroids[second as usize * dim..(second as usize + 1) * dim];
+                    if meta.radii {
+                        let distance = bounds::member_distance(meta.metric, &stored, centroid);
+                        let norm = distance::norm_squared_f64(&stored).sqrt() as f32;
+                        widen_bounds(index, &meta, second, distance, norm);
+                    }
+                    if format.filters > 0 {
+                        add_to_summary(index, &meta, second, &filter_hashes);
+                    }
+                    quantizer.encode(&stored, centroid, &mut Vec::new(), &mut code);
+                    format.encode_code(
+                        tid,
+                        &filter_hashes,
+                        location,
+                        &code,
+                        Origin::Insert,
+                        &mut entry,
+                    );
+                    page::mark_spilled(&mut entry);
+                    insert_entry(index, &meta, second, &entry);
+                }
+            }
+            return false;
         }
     }
     insert_entry(index, &meta, list, &entry);

@@ -40,13 +40,26 @@ pub const PHASE_LOAD: i64 = 4;
 
 static RELOPT_KIND: AtomicI32 = AtomicI32::new(0);
 
-/// `WITH (lists = n, quantizer = '...', rerank = '...')`, as laid out by build_reloptions.
+/// `WITH (lists = n, quantizer = '...', rerank = '...', spill = '...')`, as laid out by
+/// build_reloptions.
 #[repr(C)]
 pub struct Options {
     vl_len_: i32,
     lists: i32,
     quantizer: i32,
     rerank: i32,
+    spill: i32,
+}
+
+/// The `spill` option: whether a quantized index files each row under a second list too
+/// (`kmeans::Spiller`). `auto` spills where the extra codes cost little: quantized lists that
+/// re-rank from the index (about 5% more index for RaBitQ); with `rerank = 'heap'` the codes are
+/// most of the index, so it would nearly double.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spill {
+    Auto = 0,
+    On = 1,
+    Off = 2,
 }
 
 pub fn init() {
@@ -95,6 +108,21 @@ pub fn init() {
             c"Valid values are \"index\" and \"heap\".".as_ptr(),
             pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
         );
+        let spills = Box::leak(Box::new([
+            enum_member(c"auto", Spill::Auto as i32),
+            enum_member(c"on", Spill::On as i32),
+            enum_member(c"off", Spill::Off as i32),
+            enum_end(),
+        ]));
+        pg_sys::add_enum_reloption(
+            kind,
+            c"spill".as_ptr(),
+            c"Whether a quantized index files each row under a second list too".as_ptr(),
+            spills.as_mut_ptr(),
+            Spill::Auto as i32,
+            c"Valid values are \"auto\", \"on\" and \"off\".".as_ptr(),
+            pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE,
+        );
     }
 }
 
@@ -109,6 +137,24 @@ fn enum_end() -> pg_sys::relopt_enum_elt_def {
     pg_sys::relopt_enum_elt_def {
         string_val: std::ptr::null(),
         symbol_val: 0,
+    }
+}
+
+/// The `spill` option of an index (auto when not given).
+pub fn spill_option(index: pg_sys::Relation) -> Spill {
+    // SAFETY: rd_options is NULL or what amoptions returned for this index.
+    let spill = unsafe {
+        let options = (*index).rd_options.cast::<Options>();
+        if options.is_null() {
+            0
+        } else {
+            (*options).spill
+        }
+    };
+    match spill {
+        1 => Spill::On,
+        2 => Spill::Off,
+        _ => Spill::Auto,
     }
 }
 
@@ -243,6 +289,11 @@ unsafe extern "C-unwind" fn amoptions(
             optname: c"rerank".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_ENUM,
             offset: std::mem::offset_of!(Options, rerank) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"spill".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_ENUM,
+            offset: std::mem::offset_of!(Options, spill) as i32,
         },
     ];
     // SAFETY: the table describes `Options` exactly.

@@ -26,6 +26,8 @@ use pgivf_core::quant::PreparedQuery;
 use pgivf_core::topk::Candidates;
 use pgivf_core::{bounds, distance, VectorError};
 use pgrx::{pg_sys, PgMemoryContexts, PgSqlErrorCode};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
 /// `ivfflat.iterative_scan = strict_order`: a row is handed out only once no unread list can hold a
@@ -117,6 +119,32 @@ struct RerankQueue {
     heap: Option<HeapFetch>,
     /// Rows re-ranked by this scan (shown at DEBUG1 when it ends).
     reranked: u64,
+    /// In an index that spills (`Meta::spill`), the heap TIDs this scan has re-ranked: a row's
+    /// second code is met in another list, and the row must be re-ranked (and returned) once.
+    seen: Option<HashSet<u64, BuildHasherDefault<TidHasher>>>,
+}
+
+/// Hashes packed heap TIDs, which are unique and need no protection from crafted collisions:
+/// a multiply spreads block and offset over every bit, folded so the low bits the table indexes
+/// by see all of them.
+#[derive(Default)]
+struct TidHasher(u64);
+
+impl std::hash::Hasher for TidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64((self.0 << 8) | u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        let mixed = value.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 29);
+    }
 }
 
 /// Reads rows' vectors from the table for `rerank = 'heap'`, with the scan's snapshot.
@@ -441,6 +469,10 @@ impl ScanState {
         self.rerank.queue.clear();
         self.rerank.factor = RERANK_FACTOR.get() as f32;
         self.rerank.reranked = 0;
+        match (&mut self.rerank.seen, meta.spill) {
+            (Some(seen), true) => seen.clear(),
+            (seen, spill) => *seen = spill.then(HashSet::default),
+        }
         self.rerank.prepared = match (&cache.quantizer, &self.query) {
             (Some(quantizer), Some(query)) => {
                 let mut prepared = quantizer.new_query();
@@ -598,6 +630,11 @@ impl ScanState {
                 return;
             }
             let (_, [tid, location]) = self.rerank.queue.pop().expect("peeked");
+            if let Some(seen) = &mut self.rerank.seen {
+                if !seen.insert(tid) {
+                    continue;
+                }
+            }
             self.rerank.reranked += 1;
             // The next row's page and vector load while this one's distance is computed: each
             // re-ranked row is otherwise a few memory round trips in a row (buffer header, page
@@ -741,6 +778,10 @@ impl ScanState {
                         });
                         rerank.queue.push(bounds, [entry.tid.to_u64(), location]);
                         added += 1;
+                        return;
+                    }
+                    if entry.flags.is_spilled() {
+                        // Without a query to re-rank by, the row's first entry stands for it.
                         return;
                     }
                     let d = query.map_or(0.0, |q| list_distance(kernels, metric, q, entry.vector));

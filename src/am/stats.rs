@@ -189,6 +189,10 @@ fn collect(index: pg_sys::Relation) -> Stats {
                         stats.dead_entries += 1;
                         return;
                     }
+                    if flags.is_spilled() {
+                        // Rows are counted where they were filed first.
+                        return;
+                    }
                     stats.rows += 1;
                     stats.list_rows[list as usize] += 1;
                     if vector.is_empty() {

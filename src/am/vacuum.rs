@@ -47,7 +47,9 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let mut live = 0f64;
     let mut removed = 0f64;
     // A quantized index's vector chains are vacuumed like its lists (their entries carry the same
-    // heap TIDs), so their slots are reused too; only the lists' entries are counted.
+    // heap TIDs), so their slots are reused too; only the lists' entries are counted. A vector's
+    // chain comes after every list, so by the time its slot can be reused, both of a spilling
+    // row's codes that locate it are dead.
     for list in 0..meta.chains() {
         let format = meta.chain_format(list);
         let counted = if list < meta.lists { 1.0 } else { 0.0 };
@@ -63,12 +65,16 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             let buffer = Locked::read_with(index, block, Mode::Cleanup, strategy);
             let mut has_dead = false;
             let mut kill = Vec::new();
+            let mut killed_rows = 0.0;
             for offset in page::entry_starts(buffer.page(), format).or_corrupt(index) {
-                let (tid, dead) = page::read_entry_header(buffer.page(), offset);
-                if dead {
+                let (tid, flags) = page::entry_header(page::data(buffer.page()), offset);
+                // A row's spilled second entry is not another row.
+                let counted = if flags.is_spilled() { 0.0 } else { counted };
+                if flags.is_dead() {
                     has_dead = true;
                 } else if is_dead(callback, callback_state, tid) {
                     kill.push(offset);
+                    killed_rows += counted;
                 } else {
                     live += counted;
                 }
@@ -80,7 +86,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
                     page::mark_dead(page, *offset);
                 }
                 xlog.finish();
-                removed += counted * kill.len() as f64;
+                removed += killed_rows;
                 has_dead = true;
             }
             if has_dead && first_free == INVALID_BLOCK {
@@ -138,7 +144,8 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
                 let buffer = Locked::read(index, block, Mode::Share);
                 reader
                     .feed(buffer.page(), meta.entry_format(), |entry| {
-                        live += if entry.flags.is_dead() { 0.0 } else { 1.0 }
+                        let row = !entry.flags.is_dead() && !entry.flags.is_spilled();
+                        live += if row { 1.0 } else { 0.0 }
                     })
                     .or_corrupt(index);
                 block = page::read_special(buffer.page()).or_corrupt(index).next;

@@ -170,6 +170,8 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
     }
     let format = meta.entry_format();
     let mut live: HashMap<u64, u32> = HashMap::new();
+    // A spilling index's second entries, which each row has at most one of.
+    let mut spilled: HashMap<u64, u32> = HashMap::new();
     let mut live_filters: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut dead = 0u64;
     let mut owner: HashMap<u32, u32> = HashMap::new();
@@ -280,7 +282,14 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                             bad_vector = Some((tid, finite));
                         }
                     }
-                    *live.entry(tid.to_u64()).or_insert(0) += 1;
+                    if entry.flags.is_spilled() {
+                        if !meta.spill {
+                            corrupt(name, format!("heap row ({},{}) has a spilled entry in list {list} of an index that does not spill", tid.block, tid.offset));
+                        }
+                        *spilled.entry(tid.to_u64()).or_insert(0) += 1;
+                    } else {
+                        *live.entry(tid.to_u64()).or_insert(0) += 1;
+                    }
                 })
                 .unwrap_or_else(|e| corrupt(name, format!("page {block} in list {list}: {e}")));
             last = block;
@@ -352,6 +361,16 @@ fn check_index(index: pg_sys::Relation, name: &str) -> Report {
                 ),
             );
         }
+    }
+    if let Some((tid, count)) = spilled.iter().find(|(_, count)| **count > 1) {
+        let tid = page::Tid::from_u64(*tid);
+        corrupt(
+            name,
+            format!(
+                "heap row ({},{}) has {count} spilled entries",
+                tid.block, tid.offset
+            ),
+        );
     }
     if let Some((tid, count)) = live.iter().find(|(_, count)| **count > 1) {
         let tid = page::Tid::from_u64(*tid);

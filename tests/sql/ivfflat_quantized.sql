@@ -1,7 +1,8 @@
 -- Quantized lists (quantizer = 'sq8' | 'rabitq', rerank = 'index' | 'heap'): options and their
 -- errors; for every quantizer, re-rank source and operator class, results at probes = lists equal
 -- the exact answer (rows and distances), recall at fewer probes no more than 0.01 below the flat
--- index's; inserts, deletes, VACUUM and the verifier.
+-- index's; inserts, deletes, VACUUM and the verifier; spilling (each row's code in a second list
+-- too), which must never return a row twice.
 SELECT setseed(0.17);
 CREATE TABLE items (id int PRIMARY KEY, category int, embedding vector(40));
 -- 30 clusters of 150 points in 40 dimensions, spreads differing per cluster
@@ -18,6 +19,8 @@ CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, 
 CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, rerank = 'disk');
 CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, rerank = 'heap');
 CREATE INDEX ON items USING ivfflat (((embedding + embedding)::vector(40)) vector_l2_ops) WITH (lists = 10, quantizer = 'rabitq', rerank = 'heap');
+CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, spill = 'maybe');
+CREATE INDEX ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, spill = on);
 SET ivfflat.rerank_factor = -1;
 SHOW ivfflat.rerank_factor;
 
@@ -65,7 +68,8 @@ CREATE TEMP TABLE results AS
 SELECT op, options, (check_index(op, options)).*
 FROM unnest(ARRAY['<->', '<#>', '<=>']) op,
      unnest(ARRAY['', ', quantizer = ''sq8''', ', quantizer = ''rabitq''',
-                  ', quantizer = ''sq8'', rerank = ''heap''', ', quantizer = ''rabitq'', rerank = ''heap''']) options;
+                  ', quantizer = ''sq8'', rerank = ''heap''', ', quantizer = ''rabitq'', rerank = ''heap''',
+                  ', quantizer = ''rabitq'', spill = off', ', quantizer = ''rabitq'', rerank = ''heap'', spill = on']) options;
 -- Exact at probes = lists everywhere; at probes = 2 at most 2 hits (0.01 of 20 x 10) below flat.
 SELECT r.op, r.options, r.exact_at_all_probes, r.hits_at_2 >= flat.hits_at_2 - 2 AS recall_as_flat
 FROM results r JOIN results flat ON flat.op = r.op AND flat.options = ''
@@ -102,5 +106,35 @@ SELECT count(*) FROM (SELECT id FROM items WHERE id % 7 = 1 ORDER BY embedding <
 RESET ivfflat.iterative_scan;
 -- A NULL query: every row at distance NULL, no re-ranking.
 SELECT count(*) FROM (SELECT id FROM items ORDER BY embedding <=> NULL LIMIT 3) s;
+DROP INDEX items_sq8_heap;
+
+-- Spilling: by default where the index keeps the vectors (spill = auto), on request with
+-- rerank = 'heap'; the extra codes make the index larger but count no extra rows.
+CREATE INDEX items_spilled ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, quantizer = 'rabitq');
+CREATE INDEX items_unspilled ON items USING ivfflat (embedding vector_l2_ops) WITH (lists = 10, quantizer = 'rabitq', spill = off);
+SELECT pg_relation_size('items_spilled') > pg_relation_size('items_unspilled') AS auto_spills;
+SELECT (SELECT rows FROM ivfflat_stats('items_spilled')) = (SELECT count(*) FROM items) AS rows_counted_once;
+DROP INDEX items_spilled, items_unspilled;
+CREATE INDEX items_spilled ON items USING ivfflat (embedding vector_ip_ops) WITH (lists = 10, quantizer = 'rabitq', rerank = 'heap', spill = on);
+-- Writes: a row's two codes are inserted, vacuumed and verified together.
+INSERT INTO items SELECT id + 30000, category, embedding - array_fill(0.01, ARRAY[40])::vector FROM items WHERE id BETWEEN 901 AND 1200;
+DELETE FROM items WHERE id % 5 = 0;
+VACUUM items;
+SELECT ivfflat_verify('items_spilled', heapallindexed => true) LIKE 'ivfflat index OK:%' AS spilled_ok;
+-- Every row comes out once: all rows of all lists, batch after batch, in both iterative orders, and
+-- for a NULL query.
+SET ivfflat.probes = 1;
+SET ivfflat.max_probes = 10;
+SET ivfflat.iterative_scan = relaxed_order;
+SELECT count(*) = count(DISTINCT id) AS once, count(*) = (SELECT count(*) FROM items WHERE id % 7 = 1) AS all_rows
+FROM (SELECT id FROM items WHERE id % 7 = 1 ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 100000) s;
+SET ivfflat.iterative_scan = strict_order;
+SELECT count(*) = count(DISTINCT id) AS once, count(*) = (SELECT count(*) FROM items WHERE id % 7 = 1) AS all_rows
+FROM (SELECT id FROM items WHERE id % 7 = 1 ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 100000) s;
+RESET ivfflat.iterative_scan;
+SET ivfflat.probes = 10;
+SELECT count(*) = count(DISTINCT id) AS once, count(*) = (SELECT count(*) FROM items) AS all_rows
+FROM (SELECT id FROM items ORDER BY embedding <#> (SELECT NULL::vector) LIMIT 100000) s;
+RESET ivfflat.max_probes;
 DROP TABLE items, queries, results;
 DROP FUNCTION check_index;

@@ -56,6 +56,8 @@ const FLAG_DEAD: u16 = 1;
 pub const DEAD_BIT_IN_HEADER: u64 = (FLAG_DEAD as u64) << 48;
 /// Set on entries written by inserts after the build (statistics tell drift from them).
 const FLAG_INSERTED: u16 = 2;
+/// Set on a row's second entry in an index that files rows under two lists (see `Meta::spill`).
+const FLAG_SPILLED: u16 = 4;
 const PD_LOWER: usize = 12;
 const SPECIAL_START: usize = BLOCK_SIZE - SPECIAL_SIZE;
 pub const DIRECTORY_ENTRY_SIZE: usize = 16;
@@ -289,6 +291,10 @@ pub struct Meta {
     pub radii: bool,
     /// Largest norm of any row the index ever held (for inner-product bounds).
     pub max_norm: f32,
+    /// Whether each row of this quantized index also has a code in a second list
+    /// (`kmeans::Spiller`), flagged spilled; scans re-rank a row once however many of its codes
+    /// they meet.
+    pub spill: bool,
     /// What the lists hold (indexes built before quantizers hold vectors: zero bytes read as none).
     pub quantizer: QuantizerKind,
     /// With a quantizer, where the full vectors for re-ranking are.
@@ -305,6 +311,7 @@ pub struct Meta {
 /// filter columns, no summary pages, no radii and no quantizer.
 const META_SIZE: usize = 96;
 const META_FLAG_RADII: u32 = 1;
+const META_FLAG_SPILL: u32 = 2;
 
 impl Meta {
     pub fn write(&self, page: &mut [u8]) {
@@ -323,7 +330,9 @@ impl Meta {
         put_u64(d, 48, self.rows_at_build);
         put_u32(d, 56, self.summary_start);
         put_u32(d, 60, self.summary_pages);
-        put_u32(d, 64, if self.radii { META_FLAG_RADII } else { 0 });
+        let flags = if self.radii { META_FLAG_RADII } else { 0 }
+            | if self.spill { META_FLAG_SPILL } else { 0 };
+        put_u32(d, 64, flags);
         put_u32(d, 68, self.max_norm.to_bits());
         put_u32(d, 72, self.quantizer as u8 as u32);
         put_u32(d, 76, self.rerank as u8 as u32);
@@ -358,6 +367,7 @@ impl Meta {
             summary_start: get_u32(d, 56),
             summary_pages: get_u32(d, 60),
             radii: get_u32(d, 64) & META_FLAG_RADII != 0,
+            spill: get_u32(d, 64) & META_FLAG_SPILL != 0,
             max_norm: f32::from_bits(get_u32(d, 68)),
             quantizer: QuantizerKind::from_u32(get_u32(d, 72))
                 .ok_or(FormatError::Corrupted("unknown quantizer"))?,
@@ -391,7 +401,9 @@ impl Meta {
                 } else {
                     div_ceil_u64(meta.lists as u64, SUMMARIES_PER_PAGE as u64)
                 };
-        let filters_ok = meta.filter_columns as usize <= MAX_FILTER_COLUMNS
+        let spill_ok = !meta.spill || meta.quantizer != QuantizerKind::None;
+        let filters_ok = spill_ok
+            && meta.filter_columns as usize <= MAX_FILTER_COLUMNS
             && meta.max_norm.is_finite()
             && meta.max_norm >= 0.0;
         // Block numbers are u32: a range that runs past the last one cannot be read (and would
@@ -594,6 +606,12 @@ impl EntryFlags {
     #[inline]
     pub fn is_dead(self) -> bool {
         self.0 & FLAG_DEAD != 0
+    }
+
+    /// A row's second entry, in the list it is spilled to.
+    #[inline]
+    pub fn is_spilled(self) -> bool {
+        self.0 & FLAG_SPILLED != 0
     }
 
     pub fn origin(self) -> Origin {
@@ -825,6 +843,12 @@ pub fn mark_dead(page: &mut [u8], offset: usize) {
     let d = data_mut(page);
     let flags = get_u16(d, offset + 6) | FLAG_DEAD;
     put_u16(d, offset + 6, flags);
+}
+
+/// Flags an encoded entry (before it is written) as a row's spilled second entry.
+pub fn mark_spilled(entry: &mut [u8]) {
+    let flags = get_u16(entry, 6) | FLAG_SPILLED;
+    put_u16(entry, 6, flags);
 }
 
 /// Free bytes at the end of an entry page.
@@ -1394,6 +1418,33 @@ mod tests {
         let (_, flags) = entry_header(data(&chain[0]), offset);
         assert!(flags.is_dead());
         assert_eq!(flags.origin(), Origin::Insert);
+        assert!(!flags.is_spilled());
+        // A spilled entry keeps its origin and can die like any other.
+        let mut entry = vec![0u8; format.stride()];
+        format.encode(
+            Tid {
+                block: 5,
+                offset: 6,
+            },
+            &[7, 8],
+            &vec![0.5; format.dim],
+            Origin::Insert,
+            &mut entry,
+        );
+        mark_spilled(&mut entry);
+        let (tid, flags) = entry_header(&entry, 0);
+        assert_eq!(
+            (tid, flags.is_spilled(), flags.is_dead(), flags.origin()),
+            (
+                Tid {
+                    block: 5,
+                    offset: 6
+                },
+                true,
+                false,
+                Origin::Insert
+            )
+        );
     }
 
     #[test]
@@ -1414,6 +1465,7 @@ mod tests {
             summary_pages: 4,
             radii: true,
             max_norm: 1.5,
+            spill: false,
             quantizer: QuantizerKind::None,
             rerank: Rerank::Index,
             quantizer_start: 0,
@@ -1457,6 +1509,18 @@ mod tests {
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 68, f32::NAN.to_bits());
         assert!(Meta::read(&bad).is_err());
+        // Only quantized lists can spill (flat ones would hold every vector twice).
+        let mut bad = page.clone();
+        put_u32(data_mut(&mut bad), 64, META_FLAG_RADII | META_FLAG_SPILL);
+        assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
+        let spilled = Meta {
+            spill: true,
+            quantizer: QuantizerKind::Rabitq,
+            ..meta
+        };
+        let mut spilled_page = new_page(PageKind::Meta, 0);
+        spilled.write(&mut spilled_page);
+        assert_eq!(Meta::read(&spilled_page).unwrap(), spilled);
         assert_eq!(meta.entry_format().stride(), 8 + 16 + 384 * 4);
         assert_eq!(meta.structure_end(), meta.summary_start + 4);
         assert!(read_special(&page[..100]).is_err());
@@ -1482,6 +1546,7 @@ mod tests {
             summary_pages: 0,
             radii: false,
             max_norm: 0.0,
+            spill: false,
             quantizer: QuantizerKind::None,
             rerank: Rerank::Index,
             quantizer_start: 0,

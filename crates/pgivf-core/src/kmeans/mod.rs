@@ -14,6 +14,7 @@
 mod init;
 mod lloyd;
 mod panels;
+mod spill;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -24,6 +25,7 @@ use crate::distance;
 use panels::{Panels, ROWS};
 
 pub use init::SEEDING_WORK_LIMIT;
+pub use spill::{Spiller, SPILL_LAMBDA};
 
 /// pgvector's iteration cap for IVFFlat k-means.
 pub const DEFAULT_MAX_ITERATIONS: usize = 500;

@@ -1,0 +1,286 @@
+//! A second list for each row of a quantized index (SOAR: Sun, Guo, Kumar, "SOAR: Improved Indexing
+//! for Approximate Nearest Neighbor Search", NeurIPS 2023, spilling with orthogonality-amplified
+//! residuals).
+//!
+//! A query misses a true neighbour when the neighbour's list is not among the probed ones, which
+//! happens when the query's residual from that list's centroid points along the neighbour's
+//! residual. Filing the row a second time under the list whose residual is least parallel to the
+//! first one makes the two misses nearly independent: on sentence embeddings, lists 250, recall@10
+//! 0.95 needs 12 probes instead of 48, about half the codes scanned. The second list minimises
+//!
+//! ```text
+//! |x - c'|^2 + lambda * (r . (x - c'))^2 / |r|^2,   r = x - c (the primary residual)
+//! ```
+//!
+//! which is the plain second-nearest centroid at lambda = 0.
+
+use super::KMeansMetric;
+use crate::distance;
+use rayon::prelude::*;
+
+/// Weight of the parallel part of the second residual. Of 1, 1.5, 2 and 4 on the real set, 2 gave
+/// the highest recall for the fewest codes scanned at both lists 100 and 250 (and 0, the plain
+/// second-nearest list, about 0.02 less recall at 12 probes).
+pub const SPILL_LAMBDA: f32 = 2.0;
+
+/// The centroids and what every row's choice of a second list needs of them.
+pub struct Spiller<'a> {
+    centroids: &'a [f32],
+    dim: usize,
+    norms: Vec<f32>,
+    metric: KMeansMetric,
+    lambda: f32,
+}
+
+impl<'a> Spiller<'a> {
+    /// # Panics
+    /// If `dim` is 0 or `centroids` is not a whole number of vectors.
+    pub fn new(centroids: &'a [f32], dim: usize, metric: KMeansMetric, lambda: f32) -> Self {
+        assert!(
+            dim > 0 && centroids.len().is_multiple_of(dim),
+            "centroids must be whole {dim}-dimensional vectors"
+        );
+        let kernels = distance::kernels();
+        let norms = centroids
+            .chunks_exact(dim)
+            .map(|c| kernels.dot(c, c))
+            .collect();
+        Spiller {
+            centroids,
+            dim,
+            norms,
+            metric,
+            lambda,
+        }
+    }
+
+    fn lists(&self) -> usize {
+        self.norms.len()
+    }
+
+    /// The second list of `row`, whose primary list is `primary`; None with fewer than two lists.
+    /// `scratch` is reused between calls.
+    pub fn second_list(&self, row: &[f32], primary: u32, scratch: &mut Vec<f32>) -> Option<u32> {
+        let lists = self.lists();
+        let primary = primary as usize;
+        if lists < 2 || primary >= lists || row.len() != self.dim {
+            return None;
+        }
+        let dim = self.dim;
+        let kernels = distance::kernels();
+        // [direction | residual | -x.c' per list | -r.c' per list]
+        scratch.clear();
+        scratch.resize(2 * dim + 2 * lists, 0.0);
+        let (x, rest) = scratch.split_at_mut(dim);
+        let (r, rest) = rest.split_at_mut(dim);
+        let (x_dots, r_dots) = rest.split_at_mut(lists);
+        x.copy_from_slice(row);
+        if self.metric == KMeansMetric::Spherical {
+            // Spherical lists hold directions: the residual that decides a miss is the direction's.
+            let norm = kernels.dot(x, x).sqrt();
+            if norm > 0.0 && norm.is_finite() {
+                x.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        let centroid = &self.centroids[primary * dim..(primary + 1) * dim];
+        for ((r, &x), &c) in r.iter_mut().zip(x.iter()).zip(centroid) {
+            *r = x - c;
+        }
+        kernels.neg_dot_batch(x, self.centroids, x_dots);
+        kernels.neg_dot_batch(r, self.centroids, r_dots);
+        let x_norm = kernels.dot(x, x);
+        let r_x = kernels.dot(r, x);
+        let r_norm = kernels.dot(r, r);
+        // A row on its centroid has no residual direction: its second list is the next nearest.
+        let weight = if r_norm > 0.0 && r_norm.is_finite() {
+            self.lambda / r_norm
+        } else {
+            0.0
+        };
+        let mut best: Option<(f32, u32)> = None;
+        for list in 0..lists {
+            if list == primary {
+                continue;
+            }
+            // x_dots and r_dots hold negated dot products.
+            let distance = x_norm + 2.0 * x_dots[list] + self.norms[list];
+            let parallel = r_x + r_dots[list];
+            let loss = distance + weight * parallel * parallel;
+            // NaN losses (non-finite input) never win; ties go to the lowest list.
+            if best.is_none_or(|(b, _)| loss < b) || best.is_some_and(|(b, _)| b.is_nan()) {
+                best = Some((loss, list as u32));
+            }
+        }
+        best.map(|(_, list)| list)
+    }
+
+    /// [`Self::second_list`] of every row of `rows`, on `pool`; u32::MAX where there is none.
+    pub fn second_lists(
+        &self,
+        rows: &[f32],
+        primaries: &[u32],
+        pool: &rayon::ThreadPool,
+    ) -> Vec<u32> {
+        assert_eq!(
+            rows.len(),
+            primaries.len() * self.dim,
+            "one primary list per row"
+        );
+        let mut out = vec![u32::MAX; primaries.len()];
+        pool.install(|| {
+            out.par_chunks_mut(64)
+                .zip(rows.par_chunks(64 * self.dim))
+                .zip(primaries.par_chunks(64))
+                .for_each_init(Vec::new, |scratch, ((out, rows), primaries)| {
+                    for ((out, row), &primary) in out
+                        .iter_mut()
+                        .zip(rows.chunks_exact(self.dim))
+                        .zip(primaries)
+                    {
+                        *out = self.second_list(row, primary, scratch).unwrap_or(u32::MAX);
+                    }
+                });
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+    }
+
+    /// The same loss written out directly, in f64.
+    fn reference(row: &[f32], centroids: &[f32], dim: usize, primary: usize, lambda: f64) -> u32 {
+        let c = &centroids[primary * dim..(primary + 1) * dim];
+        let r: Vec<f64> = row.iter().zip(c).map(|(&x, &c)| f64::from(x - c)).collect();
+        let r_norm: f64 = r.iter().map(|v| v * v).sum();
+        let mut best = (f64::INFINITY, 0u32);
+        for (list, other) in centroids.chunks_exact(dim).enumerate() {
+            if list == primary {
+                continue;
+            }
+            let d: Vec<f64> = row
+                .iter()
+                .zip(other)
+                .map(|(&x, &c)| f64::from(x) - f64::from(c))
+                .collect();
+            let distance: f64 = d.iter().map(|v| v * v).sum();
+            let parallel: f64 = d.iter().zip(&r).map(|(a, b)| a * b).sum();
+            let loss = distance
+                + if r_norm > 0.0 {
+                    lambda * parallel * parallel / r_norm
+                } else {
+                    0.0
+                };
+            if loss < best.0 {
+                best = (loss, list as u32);
+            }
+        }
+        best.1
+    }
+
+    fn random(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+    }
+
+    #[test]
+    fn second_list_minimises_the_soar_loss() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for &(dim, lists) in &[(3usize, 2usize), (8, 5), (33, 40), (384, 64)] {
+            let centroids = random(&mut rng, dim * lists);
+            let spiller = Spiller::new(&centroids, dim, KMeansMetric::L2, SPILL_LAMBDA);
+            let mut scratch = Vec::new();
+            let mut agree = 0;
+            for _ in 0..200 {
+                let row = random(&mut rng, dim);
+                let primary =
+                    super::super::nearest(&row, &centroids, dim, KMeansMetric::L2) as usize;
+                let second = spiller
+                    .second_list(&row, primary as u32, &mut scratch)
+                    .unwrap();
+                assert_ne!(second as usize, primary);
+                // f32 sums can break near-ties differently from f64 ones.
+                agree += usize::from(
+                    second == reference(&row, &centroids, dim, primary, f64::from(SPILL_LAMBDA)),
+                );
+            }
+            assert!(
+                agree >= 196,
+                "dim {dim}, lists {lists}: {agree} of 200 agree"
+            );
+        }
+    }
+
+    #[test]
+    fn without_lambda_the_second_list_is_the_second_nearest() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let (dim, lists) = (16, 30);
+        let centroids = random(&mut rng, dim * lists);
+        let spiller = Spiller::new(&centroids, dim, KMeansMetric::L2, 0.0);
+        let mut scratch = Vec::new();
+        for _ in 0..100 {
+            let row = random(&mut rng, dim);
+            let mut order: Vec<(f32, u32)> = centroids
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(i, c)| (distance::l2_squared(&row, c), i as u32))
+                .collect();
+            order.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let second = spiller.second_list(&row, order[0].1, &mut scratch).unwrap();
+            assert_eq!(second, order[1].1);
+        }
+    }
+
+    #[test]
+    fn the_second_residual_leans_away_from_the_first() {
+        // Primary at the origin, row along +x; one candidate straight behind along +x (parallel
+        // residual), one slightly farther but off to the side (orthogonal residual).
+        let dim = 2;
+        let centroids = [0.0, 0.0, 2.0, 0.0, 1.0, 1.2];
+        let row = [1.0, 0.0];
+        let nearest_only = Spiller::new(&centroids, dim, KMeansMetric::L2, 0.0);
+        let soar = Spiller::new(&centroids, dim, KMeansMetric::L2, SPILL_LAMBDA);
+        let mut scratch = Vec::new();
+        assert_eq!(nearest_only.second_list(&row, 0, &mut scratch), Some(1));
+        assert_eq!(soar.second_list(&row, 0, &mut scratch), Some(2));
+    }
+
+    #[test]
+    fn degenerate_inputs_give_a_list_or_none_without_panicking() {
+        let centroids = [0.0f32, 0.0, 1.0, 1.0];
+        let one = Spiller::new(&centroids[..2], 2, KMeansMetric::L2, SPILL_LAMBDA);
+        let two = Spiller::new(&centroids, 2, KMeansMetric::Spherical, SPILL_LAMBDA);
+        let mut scratch = Vec::new();
+        assert_eq!(one.second_list(&[1.0, 1.0], 0, &mut scratch), None);
+        assert_eq!(two.second_list(&[0.0, 0.0], 0, &mut scratch), Some(1));
+        assert_eq!(two.second_list(&[0.0, 0.0], 7, &mut scratch), None);
+        assert_eq!(two.second_list(&[f32::NAN, 0.0], 0, &mut scratch), Some(1));
+        assert_eq!(two.second_list(&[1.0], 0, &mut scratch), None);
+    }
+
+    #[test]
+    fn batches_give_the_rows_own_answers() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let (dim, lists, n) = (24, 17, 1000);
+        let centroids = random(&mut rng, dim * lists);
+        let rows = random(&mut rng, dim * n);
+        let primaries = super::super::assign(&rows, dim, &centroids, KMeansMetric::L2, &pool());
+        let spiller = Spiller::new(&centroids, dim, KMeansMetric::L2, SPILL_LAMBDA);
+        let batch = spiller.second_lists(&rows, &primaries, &pool());
+        let mut scratch = Vec::new();
+        for (i, row) in rows.chunks_exact(dim).enumerate() {
+            assert_eq!(
+                Some(batch[i]),
+                spiller.second_list(row, primaries[i], &mut scratch)
+            );
+        }
+    }
+}
