@@ -41,6 +41,7 @@ EXTENSIONS = {
 }
 QUANTIZERS = ("none", "sq8", "rabitq")  # pgivf's index option quantizer; 'none' = flat float32 lists
 RERANKS = ("index", "heap")  # pgivf's index option rerank (quantized lists only); 'index' is the default
+SPILLS = {"spill": "on", "nospill": "off"}  # pgivf's index option spill; not given = 'auto'
 SYNTHETIC_ROWS = {128: 1_000_000, 768: 100_000, 1536: 50_000}
 ALL_DATASETS = ["debian", "synthetic-128", "synthetic-768", "synthetic-1536"]
 
@@ -330,14 +331,19 @@ def parse_variants(spec):
         item = item.strip()
         if not item:
             continue
-        q, _, r = item.partition(":")
+        q, *mods = item.split(":")
         if q not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {q!r} in {item!r} ({', '.join(QUANTIZERS)})")
-        if r and r not in RERANKS:
-            raise ValueError(f"unknown rerank {r!r} in {item!r} ({', '.join(RERANKS)})")
-        if q == "none" and r:
-            raise ValueError(f"{item!r}: rerank applies to quantized lists only (sq8, rabitq)")
+        r = next((m for m in mods if m in RERANKS), None)
+        spill = next((SPILLS[m] for m in mods if m in SPILLS), None)
+        unknown = [m for m in mods if m not in RERANKS and m not in SPILLS]
+        if unknown:
+            raise ValueError(f"unknown modifier {unknown[0]!r} in {item!r} ({', '.join(RERANKS + tuple(SPILLS))})")
+        if q == "none" and mods:
+            raise ValueError(f"{item!r}: rerank and spill apply to quantized lists only (sq8, rabitq)")
         v = {"quantizer": q, "rerank": None if q == "none" else (r or "index")}
+        if spill:
+            v["spill"] = spill
         if v not in variants:
             variants.append(v)
     if not variants:
@@ -350,7 +356,8 @@ def variant_label(display, variant):
     for pgvector and flat pgivf lists."""
     if not variant or variant.get("quantizer", "none") == "none":
         return display
-    return f"{display} {variant['quantizer']}" + (" heap" if variant.get("rerank") == "heap" else "")
+    spill = {"on": " spill", "off": " nospill"}.get(variant.get("spill"), "")
+    return f"{display} {variant['quantizer']}" + (" heap" if variant.get("rerank") == "heap" else "") + spill
 
 
 def index_with(lists, variant):
@@ -359,6 +366,8 @@ def index_with(lists, variant):
     options = [f"lists = {lists}"]
     if variant and variant["quantizer"] != "none":
         options += [f"quantizer = '{variant['quantizer']}'", f"rerank = '{variant['rerank']}'"]
+        if variant.get("spill"):
+            options.append(f"spill = '{variant['spill']}'")
     return ", ".join(options)
 
 
@@ -642,6 +651,8 @@ def bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, va
     if variant:
         ir["quantizer"] = variant["quantizer"]
         ir["rerank"] = variant["rerank"]
+        if variant.get("spill"):
+            ir["spill"] = variant["spill"]
     if extra:
         ir["settings"] = extra
     try:
@@ -887,7 +898,8 @@ def render_markdown(result):
     if quantized or a.get("rerank_factor") is not None:
         lines.append(
             f"pgivf index variants (`--quantizers {a.get('quantizers', 'none')}`): `pgivf` = flat float32 lists (`quantizer = 'none'`), "
-            "`pgivf sq8` / `pgivf rabitq` = `WITH (quantizer = ..., rerank = 'index')`, `... heap` = `rerank = 'heap'`; "
+            "`pgivf sq8` / `pgivf rabitq` = `WITH (quantizer = ..., rerank = 'index')`, `... heap` = `rerank = 'heap'`, "
+            "`... spill` / `... nospill` = `spill = 'on'` / `'off'` (otherwise `auto`: spilled with `rerank = 'index'`); "
             + (f"`ivfflat.rerank_factor = {a['rerank_factor']}` for the quantized ones. " if a.get("rerank_factor") is not None else "server default `ivfflat.rerank_factor`. ")
             + "Their scan GB/s counts float32 bytes (4·dim per row), not the bytes of the codes."
         )
@@ -1047,7 +1059,8 @@ def parse_args(argv):
         "--quantizers",
         default="none",
         help="comma-separated pgivf index variants, each measured as its own curve: none (flat float32), sq8, rabitq, "
-        "optionally :heap for rerank = 'heap' (e.g. none,sq8,rabitq,rabitq:heap). pgvector is unaffected. Default none",
+        "optionally :heap for rerank = 'heap' and :spill / :nospill for spill = 'on' / 'off' (e.g. none,sq8,rabitq,rabitq:nospill,rabitq:heap). "
+        "pgvector is unaffected. Default none",
     )
     p.add_argument("--rerank-factor", type=float, help="SET ivfflat.rerank_factor to this for the quantized pgivf variants (default: the server's)")
     p.add_argument("--queries", type=int, default=300, help="query vectors per measurement. Default 300 (50 with --quick)")

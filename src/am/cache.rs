@@ -30,6 +30,8 @@ pub struct IndexCache {
     pub quantizer: Option<Quantizer>,
     /// The table column of the vector (None for an expression), for re-ranking from the heap.
     pub heap_attribute: Option<i16>,
+    /// In an index that spills, the centroids' squared norms, for inserts' second lists.
+    pub centroid_norms: Vec<f32>,
 }
 
 type Key = (u32, u32, u32);
@@ -62,6 +64,11 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         );
     }
     let vector_column = super::vector_column(index);
+    let centroid_norms = if meta.spill {
+        pgivf_core::kmeans::centroid_norms(&centroids, meta.dimensions as usize)
+    } else {
+        Vec::new()
+    };
     let loaded = Rc::new(IndexCache {
         meta,
         centroids,
@@ -70,6 +77,7 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         filters: FilterColumns::of(index),
         quantizer: read_quantizer(index, &meta),
         heap_attribute: super::heap_vector_attribute(index, vector_column),
+        centroid_norms,
     });
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();

@@ -108,9 +108,10 @@ pub unsafe extern "C-unwind" fn aminsert(
             if meta.spill {
                 // After the row's first entry: a crash in between leaves the row in one list,
                 // which scans handle like any row.
-                let spiller = kmeans::Spiller::new(
+                let spiller = kmeans::Spiller::with_norms(
                     &cache.centroids,
                     dim,
+                    &cache.centroid_norms,
                     kmeans_metric(meta.metric),
                     kmeans::SPILL_LAMBDA,
                 );
