@@ -57,7 +57,7 @@ pub fn init() {
     GucRegistry::define_float_guc(
         c"ivfflat.rerank_factor",
         c"Sets how many standard errors below its estimate a quantized row may lie",
-        c"Quantized indexes re-rank with exact distances every row whose estimate minus this many standard errors can still enter the result: higher is more exact and slower, 0 trusts the estimates.",
+        c"Quantized indexes re-rank with exact distances every row whose estimate minus this many standard errors (divided by sqrt(2) in an index that spills, where rows are met twice) can still enter the result: higher is more exact and slower, 0 trusts the estimates.",
         &RERANK_FACTOR,
         0.0,
         100.0,

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Concurrency soak: 8 pgbench clients mixing inserts, updates, deletes and searches, with a VACUUM
-# every second, against one ivfflat index, for PGIVF_SOAK_SECONDS (120 in CI; run it for an hour with
-# PGIVF_SOAK_SECONDS=3600 bash tests/integration/concurrency.sh). No errors; afterwards the verifier
-# passes, every row is found through the index exactly once, and at probes = lists the index returns
-# exactly what a sequential scan returns.
+# every second, against one ivfflat index, for PGIVF_SOAK_SECONDS per index (60 in CI; run it for an
+# hour with PGIVF_SOAK_SECONDS=3600 bash tests/integration/concurrency.sh): a flat index, then a
+# RaBitQ one that spills (each row's code in two lists, sharing one vector). No errors; afterwards
+# the verifier passes, every row is found through the index exactly once, and at probes = lists the
+# index returns exactly what a sequential scan returns.
 source "$(dirname "$0")/lib.sh"
-SECONDS_TO_RUN=${PGIVF_SOAK_SECONDS:-120}
+SECONDS_TO_RUN=${PGIVF_SOAK_SECONDS:-60}
 new_cluster main
 P=$PORT_main
 sql $P -c "CREATE EXTENSION pgivf"
+for options in "lists = 16" "lists = 16, quantizer = 'rabitq'"; do
+echo "index WITH ($options)"
+sql $P -c "DROP TABLE IF EXISTS items"
 sql $P -c "CREATE TABLE items (id bigserial PRIMARY KEY, v vector(32))"
 sql $P -c "INSERT INTO items (v) SELECT $(vector_expr i 32) FROM generate_series(1, 3000) i"
-sql $P -c "CREATE INDEX items_v ON items USING ivfflat (v vector_l2_ops) WITH (lists = 16)"
+sql $P -c "CREATE INDEX items_v ON items USING ivfflat (v vector_l2_ops) WITH ($options)"
 
 cat >"$WORK/insert.sql" <<'SQL'
 INSERT INTO items (v) SELECT (SELECT array_agg(random() * 2 - 1) FROM generate_series(1, 32))::vector(32);
@@ -38,7 +42,7 @@ vacuum_pid=$!
     { cat "$WORK/pgbench.log"; fail "pgbench reported errors"; }
 wait $vacuum_pid || fail "concurrent VACUUM failed"
 grep -E "^(number of transactions actually processed|number of failed transactions|tps)" "$WORK/pgbench.log" || true
-echo "figure: soak: $SECONDS_TO_RUN s, $(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$WORK/pgbench.log") transactions, 8 clients" 
+echo "figure: soak of WITH ($options): $SECONDS_TO_RUN s, $(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$WORK/pgbench.log") transactions, 8 clients"
 
 rows=$(sql $P -c "SELECT count(*) FROM items")
 via_index=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> (SELECT v FROM items LIMIT 1)) s")
@@ -55,5 +59,6 @@ for q in 1 2 3 4 5; do
     exact=$(sql $P -c "SET enable_indexscan = off" -c "$query")
     indexed=$(sql $P -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 16" -c "$query")
     check "query $q: index at probes = lists equals the exact answer" "$exact" "$indexed"
+done
 done
 assert_no_crash "$DIR_main"

@@ -22,7 +22,7 @@ sql $P -c "CREATE INDEX items_filtered ON items USING ivfflat (v vector_l2_ops, 
 # re-ranked from the table.
 # (RaBitQ on an expression, so that no other index of the same operator class competes for its queries.)
 sql $P -c "CREATE INDEX items_rabitq ON items USING ivfflat ((l2_normalize(v)::vector(48)) vector_l2_ops) WITH (lists = 12, quantizer = 'rabitq')"
-sql $P -c "CREATE INDEX items_sq8 ON items USING ivfflat (v vector_ip_ops) WITH (lists = 10, quantizer = 'sq8', rerank = 'heap')"
+sql $P -c "CREATE INDEX items_sq8 ON items USING ivfflat (v vector_ip_ops) WITH (lists = 10, quantizer = 'sq8', rerank = 'heap', spill = on)"
 
 rows_checked=0
 for cycle in $(seq 1 "$CYCLES"); do
