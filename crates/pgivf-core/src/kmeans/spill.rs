@@ -14,6 +14,7 @@
 //!
 //! which is the plain second-nearest centroid at lambda = 0.
 
+use super::panels::{Panels, ROWS};
 use super::KMeansMetric;
 use crate::distance;
 use rayon::prelude::*;
@@ -95,19 +96,6 @@ impl<'a> Spiller<'a> {
     /// The second list of `row`, whose primary list is `primary`; None with fewer than two lists.
     /// `scratch` is reused between calls.
     pub fn second_list(&self, row: &[f32], primary: u32, scratch: &mut Vec<f32>) -> Option<u32> {
-        self.second_list_given(row, primary, None, scratch)
-    }
-
-    /// [`Self::second_list`], given the primary centroid's negated dot products with every
-    /// centroid when the caller has them: then r.c' = x.c' - c.c' needs no second pass over the
-    /// centroids.
-    fn second_list_given(
-        &self,
-        row: &[f32],
-        primary: u32,
-        primary_dots: Option<&[f32]>,
-        scratch: &mut Vec<f32>,
-    ) -> Option<u32> {
         let lists = self.lists();
         let primary = primary as usize;
         if lists < 2 || primary >= lists || row.len() != self.dim {
@@ -134,36 +122,38 @@ impl<'a> Spiller<'a> {
             *r = x - c;
         }
         kernels.neg_dot_batch(x, self.centroids, x_dots);
-        match primary_dots {
-            Some(primary_dots) => {
-                for ((r_dot, &x_dot), &c_dot) in
-                    r_dots.iter_mut().zip(x_dots.iter()).zip(primary_dots)
-                {
-                    *r_dot = x_dot - c_dot;
-                }
-            }
-            None => kernels.neg_dot_batch(r, self.centroids, r_dots),
-        }
+        kernels.neg_dot_batch(r, self.centroids, r_dots);
         let x_norm = kernels.dot(x, x);
         let r_x = kernels.dot(r, x);
-        let r_norm = kernels.dot(r, r);
+        // x_dots and r_dots hold negated dot products.
+        self.least_loss(primary, kernels.dot(r, r), |list| {
+            (
+                x_norm + 2.0 * x_dots[list] + self.norms[list],
+                r_x + r_dots[list],
+            )
+        })
+    }
+
+    /// The list other than `primary` with the least loss, given the squared residual norm
+    /// |r|^2 and, per list, |x - c'|^2 and r . (x - c').
+    fn least_loss(
+        &self,
+        primary: usize,
+        residual_norm: f32,
+        terms: impl Fn(usize) -> (f32, f32),
+    ) -> Option<u32> {
         // A row on its centroid has no residual direction: its second list is the next nearest.
-        let weight = if r_norm > 0.0 && r_norm.is_finite() {
-            self.lambda / r_norm
+        let weight = if residual_norm > 0.0 && residual_norm.is_finite() {
+            self.lambda / residual_norm
         } else {
             0.0
         };
         let mut best: Option<(f32, u32)> = None;
-        for list in 0..lists {
-            if list == primary {
-                continue;
-            }
-            // x_dots and r_dots hold negated dot products.
-            let distance = x_norm + 2.0 * x_dots[list] + self.norms[list];
-            let parallel = r_x + r_dots[list];
+        for list in (0..self.lists()).filter(|&list| list != primary) {
+            let (distance, parallel) = terms(list);
             let loss = distance + weight * parallel * parallel;
             // NaN losses (non-finite input) never win; ties go to the lowest list.
-            if best.is_none_or(|(b, _)| loss < b) || best.is_some_and(|(b, _)| b.is_nan()) {
+            if best.is_none_or(|(b, _)| loss < b || b.is_nan()) {
                 best = Some((loss, list as u32));
             }
         }
@@ -171,8 +161,12 @@ impl<'a> Spiller<'a> {
     }
 
     /// [`Self::second_list`] of every row of `rows`, on `pool`; u32::MAX where there is none.
-    /// Rows are taken list by list, so each primary centroid's products with the others are
-    /// computed once.
+    ///
+    /// Rows are taken list by list, four at a time against blocks of centroids (as k-means's
+    /// search does), and the parallel term comes from distances alone:
+    /// r . (x - c') = (|x - c|^2 + |x - c'|^2 - |c - c'|^2) / 2, with the primary's distances to
+    /// the other centroids computed once per list. Ties and near-ties can go differently from
+    /// [`Self::second_list`]'s sums.
     pub fn second_lists(
         &self,
         rows: &[f32],
@@ -186,6 +180,14 @@ impl<'a> Spiller<'a> {
         );
         let dim = self.dim;
         let lists = self.lists();
+        if lists < 2 {
+            return vec![u32::MAX; primaries.len()];
+        }
+        let spherical = self.metric == KMeansMetric::Spherical;
+        // Euclidean scores are measured from the centroids' mean (exact distances); spherical
+        // ones are dot products, from the true origin.
+        let panels = Panels::new(self.centroids, dim, !spherical);
+        let stride = panels.padded_len();
         let mut order: Vec<u32> = (0..primaries.len() as u32).collect();
         order.sort_by_key(|&row| primaries[row as usize]);
         let groups: Vec<&[u32]> = order
@@ -195,28 +197,62 @@ impl<'a> Spiller<'a> {
             groups
                 .par_iter()
                 .flat_map_iter(|group| {
-                    let primary = primaries[group[0] as usize];
-                    let mut primary_dots = vec![0.0f32; lists];
-                    let known = (primary as usize) < lists;
-                    if known {
-                        let p = primary as usize;
-                        distance::kernels().neg_dot_batch(
-                            &self.centroids[p * dim..(p + 1) * dim],
-                            self.centroids,
-                            &mut primary_dots,
-                        );
+                    let primary = primaries[group[0] as usize] as usize;
+                    let mut chosen = Vec::with_capacity(group.len());
+                    if primary >= lists {
+                        chosen.extend(group.iter().map(|&row| (row, u32::MAX)));
+                        return chosen;
                     }
-                    let mut scratch = Vec::new();
-                    group
-                        .iter()
-                        .map(|&row| {
-                            let values = &rows[row as usize * dim..(row as usize + 1) * dim];
-                            let dots = known.then_some(&primary_dots[..]);
-                            let second =
-                                self.second_list_given(values, primary, dots, &mut scratch);
-                            (row, second.unwrap_or(u32::MAX))
-                        })
-                        .collect::<Vec<_>>()
+                    // |c - c'|^2 for the primary c and every c'.
+                    let mut between = vec![0.0f32; lists];
+                    distance::kernels().neg_dot_batch(
+                        &self.centroids[primary * dim..(primary + 1) * dim],
+                        self.centroids,
+                        &mut between,
+                    );
+                    for (list, value) in between.iter_mut().enumerate() {
+                        *value = self.norms[primary] + self.norms[list] + 2.0 * *value;
+                    }
+                    let mut scores = vec![0.0f32; ROWS * stride];
+                    let mut distances = vec![0.0f32; lists];
+                    for block in group.chunks(ROWS) {
+                        let values: [&[f32]; ROWS] = std::array::from_fn(|i| {
+                            let row = block[i.min(block.len() - 1)] as usize;
+                            &rows[row * dim..(row + 1) * dim]
+                        });
+                        panels.scores(&values[..block.len()], spherical, &mut scores);
+                        for (i, &row) in block.iter().enumerate() {
+                            let row_scores = &scores[i * stride..][..lists];
+                            if spherical {
+                                // |x/|x| - c'|^2 = 1 + |c'|^2 - 2 x.c' / |x| (score = -x.c').
+                                let norm = distance::kernels().dot(values[i], values[i]).sqrt();
+                                let scale = if norm > 0.0 && norm.is_finite() {
+                                    2.0 / norm
+                                } else {
+                                    0.0
+                                };
+                                let unit = if scale > 0.0 { 1.0 } else { 0.0 };
+                                for ((d, &s), &n) in
+                                    distances.iter_mut().zip(row_scores).zip(self.norms.iter())
+                                {
+                                    *d = unit + n + scale * s;
+                                }
+                            } else {
+                                // Scores are |x - c'|^2 - |x - o|^2.
+                                let offset = panels.row_sq_norm(values[i]);
+                                for (d, &s) in distances.iter_mut().zip(row_scores) {
+                                    *d = s + offset;
+                                }
+                            }
+                            let to_primary = distances[primary];
+                            let second = self.least_loss(primary, to_primary, |list| {
+                                let d = distances[list];
+                                (d, 0.5 * (to_primary + d - between[list]))
+                            });
+                            chosen.push((row, second.unwrap_or(u32::MAX)));
+                        }
+                    }
+                    chosen
                 })
                 .collect()
         });
@@ -353,22 +389,35 @@ mod tests {
     fn batches_give_the_rows_own_answers() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let (dim, lists, n) = (24, 17, 1000);
-        let centroids = random(&mut rng, dim * lists);
-        let rows = random(&mut rng, dim * n);
-        let primaries = super::super::assign(&rows, dim, &centroids, KMeansMetric::L2, &pool());
-        let spiller = Spiller::new(&centroids, dim, KMeansMetric::L2, SPILL_LAMBDA);
-        let batch = spiller.second_lists(&rows, &primaries, &pool());
-        let norms = centroid_norms(&centroids, dim);
-        let cached = Spiller::with_norms(&centroids, dim, &norms, KMeansMetric::L2, SPILL_LAMBDA);
-        let mut scratch = Vec::new();
-        let mut agree = 0;
-        for (i, row) in rows.chunks_exact(dim).enumerate() {
-            let alone = spiller.second_list(row, primaries[i], &mut scratch);
-            assert_eq!(alone, cached.second_list(row, primaries[i], &mut scratch));
-            assert_ne!(batch[i], primaries[i]);
-            // The batch gets r.c' by a subtraction: f32 rounding may break a near-tie otherwise.
-            agree += usize::from(Some(batch[i]) == alone);
+        for metric in [KMeansMetric::L2, KMeansMetric::Spherical] {
+            let mut centroids = random(&mut rng, dim * lists);
+            if metric == KMeansMetric::Spherical {
+                centroids
+                    .chunks_exact_mut(dim)
+                    .for_each(super::super::normalize);
+            }
+            // Spherical rows are left unnormalised, as inner-product rows are stored; a zero row
+            // and a non-finite one must get a list (or none) like any other.
+            let mut rows = random(&mut rng, dim * n);
+            rows[..dim].fill(0.0);
+            rows[dim] = f32::NAN;
+            let primaries = super::super::assign(&rows, dim, &centroids, metric, &pool());
+            let spiller = Spiller::new(&centroids, dim, metric, SPILL_LAMBDA);
+            let batch = spiller.second_lists(&rows, &primaries, &pool());
+            let norms = centroid_norms(&centroids, dim);
+            let cached = Spiller::with_norms(&centroids, dim, &norms, metric, SPILL_LAMBDA);
+            let mut scratch = Vec::new();
+            let mut agree = 0;
+            for (i, row) in rows.chunks_exact(dim).enumerate() {
+                let alone = spiller.second_list(row, primaries[i], &mut scratch);
+                assert_eq!(alone, cached.second_list(row, primaries[i], &mut scratch));
+                assert_ne!(batch[i], primaries[i]);
+                assert!((batch[i] as usize) < lists, "row {i}: {}", batch[i]);
+                // The batch's sums are blocked and its parallel term comes from distances: f32
+                // rounding may break a near-tie the other way.
+                agree += usize::from(Some(batch[i]) == alone);
+            }
+            assert!(agree >= 990, "{metric:?}: {agree} of 1000 agree");
         }
-        assert!(agree >= 995, "{agree} of 1000 agree");
     }
 }
