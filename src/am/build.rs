@@ -993,6 +993,7 @@ impl AssignState<'_> {
         };
         let vector_format = self.lists.meta.chain_format(self.lists.meta.lists);
         let mut vector_entry = vec![0u8; vector_format.stride()];
+        let mut spilled_entry = vec![0u8; stride];
         for (i, ((tid, row), list)) in self
             .batch_tids
             .iter()
@@ -1003,16 +1004,18 @@ impl AssignState<'_> {
             let hashes = &self.batch_filters[i * filter_count..(i + 1) * filter_count];
             let centroid =
                 &self.centroids[list as usize * self.dim..(list as usize + 1) * self.dim];
-            let radius = &mut self.radii[list as usize];
-            *radius = radius.max(bounds::member_distance(self.metric, row, centroid));
+            cover_row(
+                &mut self.radii,
+                &mut self.summaries,
+                self.metric,
+                centroid,
+                list as usize,
+                row,
+                hashes,
+            );
             self.max_norm = self
                 .max_norm
                 .max(distance::norm_squared_f64(row).sqrt() as f32);
-            if let Some(summary) = self.summaries.get_mut(list as usize) {
-                for &hash in hashes {
-                    summary.insert(hash);
-                }
-            }
             match &codes {
                 None => format.encode(*tid, hashes, row, Origin::Build, &mut entry),
                 Some(codes) => {
@@ -1038,25 +1041,26 @@ impl AssignState<'_> {
                     if let (Some(second_codes), true) = (&second_codes, second != u32::MAX) {
                         let second = second as usize;
                         let centroid = &self.centroids[second * self.dim..(second + 1) * self.dim];
-                        let radius = &mut self.radii[second];
-                        *radius = radius.max(bounds::member_distance(self.metric, row, centroid));
-                        if let Some(summary) = self.summaries.get_mut(second) {
-                            for &hash in hashes {
-                                summary.insert(hash);
-                            }
-                        }
+                        cover_row(
+                            &mut self.radii,
+                            &mut self.summaries,
+                            self.metric,
+                            centroid,
+                            second,
+                            row,
+                            hashes,
+                        );
                         let code = &second_codes[i * code_bytes..(i + 1) * code_bytes];
-                        let mut spilled = vec![0u8; stride];
                         format.encode_code(
                             *tid,
                             hashes,
                             location,
                             code,
                             Origin::Build,
-                            &mut spilled,
+                            &mut spilled_entry,
                         );
-                        page::mark_spilled(&mut spilled);
-                        self.lists.pending[second].extend_from_slice(&spilled);
+                        page::mark_spilled(&mut spilled_entry);
+                        self.lists.pending[second].extend_from_slice(&spilled_entry);
                         self.lists.pending_bytes += stride;
                     }
                 }
@@ -1073,6 +1077,24 @@ impl AssignState<'_> {
             progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
             self.lists.flush(self.writer);
             progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ASSIGN);
+        }
+    }
+}
+
+/// Widens list `list`'s radius and filter summary (when it has filter columns) to cover `row`.
+fn cover_row(
+    radii: &mut [f32],
+    summaries: &mut [Summary],
+    metric: Metric,
+    centroid: &[f32],
+    list: usize,
+    row: &[f32],
+    hashes: &[u64],
+) {
+    radii[list] = radii[list].max(bounds::member_distance(metric, row, centroid));
+    if let Some(summary) = summaries.get_mut(list) {
+        for &hash in hashes {
+            summary.insert(hash);
         }
     }
 }

@@ -11,7 +11,7 @@
 //! page, except when creating a list's first page, which locks a brand-new page nobody else can see.
 
 use super::build::{kmeans_metric, prepare_row, tid_of};
-use super::cache::{self, read_directory};
+use super::cache::{self, read_directory, IndexCache};
 use super::filters::add_to_summary;
 use super::storage::{ChainWalk, Locked, Mode, OrCorrupt, Xlog};
 use pgivf_core::page::{
@@ -61,23 +61,13 @@ pub unsafe extern "C-unwind" fn aminsert(
         meta.dimensions as usize,
         kmeans_metric(meta.metric),
     );
-    if meta.radii {
-        let dim = meta.dimensions as usize;
-        let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
-        let distance = bounds::member_distance(meta.metric, &stored, centroid);
-        let norm = distance::norm_squared_f64(&stored).sqrt() as f32;
-        // Before the entry exists, like the filter summary: a scan that can see the row also sees
-        // bounds that cover it.
-        widen_bounds(index, &meta, list, distance, norm);
-    }
     let format = meta.entry_format();
     let mut filter_hashes = Vec::with_capacity(format.filters);
     if format.filters > 0 {
         // SAFETY: the executor's arrays, one datum and flag per key column.
         unsafe { cache.filters.row_hashes(values, isnull, &mut filter_hashes) };
-        // Before the entry exists: see add_to_summary.
-        add_to_summary(index, &meta, list, &filter_hashes);
     }
+    cover_row(index, &cache, list, &stored, &filter_hashes);
     let mut entry = vec![0u8; format.stride()];
     // SAFETY: the heap TID of the new row.
     let tid = tid_of(unsafe { &*heap_tid });
@@ -118,14 +108,7 @@ pub unsafe extern "C-unwind" fn aminsert(
                 if let Some(second) = spiller.second_list(&stored, list, &mut Vec::new()) {
                     let centroid =
                         &cache.centroids[second as usize * dim..(second as usize + 1) * dim];
-                    if meta.radii {
-                        let distance = bounds::member_distance(meta.metric, &stored, centroid);
-                        let norm = distance::norm_squared_f64(&stored).sqrt() as f32;
-                        widen_bounds(index, &meta, second, distance, norm);
-                    }
-                    if format.filters > 0 {
-                        add_to_summary(index, &meta, second, &filter_hashes);
-                    }
+                    cover_row(index, &cache, second, &stored, &filter_hashes);
                     quantizer.encode(&stored, centroid, &mut Vec::new(), &mut code);
                     format.encode_code(
                         tid,
@@ -144,6 +127,29 @@ pub unsafe extern "C-unwind" fn aminsert(
     }
     insert_entry(index, &meta, list, &entry);
     false
+}
+
+/// Widens list `list`'s bounds and filter summary to cover a row about to be added to it: before
+/// the entry exists, so that a scan that can see the row also sees bounds and a summary that
+/// cover it.
+fn cover_row(
+    index: pg_sys::Relation,
+    cache: &IndexCache,
+    list: u32,
+    row: &[f32],
+    filter_hashes: &[u64],
+) {
+    let meta = &cache.meta;
+    if meta.radii {
+        let dim = meta.dimensions as usize;
+        let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
+        let distance = bounds::member_distance(meta.metric, row, centroid);
+        let norm = distance::norm_squared_f64(row).sqrt() as f32;
+        widen_bounds(index, meta, list, distance, norm);
+    }
+    if !filter_hashes.is_empty() {
+        add_to_summary(index, meta, list, filter_hashes);
+    }
 }
 
 /// Grows list `list`'s radius and the index's largest norm to cover a new row, when they do not yet.

@@ -140,18 +140,16 @@ fn enum_end() -> pg_sys::relopt_enum_elt_def {
     }
 }
 
+/// The index's parsed `WITH (...)` options; None when none were given.
+fn options(index: pg_sys::Relation) -> Option<&'static Options> {
+    // SAFETY: rd_options is NULL or what amoptions returned for this index, which lives as long
+    // as the relcache entry the caller holds open.
+    unsafe { (*index).rd_options.cast::<Options>().as_ref() }
+}
+
 /// The `spill` option of an index (auto when not given).
 pub fn spill_option(index: pg_sys::Relation) -> Spill {
-    // SAFETY: rd_options is NULL or what amoptions returned for this index.
-    let spill = unsafe {
-        let options = (*index).rd_options.cast::<Options>();
-        if options.is_null() {
-            0
-        } else {
-            (*options).spill
-        }
-    };
-    match spill {
+    match options(index).map_or(Spill::Auto as i32, |o| o.spill) {
         1 => Spill::On,
         2 => Spill::Off,
         _ => Spill::Auto,
@@ -160,15 +158,7 @@ pub fn spill_option(index: pg_sys::Relation) -> Spill {
 
 /// The `quantizer` and `rerank` options of an index (none and index when not given).
 pub fn quantizer_options(index: pg_sys::Relation) -> (QuantizerKind, Rerank) {
-    // SAFETY: rd_options is NULL or what amoptions returned for this index.
-    let (quantizer, rerank) = unsafe {
-        let options = (*index).rd_options.cast::<Options>();
-        if options.is_null() {
-            (0, 0)
-        } else {
-            ((*options).quantizer, (*options).rerank)
-        }
-    };
+    let (quantizer, rerank) = options(index).map_or((0, 0), |o| (o.quantizer, o.rerank));
     (
         QuantizerKind::from_u32(quantizer as u32).unwrap_or(QuantizerKind::None),
         if rerank == Rerank::Heap as i32 {
@@ -181,15 +171,7 @@ pub fn quantizer_options(index: pg_sys::Relation) -> (QuantizerKind, Rerank) {
 
 /// The `lists` option of an index, `None` when it was not given.
 pub fn lists_option(index: pg_sys::Relation) -> Option<usize> {
-    // SAFETY: rd_options is NULL or what amoptions returned for this index.
-    let lists = unsafe {
-        let options = (*index).rd_options.cast::<Options>();
-        if options.is_null() {
-            LISTS_NOT_GIVEN
-        } else {
-            (*options).lists
-        }
-    };
+    let lists = options(index).map_or(LISTS_NOT_GIVEN, |o| o.lists);
     (lists != LISTS_NOT_GIVEN).then_some(lists as usize)
 }
 
