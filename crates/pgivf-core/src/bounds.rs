@@ -29,28 +29,41 @@ pub fn member_distance(metric: Metric, row: &[f32], centroid: &[f32]) -> f32 {
 }
 
 fn euclidean(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        .sqrt()
+    sum_terms(a, b, |x, y| (x - y) * (x - y)).sqrt()
 }
 
 /// Angle between two vectors in radians (0 when either is zero), as 2·atan2(|â − b̂|, |â + b̂|),
 /// which stays accurate for tiny and for near-opposite angles.
 fn angle(a: &[f32], b: &[f32]) -> f64 {
-    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-    let (norm_a, norm_b) = (norm(a), norm(b));
+    let norm_a = sum_terms(a, a, |x, _| x * x).sqrt();
+    let norm_b = sum_terms(b, b, |x, _| x * x).sqrt();
     if norm_a == 0.0 || norm_b == 0.0 || !norm_a.is_finite() || !norm_b.is_finite() {
         return 0.0;
     }
-    let (mut difference, mut sum) = (0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x) / norm_a, f64::from(y) / norm_b);
-        difference += (x - y).powi(2);
-        sum += (x + y).powi(2);
-    }
+    let (inverse_a, inverse_b) = (1.0 / norm_a, 1.0 / norm_b);
+    let difference = sum_terms(a, b, |x, y| (x * inverse_a - y * inverse_b).powi(2));
+    let sum = sum_terms(a, b, |x, y| (x * inverse_a + y * inverse_b).powi(2));
     2.0 * difference.sqrt().atan2(sum.sqrt())
+}
+
+/// Σ term(a[i], b[i]) in f64, over eight accumulators: one running sum is a chain of dependent
+/// additions, eight overlap (a build takes a radius for every row). The order of the additions is
+/// not part of any format: radii carry slack (verify.rs and [`lower_bound`] allow 1e-4).
+fn sum_terms(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> f64) -> f64 {
+    let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(&x, &y)| term(x.into(), y.into()))
+        .sum();
+    let mut lanes = [0.0f64; 8];
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for k in 0..8 {
+            lanes[k] += term(x[k].into(), y[k].into());
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// Relative slack for the stored radius and the centroid distance.
@@ -164,6 +177,63 @@ mod tests {
                     key >= bound,
                     "{metric:?} {context}: key {key} below bound {bound}"
                 );
+            }
+        }
+    }
+
+    /// The distances as first written: one running f64 sum, divisions by the norms.
+    fn member_distance_reference(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+        let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        match metric {
+            Metric::L2 => a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+                .sum::<f64>()
+                .sqrt(),
+            _ => {
+                let (norm_a, norm_b) = (norm(a), norm(b));
+                if norm_a == 0.0 || norm_b == 0.0 || !norm_a.is_finite() || !norm_b.is_finite() {
+                    return 0.0;
+                }
+                let (mut difference, mut sum) = (0.0f64, 0.0f64);
+                for (&x, &y) in a.iter().zip(b) {
+                    let (x, y) = (f64::from(x) / norm_a, f64::from(y) / norm_b);
+                    difference += (x - y).powi(2);
+                    sum += (x + y).powi(2);
+                }
+                2.0 * difference.sqrt().atan2(sum.sqrt())
+            }
+        }
+    }
+
+    #[test]
+    fn member_distances_cover_the_straightforward_sums() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for dim in [1, 2, 7, 8, 9, 100, 384, 2000] {
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                for case in 0..50 {
+                    let a: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                    // Near, far, equal and opposite rows.
+                    let b: Vec<f32> = match case {
+                        0 => a.clone(),
+                        1 => a.iter().map(|x| -x).collect(),
+                        2 => a.iter().map(|x| x * (1.0 + 1e-6)).collect(),
+                        3 => vec![0.0; dim],
+                        _ => a.iter().map(|x| x + rng.gen_range(-0.1..0.1)).collect(),
+                    };
+                    let reference = member_distance_reference(metric, &a, &b);
+                    let stored = f64::from(member_distance(metric, &a, &b));
+                    // Rounded up to f32 from a sum within a few f64 ulps of the reference.
+                    assert!(
+                        stored >= reference * (1.0 - 1e-12) - 1e-300,
+                        "{metric:?} dim {dim} case {case}: {stored} below {reference}"
+                    );
+                    assert!(
+                        stored <= reference * (1.0 + 2.0f64.powi(-22)) + 1e-12,
+                        "{metric:?} dim {dim} case {case}: {stored} far above {reference}"
+                    );
+                }
             }
         }
     }

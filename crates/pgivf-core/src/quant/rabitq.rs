@@ -175,6 +175,9 @@ impl Rabitq {
     }
 
     /// [`encode`](Self::encode) with the list's [`rotate_centroid`](Self::rotate_centroid) given.
+    ///
+    /// The factors are f64 sums in coordinate order: codes are compared byte for byte by the
+    /// verifier, so the order is part of the format.
     pub fn encode_with(
         &self,
         row: &[f32],
@@ -185,24 +188,26 @@ impl Rabitq {
     ) {
         assert_eq!(out.len(), self.code_bytes());
         let padded = self.padded();
+        let dim = row.len();
+        assert_eq!(centroid.len(), dim);
         assert_eq!(rotated_centroid.len(), padded);
         // scratch: the residual, then its rotation.
         scratch.clear();
-        scratch.extend(row.iter().zip(centroid).map(|(&x, &c)| x - c));
-        scratch.resize(row.len() + padded, 0.0);
-        let (residual, rotated) = scratch.split_at_mut(row.len());
-        let norm = residual
-            .iter()
-            .map(|&x| x as f64 * x as f64)
-            .sum::<f64>()
-            .sqrt();
+        scratch.resize(dim + padded, 0.0);
+        let (residual, rotated) = scratch.split_at_mut(dim);
+        // |r|² and <c, r> in one pass (two chains of additions that overlap).
+        let (mut norm_squared, mut centroid_dot) = (-0.0f64, -0.0f64);
+        for i in 0..dim {
+            let c = centroid[i];
+            let r = row[i] - c;
+            residual[i] = r;
+            norm_squared += r as f64 * r as f64;
+            centroid_dot += c as f64 * r as f64;
+        }
+        let norm = norm_squared.sqrt();
         let b = match self.metric {
             Metric::L2 => norm * norm,
-            Metric::InnerProduct | Metric::Cosine => -centroid
-                .iter()
-                .zip(residual.iter())
-                .map(|(&c, &r)| c as f64 * r as f64)
-                .sum::<f64>(),
+            Metric::InnerProduct | Metric::Cosine => -centroid_dot,
         };
         out.fill(0);
         put_f32(out, 0, b as f32);
@@ -211,13 +216,24 @@ impl Rabitq {
         }
         self.rotation.apply(residual, rotated);
         // The code's bits, sum |P r| and <x̄, P c> in one pass: x̄'s coordinate i is +1 where bit
-        // i is set (P r > 0), else -1.
+        // i is set (P r > 0), else -1. Each byte is assembled in a register (or-ing bits into
+        // memory one at a time chained the loop through store-to-load forwarding), and ±c by
+        // flipping the sign bit, exactly -c: a branch on the signs, random, mispredicts half the
+        // time.
         let (mut abs_sum, mut centroid_sum) = (0.0f64, 0.0f64);
-        for (i, (&value, &c)) in rotated.iter().zip(rotated_centroid).enumerate() {
-            abs_sum += value.abs() as f64;
-            let positive = value > 0.0;
-            out[HEADER_BYTES + i / 8] |= u8::from(positive) << (i % 8);
-            centroid_sum += if positive { c as f64 } else { -c as f64 };
+        let chunks = rotated
+            .chunks_exact(8)
+            .zip(rotated_centroid.chunks_exact(8));
+        for (code, (values, centroid_values)) in out[HEADER_BYTES..].iter_mut().zip(chunks) {
+            let mut bits = 0u8;
+            for (j, (&value, &c)) in values.iter().zip(centroid_values).enumerate() {
+                abs_sum += value.abs() as f64;
+                let positive = value > 0.0;
+                bits |= u8::from(positive) << j;
+                let signed = f32::from_bits(c.to_bits() ^ (u32::from(!positive) << 31));
+                centroid_sum += signed as f64;
+            }
+            *code = bits;
         }
         let a = (abs_sum / norm / (padded as f64).sqrt()).clamp(1e-6, 1.0);
         let coef = self.coefficient(norm);
@@ -720,19 +736,26 @@ mod tests {
             for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
                 let q = Rabitq::new(dim, metric, 99);
                 let centroid: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                let context = q.rotate_centroid(&centroid);
                 let mut scratch = Vec::new();
-                for r in 0..20 {
-                    let row: Vec<f32> = if r == 0 {
-                        centroid.clone() // the row is its centroid
-                    } else {
-                        (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()
-                    };
+                // Signed zeros decide the bytes of B when every term is zero: a row at a centroid
+                // of negative coordinates sums only -0.0 products, a -0.0 row at a +0.0 centroid
+                // only +0.0 ones.
+                let negative: Vec<f32> = centroid.iter().map(|c| -c.abs() - 0.5).collect();
+                let (zero, negative_zero) = (vec![0.0f32; dim], vec![-0.0f32; dim]);
+                let mut cases: Vec<(Vec<f32>, Vec<f32>)> =
+                    vec![(negative.clone(), negative), (negative_zero, zero)];
+                cases.push((centroid.clone(), centroid.clone())); // the row is its centroid
+                for _ in 0..20 {
+                    let row = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                    cases.push((row, centroid.clone()));
+                }
+                for (r, (row, centroid)) in cases.iter().enumerate() {
+                    let context = q.rotate_centroid(centroid);
                     let mut expected = vec![0u8; q.code_bytes()];
-                    encode_as_first_written(&q, &row, &centroid, &mut expected);
+                    encode_as_first_written(&q, row, centroid, &mut expected);
                     let (mut with, mut plain) = (expected.clone(), expected.clone());
-                    q.encode_with(&row, &centroid, &context, &mut scratch, &mut with);
-                    q.encode(&row, &centroid, &mut scratch, &mut plain);
+                    q.encode_with(row, centroid, &context, &mut scratch, &mut with);
+                    q.encode(row, centroid, &mut scratch, &mut plain);
                     assert_eq!(with, expected, "dim {dim} {metric:?} row {r}");
                     assert_eq!(plain, expected, "dim {dim} {metric:?} row {r}");
                 }
