@@ -794,8 +794,6 @@ def qps_at_recall(ir, threshold=0.95):
     0.949 at the same step, and the next step can cost a third of the QPS. Interpolation compares
     the curves at the same recall. None when the curve never reaches it; the first point's QPS when
     it starts above (a lower bound)."""
-    import math
-
     points = sorted((pr["probes"], pr["recall@10"], pr["qps"]) for pr in ir["probes"])
     previous = None
     for _, recall, qps in points:
@@ -861,9 +859,12 @@ def render_best_at_recall(exts, threshold=0.95):
     flat = {ir["lists"]: ir for key, er, label, irs in cs if key == "pgivf" for ir in irs if ir.get("quantizer", "none") == "none"}
     vector_curve = next((irs for key, _, _, irs in cs if key == "vector"), None)
     for lists in all_lists + (["all"] if len(all_lists) > 1 else []):
-        vbest = None
+        vbest, vector_interpolated = None, None
         if vector_curve:
-            vbest = best_at_recall([ir for ir in vector_curve if lists == "all" or ir["lists"] == lists], threshold)
+            vsel = [ir for ir in vector_curve if lists == "all" or ir["lists"] == lists]
+            vbest = best_at_recall(vsel, threshold)
+            if lists != "all" and len(vsel) == 1:
+                vector_interpolated = qps_at_recall(vsel[0], threshold)
         for key, er, label, irs in cs:
             sel = [ir for ir in irs if lists == "all" or ir["lists"] == lists]
             if not sel:
@@ -886,9 +887,7 @@ def render_best_at_recall(exts, threshold=0.95):
                 q = qps_at_recall(sel[0], threshold)
                 interpolated = fmt_num(q)
                 if key != "vector" and vector_curve:
-                    vsel = [ir for ir in vector_curve if ir["lists"] == lists]
-                    vq = qps_at_recall(vsel[0], threshold) if len(vsel) == 1 else None
-                    vs_interpolated = ratio(q, vq)
+                    vs_interpolated = ratio(q, vector_interpolated)
             shown_lists = lists if lists != "all" else (f"all ({b[0]['lists']})" if b else "all")
             lines.append(
                 f"| {shown_lists} | {label} | " + " | ".join(cells) + f" | {vs} | {interpolated} | {vs_interpolated} | {mb} | {frac} |"

@@ -35,8 +35,8 @@ fn euclidean(a: &[f32], b: &[f32]) -> f64 {
 /// Angle between two vectors in radians (0 when either is zero), as 2·atan2(|â − b̂|, |â + b̂|),
 /// which stays accurate for tiny and for near-opposite angles.
 fn angle(a: &[f32], b: &[f32]) -> f64 {
-    let norm_a = sum_terms(a, a, |x, _| x * x).sqrt();
-    let norm_b = sum_terms(b, b, |x, _| x * x).sqrt();
+    let norm = |v: &[f32]| sum_terms(v, v, |x, _| x * x).sqrt();
+    let (norm_a, norm_b) = (norm(a), norm(b));
     if norm_a == 0.0 || norm_b == 0.0 || !norm_a.is_finite() || !norm_b.is_finite() {
         return 0.0;
     }
