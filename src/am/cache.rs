@@ -9,6 +9,7 @@ use super::filters::FilterColumns;
 use super::storage::{Locked, Mode, OrCorrupt};
 use pgivf_core::page::{self, DirectoryEntry, Meta};
 use pgivf_core::quant::{Quantizer, QuantizerKind, Rabitq, Sq8};
+use pgivf_core::ranking::CentroidRanker;
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,6 +19,8 @@ pub struct IndexCache {
     pub meta: Meta,
     /// lists × dimensions, row-major.
     pub centroids: Vec<f32>,
+    /// The centroids a byte a dimension, to rank the lists a scan probes.
+    pub ranker: CentroidRanker,
     /// The shared buffer each block was last found in, so that scans can pin it again with
     /// ReadRecentBuffer instead of a buffer-table lookup (a hash probe that misses the CPU cache and
     /// was a quarter of a scan's time).
@@ -69,9 +72,11 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
     } else {
         Vec::new()
     };
+    let ranker = CentroidRanker::new(&centroids, meta.dimensions as usize);
     let loaded = Rc::new(IndexCache {
         meta,
         centroids,
+        ranker,
         recent_buffers: RefCell::new(Vec::new()),
         vector_column,
         filters: FilterColumns::of(index),

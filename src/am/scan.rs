@@ -441,19 +441,23 @@ impl ScanState {
             }
         });
         // Lists nearest first; a NULL query keeps list order (every distance is 0).
-        let mut order: Vec<(f32, u32)> = (0..lists as u32)
-            .filter(|&list| max_probes > 0 && eligible(list))
-            .map(|list| {
-                let d = self.query.as_ref().map_or(0.0, |q| {
-                    list_distance(kernels, meta.metric, q, centroid(list))
-                });
-                (d, list)
-            })
-            .collect();
-        if max_probes < order.len() {
-            order
-                .select_nth_unstable_by(max_probes, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            order.truncate(max_probes);
+        let mut order: Vec<(f32, u32)> = Vec::new();
+        match &self.query {
+            Some(q) if max_probes > 0 => cache.ranker.nearest(
+                meta.metric,
+                q,
+                max_probes,
+                eligible,
+                |list| list_distance(kernels, meta.metric, q, centroid(list)),
+                &mut order,
+            ),
+            Some(_) => {}
+            None => order.extend(
+                (0..lists as u32)
+                    .filter(|&list| max_probes > 0 && eligible(list))
+                    .take(max_probes)
+                    .map(|list| (0.0, list)),
+            ),
         }
         max_probes = max_probes.min(
             order

@@ -11,6 +11,7 @@ pub mod filter;
 pub mod kmeans;
 pub mod page;
 pub mod quant;
+pub mod ranking;
 pub mod sample;
 pub mod text;
 pub mod topk;
