@@ -74,6 +74,7 @@ struct ScanState {
 struct SpareBuffers {
     candidates: Candidates,
     queue: CodeQueue,
+    seen: HashSet<u64, BuildHasherDefault<TidHasher>>,
 }
 
 /// Largest buffers kept between scans (entries), so one huge scan does not pin its memory.
@@ -89,6 +90,7 @@ fn take_spare() -> SpareBuffers {
         .unwrap_or_else(|| SpareBuffers {
             candidates: Candidates::new(),
             queue: CodeQueue::new(),
+            seen: HashSet::default(),
         })
 }
 
@@ -96,15 +98,18 @@ impl Drop for ScanState {
     fn drop(&mut self) {
         if self.candidates.capacity() > SPARE_ENTRIES
             || self.rerank.queue.capacity() > 2 * SPARE_ENTRIES
+            || self.rerank.seen.capacity() > SPARE_ENTRIES
         {
             return;
         }
         let mut buffers = SpareBuffers {
             candidates: std::mem::take(&mut self.candidates),
             queue: std::mem::take(&mut self.rerank.queue),
+            seen: std::mem::take(&mut self.rerank.seen),
         };
         buffers.candidates.clear();
         buffers.queue.clear();
+        buffers.seen.clear();
         SPARE.with(|spare| *spare.borrow_mut() = Some(buffers));
     }
 }
@@ -121,7 +126,9 @@ struct RerankQueue {
     reranked: u64,
     /// In an index that spills (`Meta::spill`), the heap TIDs this scan has re-ranked: a row's
     /// second code is met in another list, and the row must be re-ranked (and returned) once.
-    seen: Option<HashSet<u64, BuildHasherDefault<TidHasher>>>,
+    seen: HashSet<u64, BuildHasherDefault<TidHasher>>,
+    /// Whether `seen` is kept (the index spills).
+    dedupe: bool,
 }
 
 /// Hashes packed heap TIDs, which are unique and need no protection from crafted collisions:
@@ -254,6 +261,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         reader: StreamReader::new(),
         rerank: RerankQueue {
             queue: spare.queue,
+            seen: spare.seen,
             ..RerankQueue::default()
         },
         head_ahead: None,
@@ -484,10 +492,8 @@ impl ScanState {
                 1.0
             };
         self.rerank.reranked = 0;
-        match (&mut self.rerank.seen, meta.spill) {
-            (Some(seen), true) => seen.clear(),
-            (seen, spill) => *seen = spill.then(HashSet::default),
-        }
+        self.rerank.seen.clear();
+        self.rerank.dedupe = meta.spill;
         self.rerank.prepared = match (&cache.quantizer, &self.query) {
             (Some(quantizer), Some(query)) => {
                 let mut prepared = quantizer.new_query();
@@ -645,10 +651,8 @@ impl ScanState {
                 return;
             }
             let (_, [tid, location]) = self.rerank.queue.pop().expect("peeked");
-            if let Some(seen) = &mut self.rerank.seen {
-                if !seen.insert(tid) {
-                    continue;
-                }
+            if self.rerank.dedupe && !self.rerank.seen.insert(tid) {
+                continue;
             }
             self.rerank.reranked += 1;
             // The next row's page and vector load while this one's distance is computed: each
