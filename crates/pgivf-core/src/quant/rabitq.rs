@@ -65,20 +65,19 @@ impl Grid {
         self.planes.clear();
         self.planes.resize(QUERY_BITS * words, 0);
         let (mut sum, mut squared_error) = (0.0f32, 0.0f32);
+        let mut chunk_levels = [0u8; 64];
         for (w, chunk) in v.chunks_exact(64).enumerate() {
-            let mut planes = [0u64; QUERY_BITS];
-            for (bit, &x) in chunk.iter().enumerate() {
+            for (level, &x) in chunk_levels.iter_mut().zip(chunk) {
                 // x ≥ low, so adding one half and truncating rounds to the nearest level.
-                let level = (((x - low) * scale + 0.5) as u32).min(levels as u32);
-                let value = low + step * level as f32;
+                *level = (((x - low) * scale + 0.5) as u32).min(levels as u32) as u8;
+            }
+            for (&level, &x) in chunk_levels.iter().zip(chunk) {
+                let value = low + step * f32::from(level);
                 sum += value;
                 squared_error += (value - x) * (value - x);
-                for (j, plane) in planes.iter_mut().enumerate() {
-                    *plane |= u64::from((level >> j) & 1) << bit;
-                }
             }
-            for (j, plane) in planes.iter().enumerate() {
-                self.planes[j * words + w] = *plane;
+            for j in 0..QUERY_BITS {
+                self.planes[j * words + w] = bit_plane(&chunk_levels, j);
             }
         }
         self.low = low;
@@ -86,6 +85,22 @@ impl Grid {
         self.sum = sum;
         self.error = (squared_error / v.len() as f32).sqrt();
     }
+}
+
+/// Bit `j` of each of 64 levels, level `i` at bit `i`: eight levels at a time, a multiply moving
+/// the bit of each byte to its place in the top byte (the partial products never overlap, so no
+/// carry disturbs it). A bit at a time was most of a query's preparation.
+fn bit_plane(levels: &[u8; 64], j: usize) -> u64 {
+    levels
+        .chunks_exact(8)
+        .enumerate()
+        .map(|(k, bytes)| {
+            let eight = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+            let bits =
+                ((eight >> j) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+            bits << (8 * k)
+        })
+        .fold(0, |plane, bits| plane | bits)
 }
 
 /// A query prepared against one list.
@@ -727,6 +742,22 @@ mod tests {
             .sum::<f64>()
             / (padded as f64).sqrt();
         put_f32(out, 12, term as f32);
+    }
+
+    #[test]
+    fn bit_planes_hold_each_levels_bits() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(21);
+        for _ in 0..200 {
+            let levels: [u8; 64] = std::array::from_fn(|_| rng.gen_range(0..16));
+            for j in 0..QUERY_BITS {
+                let expected = (0..64).fold(0u64, |plane, i| {
+                    plane | u64::from((levels[i] >> j) & 1) << i
+                });
+                assert_eq!(bit_plane(&levels, j), expected);
+            }
+        }
+        assert_eq!(bit_plane(&[15; 64], 3), u64::MAX);
+        assert_eq!(bit_plane(&[0; 64], 0), 0);
     }
 
     #[test]
