@@ -66,6 +66,8 @@ struct ScanState {
     /// The list a plain batch probes next and its head block, read while the list before it was
     /// probed (to prefetch its first page during that list's last).
     head_ahead: Option<(u32, u32)>,
+    /// Rows handed to the executor since the scan started.
+    returned: usize,
 }
 
 /// A scan's large buffers, kept by the backend between scans: every execution of a query is a new
@@ -265,6 +267,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             ..RerankQueue::default()
         },
         head_ahead: None,
+        returned: 0,
     };
     // The state lives as long as the scan's memory context and is dropped with it, so an error in the
     // middle of a query cannot leak it; rescans reuse it (no growth in nested loops).
@@ -292,6 +295,9 @@ pub unsafe extern "C-unwind" fn amrescan(
             std::ptr::copy(orderbys, scan.orderByData, scan.numberOfOrderBys as usize);
         }
         let state = &mut *scan.opaque.cast::<ScanState>();
+        if state.started {
+            remember_demand(state.returned);
+        }
         state.started = false;
         state.candidates.clear();
         state.rerank.queue.clear();
@@ -306,6 +312,9 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     unsafe {
         let state = &mut *(*scan).opaque.cast::<ScanState>();
         state.rerank.heap = None;
+        if state.started {
+            remember_demand(state.returned);
+        }
         if state.started && state.rerank.prepared.is_some() {
             // What ivfflat.rerank_factor trades: SET client_min_messages = debug1 shows it.
             pgrx::debug1!(
@@ -479,6 +488,8 @@ impl ScanState {
         self.next_list = 0;
         self.candidates.clear();
         self.rerank.queue.clear();
+        self.rerank.queue.expect_rows(expected_demand());
+        self.returned = 0;
         // In an index that spills, a row of the result usually sits in two probed lists, and is
         // missed only if both of its estimates are too high: each code's bound can be narrower for
         // the same certainty. Independent estimates would allow the factor whose tail probability,
@@ -960,6 +971,30 @@ fn relation_name(index: pg_sys::Relation) -> String {
     }
 }
 
+thread_local! {
+    /// Rows handed out by this backend's last scans, oldest first. A quantized scan keeps sorted
+    /// only the rows that may be among as many nearest as the most of these
+    /// (`RerankQueue::expect_rows`): under `LIMIT 10` about a dozen, and the rest of the probed rows
+    /// wait unsorted. Only speed depends on the guess: a scan that reads further sorts them in.
+    static DEMAND: std::cell::Cell<[usize; 8]> = const {
+        std::cell::Cell::new([pgivf_core::quant::queue::OVERFLOW_AFTER; 8])
+    };
+}
+
+fn remember_demand(returned: usize) {
+    DEMAND.with(|demand| {
+        let mut recent = demand.get();
+        recent.rotate_left(1);
+        recent[recent.len() - 1] = returned;
+        demand.set(recent);
+    });
+}
+
+/// Rows the next scan is expected to hand out: the most of the last scans', and two more.
+fn expected_demand() -> usize {
+    DEMAND.with(|demand| demand.get().into_iter().max().unwrap_or(0) + 2)
+}
+
 /// Rows whose vectors a re-rank prefetches ahead of it.
 const RERANK_PREFETCH: usize = 4;
 
@@ -1081,6 +1116,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
             // Filter values are compared by hash, which can collide: the executor rechecks them.
             scan.xs_recheck = state.filter.is_some();
             scan.xs_recheckorderby = false;
+            state.returned += 1;
             return true;
         }
         if !state.probe_next_batch(scan.indexRelation) {

@@ -1,10 +1,10 @@
 //! The re-rank queue of a quantized scan: rows by the lower bound of their distance, with their heap
 //! TID and vector location, and the loop that fills it from a page's code entries.
 //!
-//! Most rows a probe estimates are far from the result. A max-heap keeps the `OVERFLOW_AFTER`
-//! smallest upper bounds seen; a row whose lower bound is above the largest of them cannot be among
-//! the nearest `OVERFLOW_AFTER` rows and waits unsorted in the overflow, which joins the sorted
-//! candidates only if a scan reads that far (more rows than a typical LIMIT). That keeps the
+//! Most rows a probe estimates are far from the result. A max-heap keeps the smallest upper bounds
+//! seen, as many as the scan expects to hand out (at most `OVERFLOW_AFTER`); a row whose lower bound
+//! is above the largest of them cannot be among that many nearest rows and waits unsorted in the
+//! overflow, which joins the sorted candidates only if a scan reads that far. That keeps the
 //! selection work proportional to the rows that matter.
 
 use super::PreparedQuery;
@@ -12,7 +12,8 @@ use crate::page::{entry_header, EntryFormat, Tid};
 use crate::topk::Candidates;
 use std::collections::BinaryHeap;
 
-/// Rows a scan is expected to hand out before it needs rows from the overflow.
+/// Rows a scan is expected to hand out before it needs rows from the overflow, unless told fewer
+/// ([`RerankQueue::expect_rows`]).
 pub const OVERFLOW_AFTER: usize = 32;
 /// The location of a row re-ranked from the table.
 pub const NO_LOCATION: u64 = u64::MAX;
@@ -48,6 +49,8 @@ pub struct RerankQueue {
     /// pushed one by one count in lane 0; infinite when none).
     overflow_min_lanes: [f32; LANES],
     queued: u64,
+    /// How many smallest upper bounds `upper` keeps: the rows the scan expects to hand out.
+    expected_rows: usize,
 }
 
 impl Default for RerankQueue {
@@ -61,6 +64,7 @@ impl Default for RerankQueue {
             overflow_locations: Vec::new(),
             overflow_min_lanes: [f32::INFINITY; LANES],
             queued: 0,
+            expected_rows: OVERFLOW_AFTER,
         }
     }
 }
@@ -68,6 +72,14 @@ impl Default for RerankQueue {
 impl RerankQueue {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many rows the scan expects to hand out (1 to `OVERFLOW_AFTER`): the fewer, the more
+    /// rows wait unsorted. Only speed depends on it: rows come out in the same order whatever it
+    /// is. For an empty queue (after [`clear`](Self::clear)).
+    pub fn expect_rows(&mut self, rows: usize) {
+        assert!(self.upper.is_empty(), "set before any row is queued");
+        self.expected_rows = rows.clamp(1, OVERFLOW_AFTER);
     }
 
     /// Forgets every row, keeping the allocations.
@@ -106,10 +118,10 @@ impl RerankQueue {
     }
 
     /// The lower bound above which a row goes to the overflow: the largest of the
-    /// `OVERFLOW_AFTER` smallest upper bounds seen. It only decreases.
+    /// `expected_rows` smallest upper bounds seen. It only decreases.
     #[inline(always)]
     fn cutoff(&self) -> f32 {
-        if self.upper.len() == OVERFLOW_AFTER {
+        if self.upper.len() == self.expected_rows {
             self.upper.peek().map_or(f32::INFINITY, |b| b.0)
         } else {
             f32::INFINITY
@@ -198,7 +210,7 @@ impl RerankQueue {
         let cutoff = self.cutoff();
         if upper < cutoff {
             self.upper.push(Bound(upper));
-            if self.upper.len() > OVERFLOW_AFTER {
+            if self.upper.len() > self.expected_rows {
                 self.upper.pop();
             }
         }
@@ -393,6 +405,44 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(queue.queued(), 1000);
+    }
+
+    #[test]
+    fn rows_come_out_in_the_same_order_whatever_is_expected() {
+        // Expecting fewer rows sends more to the overflow; popping past them still gives every
+        // row in bound order, with the same bound ties (by row) as the default.
+        let drain = |expected: Option<usize>| {
+            let mut queue = RerankQueue::new();
+            if let Some(rows) = expected {
+                queue.expect_rows(rows);
+            }
+            for i in 0..2000u64 {
+                let lower = ((i * 7919) % 1009) as f32;
+                queue.push([lower, lower + ((i % 5) * 30) as f32], [i, !i]);
+            }
+            let overflow = queue.overflow.len();
+            let mut out = Vec::new();
+            while let Some((bound, row)) = queue.pop() {
+                out.push((bound, row));
+            }
+            assert!(out.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+            out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            (out, overflow)
+        };
+        let (all, default_overflow) = drain(None);
+        assert_eq!(all.len(), 2000);
+        for rows in [OVERFLOW_AFTER + 10, OVERFLOW_AFTER, 12, 3, 1, 0] {
+            let (out, overflow) = drain(Some(rows));
+            assert_eq!(out, all, "expecting {rows}");
+            if rows < OVERFLOW_AFTER {
+                assert!(
+                    overflow > default_overflow,
+                    "expecting {rows}: {overflow} waiting"
+                );
+            } else {
+                assert_eq!(overflow, default_overflow);
+            }
+        }
     }
 
     #[test]
