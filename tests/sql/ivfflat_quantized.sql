@@ -93,6 +93,13 @@ SELECT count(*) FILTER (WHERE ok) AS exact_queries, count(*) AS queries FROM (
 	SELECT (SELECT array_agg(id) FROM (SELECT id FROM items ORDER BY embedding <-> q.embedding LIMIT 5) s)
 	     = (SELECT array_agg(id) FROM (SELECT id FROM items ORDER BY (embedding <-> q.embedding) + 0, id LIMIT 5) s) AS ok
 	FROM queries q) x;
+-- A scan guesses from the session's last scans how many rows it will hand out, and keeps only
+-- that many candidates sorted: after LIMIT 1 queries, queries reading 40 rows still get the exact 40.
+SELECT count(nearest) AS limit_1_queries FROM (SELECT (SELECT id FROM items ORDER BY embedding <-> q.embedding LIMIT 1) AS nearest FROM queries q) x;
+SELECT count(*) FILTER (WHERE ok) AS exact_after_limit_1, count(*) AS queries FROM (
+	SELECT (SELECT array_agg(id) FROM (SELECT id FROM items ORDER BY embedding <-> q.embedding LIMIT 40) s)
+	     = (SELECT array_agg(id) FROM (SELECT id FROM items ORDER BY (embedding <-> q.embedding) + 0, id LIMIT 40) s) AS ok
+	FROM queries q) x;
 DROP INDEX items_rabitq;
 SELECT count(*) FILTER (WHERE ok) AS exact_filtered_queries, count(*) AS queries FROM (
 	SELECT (SELECT array_agg(id) FROM (SELECT id FROM items WHERE category = 2 ORDER BY embedding <=> q.embedding LIMIT 5) s)
