@@ -129,8 +129,6 @@ struct RerankQueue {
     /// In an index that spills (`Meta::spill`), the heap TIDs this scan has re-ranked: a row's
     /// second code is met in another list, and the row must be re-ranked (and returned) once.
     seen: HashSet<u64, BuildHasherDefault<TidHasher>>,
-    /// Whether `seen` is kept (the index spills).
-    dedupe: bool,
 }
 
 /// Hashes packed heap TIDs, which are unique and need no protection from crafted collisions:
@@ -504,7 +502,6 @@ impl ScanState {
             };
         self.rerank.reranked = 0;
         self.rerank.seen.clear();
-        self.rerank.dedupe = meta.spill;
         self.rerank.prepared = match (&cache.quantizer, &self.query) {
             (Some(quantizer), Some(query)) => {
                 let mut prepared = quantizer.new_query();
@@ -662,7 +659,7 @@ impl ScanState {
                 return;
             }
             let (_, [tid, location]) = self.rerank.queue.pop().expect("peeked");
-            if self.rerank.dedupe && !self.rerank.seen.insert(tid) {
+            if cache.meta.spill && !self.rerank.seen.insert(tid) {
                 continue;
             }
             self.rerank.reranked += 1;

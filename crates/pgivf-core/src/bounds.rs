@@ -20,9 +20,24 @@ pub fn member_distance(metric: Metric, row: &[f32], centroid: &[f32]) -> f32 {
         Metric::InnerProduct | Metric::Cosine => angle(row, centroid),
     };
     // Rounded up, so that the stored radius covers the exact value.
-    let rounded = d as f32;
-    if f64::from(rounded) < d {
+    round_up(d)
+}
+
+/// `value` as the nearest f32 no smaller than it.
+pub(crate) fn round_up(value: f64) -> f32 {
+    let rounded = value as f32;
+    if f64::from(rounded) < value {
         rounded.next_up()
+    } else {
+        rounded
+    }
+}
+
+/// `value` as the nearest f32 no larger than it.
+fn round_down(value: f64) -> f32 {
+    let rounded = value as f32;
+    if f64::from(rounded) > value {
+        rounded.next_down()
     } else {
         rounded
     }
@@ -117,12 +132,7 @@ pub fn lower_bound(
         f32::NEG_INFINITY
     } else {
         // Rounded down, so that the f32 bound stays below the exact one.
-        let rounded = bound as f32;
-        if f64::from(rounded) > bound {
-            rounded.next_down()
-        } else {
-            rounded
-        }
+        round_down(bound)
     }
 }
 

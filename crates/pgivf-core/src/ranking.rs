@@ -7,10 +7,9 @@
 //! cut to be computed exactly, and the lists chosen, and their order, are exactly those of the
 //! exact keys.
 
-#![allow(unsafe_code)]
-
+use crate::bounds::round_up;
 use crate::page::Metric;
-use crate::quant::kernels::weighted_sum;
+use crate::quant::kernels::wide_weighted_sum_kernel;
 
 /// Centroids as bytes: `code = round(c / scale) + 128`, so `c ≈ scale (code - 128)`.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +88,8 @@ impl CentroidRanker {
         out.clear();
         let lists = self.lists() as u32;
         let mut approximate: Vec<(f32, f32, u32)> = Vec::with_capacity(lists as usize);
-        let q_norm = norm_f64(query);
+        let q_norm = round_up(crate::distance::norm_squared_f64(query).sqrt());
+        let byte_dot = wide_weighted_sum_kernel();
         let q_sum: f32 = query.iter().sum();
         let q_abs_sum: f64 = query.iter().map(|&x| f64::from(x.abs())).sum();
         let unit = rounding_unit(self.dim);
@@ -138,47 +138,6 @@ impl CentroidRanker {
     }
 }
 
-/// Σ query[i] · codes[i]: SQ8's kernel, or a 16-lane one where the CPU has it (a scan ranks every
-/// list, and this is most of the ranking's arithmetic).
-fn byte_dot(query: &[f32], codes: &[u8]) -> f32 {
-    assert_eq!(query.len(), codes.len(), "one code byte a dimension");
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the feature was just detected (a cached check).
-        return unsafe { byte_dot_avx512(query, codes) };
-    }
-    weighted_sum(query, codes)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn byte_dot_avx512(query: &[f32], codes: &[u8]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = query.len().min(codes.len());
-    let mut acc = [_mm512_setzero_ps(); 2];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, a) in acc.iter_mut().enumerate() {
-            let at = i + 16 * k;
-            // SAFETY: at + 16 <= n: 16 bytes of `codes` and 16 floats of `query`, unaligned loads.
-            let (bytes, q) = unsafe {
-                (
-                    _mm_loadu_si128(codes.as_ptr().add(at).cast()),
-                    _mm512_loadu_ps(query.as_ptr().add(at)),
-                )
-            };
-            *a = _mm512_fmadd_ps(q, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), *a);
-        }
-        i += 32;
-    }
-    let mut total = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-    while i < n {
-        total += query[i] * f32::from(codes[i]);
-        i += 1;
-    }
-    total
-}
-
 /// Sorts by (key, list) and keeps the first `n`.
 fn keep_nearest(keys: &mut Vec<(f32, u32)>, n: usize) {
     let order = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
@@ -189,29 +148,10 @@ fn keep_nearest(keys: &mut Vec<(f32, u32)>, n: usize) {
     keys.sort_unstable_by(order);
 }
 
-fn norm_f64(values: &[f32]) -> f32 {
-    round_up(
-        values
-            .iter()
-            .map(|&x| f64::from(x).powi(2))
-            .sum::<f64>()
-            .sqrt(),
-    )
-}
-
-/// `value` as an f32 no smaller than it.
-fn round_up(value: f64) -> f32 {
-    let rounded = value as f32;
-    if f64::from(rounded) < value {
-        rounded.next_up()
-    } else {
-        rounded
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::kernels::weighted_sum;
     use rand::{Rng, SeedableRng};
 
     fn exact_key(metric: Metric, query: &[f32], centroid: &[f32]) -> f32 {
@@ -377,6 +317,7 @@ mod tests {
                 .map(|(&q, &c)| f64::from(q.abs()) * f64::from(c))
                 .sum();
             let allowed = f64::from(rounding_unit(n)) * magnitude;
+            let byte_dot = wide_weighted_sum_kernel();
             assert!((f64::from(byte_dot(&query, &codes)) - exact).abs() <= allowed);
             assert!((f64::from(weighted_sum(&query, &codes)) - exact).abs() <= allowed);
         }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 pub const QUERY_BITS: usize = 4;
 
 pub type BitSums = fn(&[u8], &[u64]) -> (u32, u32);
-type WeightedSum = fn(&[f32], &[u8]) -> f32;
+pub type WeightedSum = fn(&[f32], &[u8]) -> f32;
 
 /// (number of set bits of `code`, Σ_j 2^j · popcount(code & plane j)) for a code of `w` 64-bit
 /// little-endian words and `QUERY_BITS × w` plane words: the second is Σ_i b_i · u_i for the code's
@@ -171,6 +171,22 @@ pub fn weighted_sum(weights: &[f32], codes: &[u8]) -> f32 {
     }))(weights, codes)
 }
 
+/// A [`weighted_sum`] kernel for callers that run it in a loop, chosen once: 16 lanes where the CPU
+/// has AVX-512 (ranking every list's byte-coded centroid is most of a scan's ranking), SQ8's own
+/// kernel otherwise. SQ8 estimates keep `weighted_sum`, whose summation order their bounds were
+/// measured with. Both slices must have the same length.
+pub fn wide_weighted_sum_kernel() -> WeightedSum {
+    static CHOSEN: OnceLock<WeightedSum> = OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: only chosen after detecting the feature weighted_sum_avx512 is compiled for.
+            return |weights, codes| unsafe { weighted_sum_avx512(weights, codes) };
+        }
+        weighted_sum
+    })
+}
+
 pub fn weighted_sum_scalar(weights: &[f32], codes: &[u8]) -> f32 {
     let mut sums = [0.0f32; 8];
     let mut chunks = weights.chunks_exact(8).zip(codes.chunks_exact(8));
@@ -215,6 +231,35 @@ fn weighted_sum_avx2(weights: &[f32], codes: &[u8]) -> f32 {
     let mut total = _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
     while i < n {
         total += weights[i] * codes[i] as f32;
+        i += 1;
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn weighted_sum_avx512(weights: &[f32], codes: &[u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = weights.len().min(codes.len());
+    let mut acc = [_mm512_setzero_ps(); 2];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let at = i + 16 * k;
+            // SAFETY: at + 16 <= n: 16 bytes of `codes` and 16 floats of `weights`, unaligned loads.
+            let (bytes, w) = unsafe {
+                (
+                    _mm_loadu_si128(codes.as_ptr().add(at).cast()),
+                    _mm512_loadu_ps(weights.as_ptr().add(at)),
+                )
+            };
+            *a = _mm512_fmadd_ps(w, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)), *a);
+        }
+        i += 32;
+    }
+    let mut total = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    while i < n {
+        total += weights[i] * f32::from(codes[i]);
         i += 1;
     }
     total
