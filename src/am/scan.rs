@@ -293,9 +293,7 @@ pub unsafe extern "C-unwind" fn amrescan(
             std::ptr::copy(orderbys, scan.orderByData, scan.numberOfOrderBys as usize);
         }
         let state = &mut *scan.opaque.cast::<ScanState>();
-        if state.started {
-            remember_demand(state.returned);
-        }
+        state.remember_demand();
         state.started = false;
         state.candidates.clear();
         state.rerank.queue.clear();
@@ -310,9 +308,7 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     unsafe {
         let state = &mut *(*scan).opaque.cast::<ScanState>();
         state.rerank.heap = None;
-        if state.started {
-            remember_demand(state.returned);
-        }
+        state.remember_demand();
         if state.started && state.rerank.prepared.is_some() {
             // What ivfflat.rerank_factor trades: SET client_min_messages = debug1 shows it.
             pgrx::debug1!(
@@ -978,13 +974,20 @@ thread_local! {
     };
 }
 
-fn remember_demand(returned: usize) {
-    DEMAND.with(|demand| {
-        let mut recent = demand.get();
-        recent.rotate_left(1);
-        recent[recent.len() - 1] = returned;
-        demand.set(recent);
-    });
+impl ScanState {
+    /// Adds the rows this scan handed out to the backend's last scans, when it ran: at its end
+    /// or before a rescan starts it again.
+    fn remember_demand(&self) {
+        if !self.started {
+            return;
+        }
+        DEMAND.with(|demand| {
+            let mut recent = demand.get();
+            recent.rotate_left(1);
+            recent[recent.len() - 1] = self.returned;
+            demand.set(recent);
+        });
+    }
 }
 
 /// Rows the next scan is expected to hand out: the most of the last scans', and two more.
