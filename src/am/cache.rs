@@ -11,7 +11,7 @@ use pgivf_core::page::{self, DirectoryEntry, Meta};
 use pgivf_core::quant::{Quantizer, QuantizerKind, Rabitq, Sq8};
 use pgivf_core::ranking::CentroidRanker;
 use pgrx::pg_sys;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -33,8 +33,45 @@ pub struct IndexCache {
     pub quantizer: Option<Quantizer>,
     /// The table column of the vector (None for an expression), for re-ranking from the heap.
     pub heap_attribute: Option<i16>,
-    /// In an index that spills, the centroids' squared norms, for inserts' second lists.
-    pub centroid_norms: Vec<f32>,
+    /// The centroids' squared norms, for inserts' choice of lists (made at the first insert).
+    centroid_norms: OnceCell<Vec<f32>>,
+    /// Per list, what encoding a row for it needs of its centroid (RaBitQ: the rotated centroid),
+    /// made at a list's first insert in this backend: otherwise each of a row's codes costs a second
+    /// rotation. At most the centroids' size again.
+    list_contexts: RefCell<Vec<Option<Box<[f32]>>>>,
+}
+
+impl IndexCache {
+    pub fn centroid_norms(&self) -> &[f32] {
+        self.centroid_norms.get_or_init(|| {
+            pgivf_core::kmeans::centroid_norms(&self.centroids, self.meta.dimensions as usize)
+        })
+    }
+
+    /// Encodes `row` for list `list` with `quantizer` (the index's), as `Quantizer::encode` would.
+    pub fn encode(
+        &self,
+        quantizer: &Quantizer,
+        list: u32,
+        row: &[f32],
+        scratch: &mut Vec<f32>,
+        out: &mut [u8],
+    ) {
+        let dim = self.meta.dimensions as usize;
+        let list = list as usize;
+        let centroid = &self.centroids[list * dim..(list + 1) * dim];
+        if quantizer.list_context_len() == 0 {
+            quantizer.encode(row, centroid, scratch, out);
+            return;
+        }
+        let mut contexts = self.list_contexts.borrow_mut();
+        if contexts.len() != self.meta.lists as usize {
+            contexts.resize(self.meta.lists as usize, None);
+        }
+        let context = contexts[list]
+            .get_or_insert_with(|| quantizer.list_context(centroid).into_boxed_slice());
+        quantizer.encode_in_list(row, centroid, context, scratch, out);
+    }
 }
 
 type Key = (u32, u32, u32);
@@ -67,11 +104,6 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         );
     }
     let vector_column = super::vector_column(index);
-    let centroid_norms = if meta.spill {
-        pgivf_core::kmeans::centroid_norms(&centroids, meta.dimensions as usize)
-    } else {
-        Vec::new()
-    };
     let ranker = CentroidRanker::new(&centroids, meta.dimensions as usize);
     let loaded = Rc::new(IndexCache {
         meta,
@@ -82,7 +114,8 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         filters: FilterColumns::of(index),
         quantizer: read_quantizer(index, &meta),
         heap_attribute: super::heap_vector_attribute(index, vector_column),
-        centroid_norms,
+        centroid_norms: OnceCell::new(),
+        list_contexts: RefCell::new(Vec::new()),
     });
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();

@@ -1,7 +1,8 @@
 //! `aminsert`: online inserts, no retraining.
 //!
 //! A row goes to the list of its nearest centroid (from the backend's centroid cache), and in an
-//! index that spills, a second entry to the list `kmeans::Spiller` picks. It reuses a
+//! index that spills, a second entry to the list `kmeans::Spiller` picks (both from one pass over
+//! the centroids, `Spiller::place`). It reuses a
 //! slot that VACUUM freed when the list has one (so delete + VACUUM + insert does not grow the
 //! index), and otherwise appends at the list's tail, extending the chain with a new page when the
 //! entry does not fit; an entry that straddles the boundary is written to both pages in one WAL record.
@@ -55,12 +56,21 @@ pub unsafe extern "C-unwind" fn aminsert(
     if !prepare_row(meta.metric, vector, &mut stored) {
         return false;
     }
-    let list = kmeans::nearest(
-        &stored,
+    let placer = kmeans::Spiller::with_norms(
         &cache.centroids,
         meta.dimensions as usize,
+        cache.centroid_norms(),
         kmeans_metric(meta.metric),
+        kmeans::SPILL_LAMBDA,
     );
+    let mut scratch = Vec::new();
+    let (list, second) = placer
+        .place(
+            &stored,
+            meta.spill && cache.quantizer.is_some(),
+            &mut scratch,
+        )
+        .expect("a row of the index's dimensions");
     let format = meta.entry_format();
     let mut filter_hashes = Vec::with_capacity(format.filters);
     if format.filters > 0 {
@@ -74,10 +84,8 @@ pub unsafe extern "C-unwind" fn aminsert(
     match &cache.quantizer {
         None => format.encode(tid, &filter_hashes, &stored, Origin::Insert, &mut entry),
         Some(quantizer) => {
-            let dim = meta.dimensions as usize;
-            let centroid = &cache.centroids[list as usize * dim..(list as usize + 1) * dim];
             let mut code = vec![0u8; quantizer.code_bytes()];
-            quantizer.encode(&stored, centroid, &mut Vec::new(), &mut code);
+            cache.encode(quantizer, list, &stored, &mut scratch, &mut code);
             // The vector first, in its own WAL record: a crash before the code is written leaves
             // an unreferenced vector of an aborted row, which VACUUM frees like any dead entry.
             let location = meta.keeps_vectors().then(|| {
@@ -95,32 +103,21 @@ pub unsafe extern "C-unwind" fn aminsert(
                 &mut entry,
             );
             insert_entry(index, &meta, list, &entry);
-            if meta.spill {
-                // After the row's first entry: a crash in between leaves the row in one list,
-                // which scans handle like any row.
-                let spiller = kmeans::Spiller::with_norms(
-                    &cache.centroids,
-                    dim,
-                    &cache.centroid_norms,
-                    kmeans_metric(meta.metric),
-                    kmeans::SPILL_LAMBDA,
+            // After the row's first entry: a crash in between leaves the row in one list, which
+            // scans handle like any row.
+            if let Some(second) = second {
+                cover_row(index, &cache, second, &stored, &filter_hashes);
+                cache.encode(quantizer, second, &stored, &mut scratch, &mut code);
+                format.encode_code(
+                    tid,
+                    &filter_hashes,
+                    location,
+                    &code,
+                    Origin::Insert,
+                    &mut entry,
                 );
-                if let Some(second) = spiller.second_list(&stored, list, &mut Vec::new()) {
-                    let centroid =
-                        &cache.centroids[second as usize * dim..(second as usize + 1) * dim];
-                    cover_row(index, &cache, second, &stored, &filter_hashes);
-                    quantizer.encode(&stored, centroid, &mut Vec::new(), &mut code);
-                    format.encode_code(
-                        tid,
-                        &filter_hashes,
-                        location,
-                        &code,
-                        Origin::Insert,
-                        &mut entry,
-                    );
-                    page::mark_spilled(&mut entry);
-                    insert_entry(index, &meta, second, &entry);
-                }
+                page::mark_spilled(&mut entry);
+                insert_entry(index, &meta, second, &entry);
             }
             return false;
         }

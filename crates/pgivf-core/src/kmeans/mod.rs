@@ -286,7 +286,7 @@ pub fn assign(
 
 /// Picks the exact nearest centroid among those whose approximate score is within rounding
 /// error of the best one.
-fn confirm_nearest(
+pub(crate) fn confirm_nearest(
     row: &[f32],
     scores: &[f32],
     centroids: &[f32],

@@ -41,11 +41,17 @@ pub fn centroid_norms(centroids: &[f32], dim: usize) -> Vec<f32> {
         .collect()
 }
 
+fn largest_norm(squared_norms: &[f32]) -> f32 {
+    squared_norms.iter().fold(0.0f32, |a, &b| a.max(b)).sqrt()
+}
+
 /// The centroids and what every row's choice of a second list needs of them.
 pub struct Spiller<'a> {
     centroids: &'a [f32],
     dim: usize,
     norms: Cow<'a, [f32]>,
+    /// The largest centroid norm (not squared), for the rounding margin of [`Self::place`].
+    max_norm: f32,
     metric: KMeansMetric,
     lambda: f32,
 }
@@ -58,6 +64,7 @@ impl<'a> Spiller<'a> {
         Spiller {
             centroids,
             dim,
+            max_norm: largest_norm(&norms),
             norms,
             metric,
             lambda,
@@ -83,6 +90,7 @@ impl<'a> Spiller<'a> {
         Spiller {
             centroids,
             dim,
+            max_norm: largest_norm(norms),
             norms: Cow::Borrowed(norms),
             metric,
             lambda,
@@ -96,19 +104,69 @@ impl<'a> Spiller<'a> {
     /// The second list of `row`, whose primary list is `primary`; None with fewer than two lists.
     /// `scratch` is reused between calls.
     pub fn second_list(&self, row: &[f32], primary: u32, scratch: &mut Vec<f32>) -> Option<u32> {
-        let lists = self.lists();
-        let primary = primary as usize;
-        if lists < 2 || primary >= lists || row.len() != self.dim {
+        if self.lists() < 2 || primary as usize >= self.lists() || row.len() != self.dim {
             return None;
         }
-        let dim = self.dim;
+        self.direction_dots(row, scratch);
+        self.second_from_dots(primary as usize, scratch)
+    }
+
+    /// A row's list, the one [`super::nearest`] picks, and with `spill` its [`Self::second_list`]:
+    /// the same answers from one pass over the centroids for the row and one for its residual,
+    /// where calling the two takes three (an insert's costliest part). None for a row of the wrong
+    /// length.
+    pub fn place(
+        &self,
+        row: &[f32],
+        spill: bool,
+        scratch: &mut Vec<f32>,
+    ) -> Option<(u32, Option<u32>)> {
+        let (dim, lists) = (self.dim, self.lists());
+        if row.len() != dim || lists == 0 {
+            return None;
+        }
+        self.direction_dots(row, scratch);
+        // The residual's dot products are not needed yet: their room holds the scores.
+        let (x, rest) = scratch.split_at_mut(dim);
+        let (x_dots, scores) = rest[dim..].split_at_mut(lists);
+        // Scores whose order is the nearest-first order of the centroids, in the units
+        // `confirm_nearest`'s rounding margin is stated in: -x.c for directions (x = row / |row|,
+        // the same order as row.c's), |c|^2 - 2 x.c for L2 (x = row; |x - c|^2 less |x|^2).
+        let x_norm = distance::kernels().dot(x, x).sqrt();
+        match self.metric {
+            KMeansMetric::Spherical => scores.copy_from_slice(x_dots),
+            KMeansMetric::L2 => {
+                for ((score, &dot), &norm) in
+                    scores.iter_mut().zip(x_dots.iter()).zip(self.norms.iter())
+                {
+                    *score = norm + 2.0 * dot;
+                }
+            }
+        }
+        let primary = super::confirm_nearest(
+            row,
+            scores,
+            self.centroids,
+            self.metric,
+            x_norm,
+            self.max_norm,
+        );
+        let second = if spill {
+            self.second_from_dots(primary as usize, scratch)
+        } else {
+            None
+        };
+        Some((primary, second))
+    }
+
+    /// Fills `scratch` as `[x | residual | -x.c' per list | -r.c' per list]`, the last two left for
+    /// [`Self::second_from_dots`]: x is the row, or for spherical lists its direction.
+    fn direction_dots(&self, row: &[f32], scratch: &mut Vec<f32>) {
+        let (dim, lists) = (self.dim, self.lists());
         let kernels = distance::kernels();
-        // [direction | residual | -x.c' per list | -r.c' per list]
         scratch.clear();
         scratch.resize(2 * dim + 2 * lists, 0.0);
         let (x, rest) = scratch.split_at_mut(dim);
-        let (r, rest) = rest.split_at_mut(dim);
-        let (x_dots, r_dots) = rest.split_at_mut(lists);
         x.copy_from_slice(row);
         if self.metric == KMeansMetric::Spherical {
             // Spherical lists hold directions: the residual that decides a miss is the direction's.
@@ -117,11 +175,24 @@ impl<'a> Spiller<'a> {
                 x.iter_mut().for_each(|v| *v /= norm);
             }
         }
+        kernels.neg_dot_batch(x, self.centroids, &mut rest[dim..dim + lists]);
+    }
+
+    /// The second list of the row [`Self::direction_dots`] left in `scratch`, whose primary list
+    /// is `primary` (< lists).
+    fn second_from_dots(&self, primary: usize, scratch: &mut [f32]) -> Option<u32> {
+        let (dim, lists) = (self.dim, self.lists());
+        if lists < 2 {
+            return None;
+        }
+        let kernels = distance::kernels();
+        let (x, rest) = scratch.split_at_mut(dim);
+        let (r, rest) = rest.split_at_mut(dim);
+        let (x_dots, r_dots) = rest.split_at_mut(lists);
         let centroid = &self.centroids[primary * dim..(primary + 1) * dim];
         for ((r, &x), &c) in r.iter_mut().zip(x.iter()).zip(centroid) {
             *r = x - c;
         }
-        kernels.neg_dot_batch(x, self.centroids, x_dots);
         kernels.neg_dot_batch(r, self.centroids, r_dots);
         let x_norm = kernels.dot(x, x);
         let r_x = kernels.dot(r, x);
@@ -335,6 +406,76 @@ mod tests {
                 agree >= 196,
                 "dim {dim}, lists {lists}: {agree} of 200 agree"
             );
+        }
+    }
+
+    #[test]
+    fn place_gives_nearest_and_second_list_exactly() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        for metric in [KMeansMetric::L2, KMeansMetric::Spherical] {
+            for &(dim, lists) in &[(1usize, 1usize), (3, 2), (8, 5), (33, 40), (384, 250)] {
+                let mut centroids = random(&mut rng, dim * lists);
+                if metric == KMeansMetric::Spherical {
+                    centroids
+                        .chunks_exact_mut(dim)
+                        .for_each(super::super::normalize);
+                }
+                // Exact duplicates make ties, which must go to the lower list as in `nearest`.
+                if lists > 3 {
+                    let (first, rest) = centroids.split_at_mut(dim);
+                    rest[2 * dim..3 * dim].copy_from_slice(first);
+                }
+                let spiller = Spiller::new(&centroids, dim, metric, SPILL_LAMBDA);
+                let (mut scratch, mut other) = (Vec::new(), Vec::new());
+                for i in 0..300 {
+                    // Unnormalised rows under the spherical metric, as inner-product rows are
+                    // stored; a row far from the origin; a zero row; rows on a centroid.
+                    let mut row = random(&mut rng, dim);
+                    match i {
+                        0 => row.fill(0.0),
+                        1 => row.iter_mut().for_each(|v| *v = *v * 1e3 + 5e3),
+                        2..=4 => row.copy_from_slice(&centroids[(i % lists) * dim..][..dim]),
+                        _ => row.iter_mut().for_each(|v| *v *= 3.0),
+                    }
+                    let nearest = super::super::nearest(&row, &centroids, dim, metric);
+                    let second = spiller.second_list(&row, nearest, &mut other);
+                    assert_eq!(
+                        spiller.place(&row, true, &mut scratch),
+                        Some((nearest, second)),
+                        "{metric:?}, dim {dim}, lists {lists}, row {i}"
+                    );
+                    assert_eq!(
+                        spiller.place(&row, false, &mut scratch),
+                        Some((nearest, None))
+                    );
+                }
+                assert_eq!(spiller.place(&vec![0.0; dim + 1], true, &mut scratch), None);
+            }
+        }
+        // Centroids and rows packed close together: far from the origin (L2) or nearly the same
+        // direction (spherical), the one-pass scores cannot tell the nearest apart, and the
+        // exact kernel has to decide as it does in `nearest`.
+        for metric in [KMeansMetric::L2, KMeansMetric::Spherical] {
+            let (dim, lists) = (64, 50);
+            let base: Vec<f32> = random(&mut rng, dim).iter().map(|v| 1e3 * v).collect();
+            let near = |rng: &mut rand::rngs::StdRng| -> Vec<f32> {
+                base.iter()
+                    .map(|b| b + rng.gen_range(-0.05f32..0.05))
+                    .collect()
+            };
+            let centroids: Vec<f32> = (0..lists).flat_map(|_| near(&mut rng)).collect();
+            let spiller = Spiller::new(&centroids, dim, metric, SPILL_LAMBDA);
+            let (mut scratch, mut other) = (Vec::new(), Vec::new());
+            for i in 0..300 {
+                let row = near(&mut rng);
+                let nearest = super::super::nearest(&row, &centroids, dim, metric);
+                let second = spiller.second_list(&row, nearest, &mut other);
+                assert_eq!(
+                    spiller.place(&row, true, &mut scratch),
+                    Some((nearest, second)),
+                    "{metric:?}, packed, row {i}"
+                );
+            }
         }
     }
 
