@@ -7,6 +7,7 @@
 
 use super::filters::FilterColumns;
 use super::storage::{Locked, Mode, OrCorrupt};
+use pgivf_core::kmeans::BetweenRows;
 use pgivf_core::page::{self, DirectoryEntry, Meta};
 use pgivf_core::quant::{Quantizer, QuantizerKind, Rabitq, Sq8};
 use pgivf_core::ranking::CentroidRanker;
@@ -39,6 +40,8 @@ pub struct IndexCache {
     /// made at a list's first insert in this backend: otherwise each of a row's codes costs a second
     /// rotation. At most the centroids' size again.
     list_contexts: RefCell<Vec<Option<Box<[f32]>>>>,
+    /// In an index that spills, what inserts' second lists need of each list's centroid.
+    pub between_rows: RefCell<BetweenRows>,
 }
 
 impl IndexCache {
@@ -116,6 +119,7 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         heap_attribute: super::heap_vector_attribute(index, vector_column),
         centroid_norms: OnceCell::new(),
         list_contexts: RefCell::new(Vec::new()),
+        between_rows: RefCell::new(BetweenRows::new()),
     });
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();

@@ -64,13 +64,12 @@ pub unsafe extern "C-unwind" fn aminsert(
         kmeans::SPILL_LAMBDA,
     );
     let mut scratch = Vec::new();
+    let mut between_rows = cache.between_rows.borrow_mut();
+    let spill = (meta.spill && cache.quantizer.is_some()).then_some(&mut *between_rows);
     let (list, second) = placer
-        .place(
-            &stored,
-            meta.spill && cache.quantizer.is_some(),
-            &mut scratch,
-        )
+        .place(&stored, spill, &mut scratch)
         .expect("a row of the index's dimensions");
+    drop(between_rows);
     let format = meta.entry_format();
     let mut filter_hashes = Vec::with_capacity(format.filters);
     if format.filters > 0 {

@@ -25,7 +25,7 @@ use crate::distance;
 use panels::{Panels, ROWS};
 
 pub use init::SEEDING_WORK_LIMIT;
-pub use spill::{centroid_norms, Spiller, SPILL_LAMBDA};
+pub use spill::{centroid_norms, BetweenRows, Spiller, SPILL_LAMBDA};
 
 /// pgvector's iteration cap for IVFFlat k-means.
 pub const DEFAULT_MAX_ITERATIONS: usize = 500;

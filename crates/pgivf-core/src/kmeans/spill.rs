@@ -45,6 +45,48 @@ fn largest_norm(squared_norms: &[f32]) -> f32 {
     squared_norms.iter().fold(0.0f32, |a, &b| a.max(b)).sqrt()
 }
 
+/// At most this many floats of [`Spiller::between`] rows are kept per index and backend (4 MB:
+/// every list's row at up to 1,024 lists); rows beyond it are made each time they are needed, as
+/// the second pass over the centroids they replace cost before.
+const MAX_KEPT_BETWEEN: usize = 1 << 20;
+
+/// The [`Spiller::between`] rows of the lists rows were placed in, for [`Spiller::place`]: each
+/// made on first use (one pass over the centroids) and kept for the next rows of its list.
+#[derive(Debug, Default)]
+pub struct BetweenRows {
+    rows: Vec<Option<Box<[f32]>>>,
+    kept: usize,
+    spare: Vec<f32>,
+}
+
+impl BetweenRows {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn row(&mut self, spiller: &Spiller<'_>, list: usize) -> &[f32] {
+        let lists = spiller.lists();
+        if self.rows.len() != lists {
+            *self = Self::default();
+            self.rows.resize(lists, None);
+        }
+        if self.rows[list].is_none() && self.kept + lists <= MAX_KEPT_BETWEEN {
+            let mut row = vec![0.0; lists];
+            spiller.between(list, &mut row);
+            self.rows[list] = Some(row.into_boxed_slice());
+            self.kept += lists;
+        }
+        match &self.rows[list] {
+            Some(row) => row,
+            None => {
+                self.spare.resize(lists, 0.0);
+                spiller.between(list, &mut self.spare);
+                &self.spare
+            }
+        }
+    }
+}
+
 /// The centroids and what every row's choice of a second list needs of them.
 pub struct Spiller<'a> {
     centroids: &'a [f32],
@@ -104,21 +146,24 @@ impl<'a> Spiller<'a> {
     /// The second list of `row`, whose primary list is `primary`; None with fewer than two lists.
     /// `scratch` is reused between calls.
     pub fn second_list(&self, row: &[f32], primary: u32, scratch: &mut Vec<f32>) -> Option<u32> {
-        if self.lists() < 2 || primary as usize >= self.lists() || row.len() != self.dim {
+        let primary = primary as usize;
+        if self.lists() < 2 || primary >= self.lists() || row.len() != self.dim {
             return None;
         }
         self.direction_dots(row, scratch);
-        self.second_from_dots(primary as usize, scratch)
+        let (head, between) = scratch.split_at_mut(self.dim + self.lists());
+        self.between(primary, between);
+        self.second_from(primary, head, between)
     }
 
-    /// A row's list, the one [`super::nearest`] picks, and with `spill` its [`Self::second_list`]:
-    /// the same answers from one pass over the centroids for the row and one for its residual,
-    /// where calling the two takes three (an insert's costliest part). None for a row of the wrong
-    /// length.
+    /// A row's list, the one [`super::nearest`] picks, and with `spill` its
+    /// [`Self::second_list`]: the same answers from one pass over the centroids, where calling the
+    /// two takes three (an insert's costliest part); `spill` keeps the lists' [`Self::between`]
+    /// rows it needs. None for a row of the wrong length.
     pub fn place(
         &self,
         row: &[f32],
-        spill: bool,
+        spill: Option<&mut BetweenRows>,
         scratch: &mut Vec<f32>,
     ) -> Option<(u32, Option<u32>)> {
         let (dim, lists) = (self.dim, self.lists());
@@ -126,9 +171,8 @@ impl<'a> Spiller<'a> {
             return None;
         }
         self.direction_dots(row, scratch);
-        // The residual's dot products are not needed yet: their room holds the scores.
-        let (x, rest) = scratch.split_at_mut(dim);
-        let (x_dots, scores) = rest[dim..].split_at_mut(lists);
+        let (head, scores) = scratch.split_at_mut(dim + lists);
+        let (x, x_dots) = head.split_at(dim);
         // Scores whose order is the nearest-first order of the centroids, in the units
         // `confirm_nearest`'s rounding margin is stated in: -x.c for directions (x = row / |row|,
         // the same order as row.c's), |c|^2 - 2 x.c for L2 (x = row; |x - c|^2 less |x|^2).
@@ -136,9 +180,7 @@ impl<'a> Spiller<'a> {
         match self.metric {
             KMeansMetric::Spherical => scores.copy_from_slice(x_dots),
             KMeansMetric::L2 => {
-                for ((score, &dot), &norm) in
-                    scores.iter_mut().zip(x_dots.iter()).zip(self.norms.iter())
-                {
+                for ((score, &dot), &norm) in scores.iter_mut().zip(x_dots).zip(self.norms.iter()) {
                     *score = norm + 2.0 * dot;
                 }
             }
@@ -151,21 +193,20 @@ impl<'a> Spiller<'a> {
             x_norm,
             self.max_norm,
         );
-        let second = if spill {
-            self.second_from_dots(primary as usize, scratch)
-        } else {
-            None
-        };
+        let second = spill.and_then(|rows| {
+            let between = rows.row(self, primary as usize);
+            self.second_from(primary as usize, head, between)
+        });
         Some((primary, second))
     }
 
-    /// Fills `scratch` as `[x | residual | -x.c' per list | -r.c' per list]`, the last two left for
-    /// [`Self::second_from_dots`]: x is the row, or for spherical lists its direction.
+    /// Fills `scratch` as `[x | -x.c' per list | room for a list's worth]`: x is the row, or for
+    /// spherical lists its direction.
     fn direction_dots(&self, row: &[f32], scratch: &mut Vec<f32>) {
         let (dim, lists) = (self.dim, self.lists());
         let kernels = distance::kernels();
         scratch.clear();
-        scratch.resize(2 * dim + 2 * lists, 0.0);
+        scratch.resize(dim + 2 * lists, 0.0);
         let (x, rest) = scratch.split_at_mut(dim);
         x.copy_from_slice(row);
         if self.metric == KMeansMetric::Spherical {
@@ -175,33 +216,38 @@ impl<'a> Spiller<'a> {
                 x.iter_mut().for_each(|v| *v /= norm);
             }
         }
-        kernels.neg_dot_batch(x, self.centroids, &mut rest[dim..dim + lists]);
+        kernels.neg_dot_batch(x, self.centroids, &mut rest[..lists]);
     }
 
-    /// The second list of the row [`Self::direction_dots`] left in `scratch`, whose primary list
-    /// is `primary` (< lists).
-    fn second_from_dots(&self, primary: usize, scratch: &mut [f32]) -> Option<u32> {
-        let (dim, lists) = (self.dim, self.lists());
-        if lists < 2 {
+    /// |c - c'|^2 from centroid `list` to every centroid c', into `out` (one per list): with a
+    /// row's own distances, all its second list needs, since
+    /// r . (x - c') = (|x - c|^2 + |x - c'|^2 - |c - c'|^2) / 2.
+    pub fn between(&self, list: usize, out: &mut [f32]) {
+        let dim = self.dim;
+        distance::kernels().neg_dot_batch(
+            &self.centroids[list * dim..(list + 1) * dim],
+            self.centroids,
+            out,
+        );
+        for (other, value) in out.iter_mut().enumerate() {
+            *value = self.norms[list] + self.norms[other] + 2.0 * *value;
+        }
+    }
+
+    /// The second list of the row in `head` (`[x | -x.c' per list]`, see
+    /// [`Self::direction_dots`]), whose primary list is `primary` (< lists), given that list's
+    /// [`Self::between`] row: the build's arithmetic (`second_lists`), from distances alone.
+    fn second_from(&self, primary: usize, head: &[f32], between: &[f32]) -> Option<u32> {
+        if self.lists() < 2 {
             return None;
         }
-        let kernels = distance::kernels();
-        let (x, rest) = scratch.split_at_mut(dim);
-        let (r, rest) = rest.split_at_mut(dim);
-        let (x_dots, r_dots) = rest.split_at_mut(lists);
-        let centroid = &self.centroids[primary * dim..(primary + 1) * dim];
-        for ((r, &x), &c) in r.iter_mut().zip(x.iter()).zip(centroid) {
-            *r = x - c;
-        }
-        kernels.neg_dot_batch(r, self.centroids, r_dots);
-        let x_norm = kernels.dot(x, x);
-        let r_x = kernels.dot(r, x);
-        // x_dots and r_dots hold negated dot products.
-        self.least_loss(primary, kernels.dot(r, r), |list| {
-            (
-                x_norm + 2.0 * x_dots[list] + self.norms[list],
-                r_x + r_dots[list],
-            )
+        let (x, x_dots) = head.split_at(self.dim);
+        let x_norm = distance::kernels().dot(x, x);
+        let to = |list: usize| x_norm + self.norms[list] + 2.0 * x_dots[list];
+        let to_primary = to(primary);
+        self.least_loss(primary, to_primary, |list| {
+            let d = to(list);
+            (d, 0.5 * (to_primary + d - between[list]))
         })
     }
 
@@ -274,16 +320,8 @@ impl<'a> Spiller<'a> {
                         chosen.extend(group.iter().map(|&row| (row, u32::MAX)));
                         return chosen;
                     }
-                    // |c - c'|^2 for the primary c and every c'.
                     let mut between = vec![0.0f32; lists];
-                    distance::kernels().neg_dot_batch(
-                        &self.centroids[primary * dim..(primary + 1) * dim],
-                        self.centroids,
-                        &mut between,
-                    );
-                    for (list, value) in between.iter_mut().enumerate() {
-                        *value = self.norms[primary] + self.norms[list] + 2.0 * *value;
-                    }
+                    self.between(primary, &mut between);
                     let mut scores = vec![0.0f32; ROWS * stride];
                     let mut distances = vec![0.0f32; lists];
                     for block in group.chunks(ROWS) {
@@ -427,6 +465,7 @@ mod tests {
                 }
                 let spiller = Spiller::new(&centroids, dim, metric, SPILL_LAMBDA);
                 let (mut scratch, mut other) = (Vec::new(), Vec::new());
+                let mut between = BetweenRows::new();
                 for i in 0..300 {
                     // Unnormalised rows under the spherical metric, as inner-product rows are
                     // stored; a row far from the origin; a zero row; rows on a centroid.
@@ -440,16 +479,19 @@ mod tests {
                     let nearest = super::super::nearest(&row, &centroids, dim, metric);
                     let second = spiller.second_list(&row, nearest, &mut other);
                     assert_eq!(
-                        spiller.place(&row, true, &mut scratch),
+                        spiller.place(&row, Some(&mut between), &mut scratch),
                         Some((nearest, second)),
                         "{metric:?}, dim {dim}, lists {lists}, row {i}"
                     );
                     assert_eq!(
-                        spiller.place(&row, false, &mut scratch),
+                        spiller.place(&row, None, &mut scratch),
                         Some((nearest, None))
                     );
                 }
-                assert_eq!(spiller.place(&vec![0.0; dim + 1], true, &mut scratch), None);
+                assert_eq!(
+                    spiller.place(&vec![0.0; dim + 1], Some(&mut between), &mut scratch),
+                    None
+                );
             }
         }
         // Centroids and rows packed close together: far from the origin (L2) or nearly the same
@@ -466,17 +508,39 @@ mod tests {
             let centroids: Vec<f32> = (0..lists).flat_map(|_| near(&mut rng)).collect();
             let spiller = Spiller::new(&centroids, dim, metric, SPILL_LAMBDA);
             let (mut scratch, mut other) = (Vec::new(), Vec::new());
+            let mut between = BetweenRows::new();
             for i in 0..300 {
                 let row = near(&mut rng);
                 let nearest = super::super::nearest(&row, &centroids, dim, metric);
                 let second = spiller.second_list(&row, nearest, &mut other);
                 assert_eq!(
-                    spiller.place(&row, true, &mut scratch),
+                    spiller.place(&row, Some(&mut between), &mut scratch),
                     Some((nearest, second)),
                     "{metric:?}, packed, row {i}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn place_beyond_the_kept_rows_gives_the_same_lists() {
+        // More lists than MAX_KEPT_BETWEEN keeps rows for: the later lists' rows are made anew.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (dim, lists) = (4, 1100);
+        let centroids = random(&mut rng, dim * lists);
+        let spiller = Spiller::new(&centroids, dim, KMeansMetric::L2, SPILL_LAMBDA);
+        let (mut scratch, mut other) = (Vec::new(), Vec::new());
+        let mut between = BetweenRows::new();
+        for _ in 0..4000 {
+            let row = random(&mut rng, dim);
+            let nearest = super::super::nearest(&row, &centroids, dim, KMeansMetric::L2);
+            let second = spiller.second_list(&row, nearest, &mut other);
+            assert_eq!(
+                spiller.place(&row, Some(&mut between), &mut scratch),
+                Some((nearest, second))
+            );
+        }
+        assert!(between.kept <= MAX_KEPT_BETWEEN && between.kept + lists > MAX_KEPT_BETWEEN);
     }
 
     #[test]
