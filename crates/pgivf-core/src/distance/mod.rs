@@ -198,6 +198,19 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Prefetches the first cache line of every 4 kB memory page that starts inside `bytes` (and the
+/// first line of `bytes`): a prefetch that misses the TLB waits for the page walk, so starting
+/// every page's walk at once, before the loads spread over them, overlaps the walks.
+pub fn prefetch_page_starts(bytes: &[u8]) {
+    const PAGE: usize = 4096;
+    let start = bytes.as_ptr() as usize;
+    let mut offset = 0;
+    while offset < bytes.len() {
+        prefetch_to_l2(&bytes[offset..offset + 1]);
+        offset = (start + offset + PAGE) / PAGE * PAGE - start;
+    }
+}
+
 /// [`prefetch`] into the second-level cache only, for memory needed a little later (the next
 /// page of a quantized scan): loads to L2 wait for fewer of the first-level cache's few miss
 /// buffers, so more of them are in flight at once (criterion `rabitq_pages`, pages in shuffled
@@ -207,4 +220,23 @@ pub fn prefetch_to_l2(bytes: &[u8]) {
     x86::prefetch_to_l2(bytes);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn page_start_prefetches_stay_inside_the_slice() {
+        // Every length and starting alignment around a 4 kB boundary: the hints never index past
+        // the end (a panic here would be an ERROR in a scan).
+        let bytes = vec![0u8; 3 * 4096];
+        let base = bytes.as_ptr() as usize;
+        let first_boundary = (base + 4095) / 4096 * 4096 - base;
+        for start in [0, 1, first_boundary.saturating_sub(1), first_boundary] {
+            for len in [0, 1, 63, 64, 4095, 4096, 4097, 8192, 3 * 4096 - start] {
+                if start + len <= bytes.len() {
+                    super::prefetch_page_starts(&bytes[start..start + len]);
+                }
+            }
+        }
+    }
 }

@@ -523,6 +523,7 @@ impl RabitqQuery {
         };
         // `ahead` is spread over the batches: the share of its cache lines due after batch i.
         let batch_count = batches.len().max(1);
+        crate::distance::prefetch_page_starts(ahead);
         let mut prefetched = 0;
         for (i, batch) in batches.enumerate() {
             let due = ahead.len() * (i + 1) / batch_count;
