@@ -230,7 +230,7 @@ mod tests {
         // the end (a panic here would be an ERROR in a scan).
         let bytes = vec![0u8; 3 * 4096];
         let base = bytes.as_ptr() as usize;
-        let first_boundary = (base + 4095) / 4096 * 4096 - base;
+        let first_boundary = base.next_multiple_of(4096) - base;
         for start in [0, 1, first_boundary.saturating_sub(1), first_boundary] {
             for len in [0, 1, 63, 64, 4095, 4096, 4097, 8192, 3 * 4096 - start] {
                 if start + len <= bytes.len() {
