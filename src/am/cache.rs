@@ -45,6 +45,7 @@ pub struct IndexCache {
 }
 
 impl IndexCache {
+    /// The centroids' squared norms (see `kmeans::centroid_norms`).
     pub fn centroid_norms(&self) -> &[f32] {
         self.centroid_norms.get_or_init(|| {
             pgivf_core::kmeans::centroid_norms(&self.centroids, self.meta.dimensions as usize)

@@ -2,10 +2,10 @@
 //!
 //! A row goes to the list of its nearest centroid (from the backend's centroid cache), and in an
 //! index that spills, a second entry to the list `kmeans::Spiller` picks (both from one pass over
-//! the centroids, `Spiller::place`). It reuses a
-//! slot that VACUUM freed when the list has one (so delete + VACUUM + insert does not grow the
-//! index), and otherwise appends at the list's tail, extending the chain with a new page when the
-//! entry does not fit; an entry that straddles the boundary is written to both pages in one WAL record.
+//! the centroids, `Spiller::place`). It reuses a slot that VACUUM freed when the list has one (so
+//! delete + VACUUM + insert does not grow the index), and otherwise appends at the list's tail,
+//! extending the chain with a new page when the entry does not fit; an entry that straddles the
+//! boundary is written to both pages in one WAL record.
 //!
 //! Lock order, which keeps concurrent inserters, VACUUM and scans deadlock-free: entry pages in chain
 //! order, then the list's directory page. Nothing waits for an entry page while holding a directory
