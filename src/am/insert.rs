@@ -83,8 +83,6 @@ pub unsafe extern "C-unwind" fn aminsert(
     match &cache.quantizer {
         None => format.encode(tid, &filter_hashes, &stored, Origin::Insert, &mut entry),
         Some(quantizer) => {
-            let mut code = vec![0u8; quantizer.code_bytes()];
-            cache.encode(quantizer, list, &stored, &mut scratch, &mut code);
             // The vector first, in its own WAL record: a crash before the code is written leaves
             // an unreferenced vector of an aborted row, which VACUUM frees like any dead entry.
             let location = meta.keeps_vectors().then(|| {
@@ -93,20 +91,9 @@ pub unsafe extern "C-unwind" fn aminsert(
                 vector_format.encode(tid, &[], &stored, Origin::Insert, &mut vector_entry);
                 insert_entry(index, &meta, meta.lists + list, &vector_entry)
             });
-            format.encode_code(
-                tid,
-                &filter_hashes,
-                location,
-                &code,
-                Origin::Insert,
-                &mut entry,
-            );
-            insert_entry(index, &meta, list, &entry);
-            // After the row's first entry: a crash in between leaves the row in one list, which
-            // scans handle like any row.
-            if let Some(second) = second {
-                cover_row(index, &cache, second, &stored, &filter_hashes);
-                cache.encode(quantizer, second, &stored, &mut scratch, &mut code);
+            let mut code = vec![0u8; quantizer.code_bytes()];
+            let mut write_code = |list: u32, spilled: bool| {
+                cache.encode(quantizer, list, &stored, &mut scratch, &mut code);
                 format.encode_code(
                     tid,
                     &filter_hashes,
@@ -115,8 +102,17 @@ pub unsafe extern "C-unwind" fn aminsert(
                     Origin::Insert,
                     &mut entry,
                 );
-                page::mark_spilled(&mut entry);
-                insert_entry(index, &meta, second, &entry);
+                if spilled {
+                    page::mark_spilled(&mut entry);
+                }
+                insert_entry(index, &meta, list, &entry);
+            };
+            write_code(list, false);
+            // After the row's first entry: a crash in between leaves the row in one list, which
+            // scans handle like any row.
+            if let Some(second) = second {
+                cover_row(index, &cache, second, &stored, &filter_hashes);
+                write_code(second, true);
             }
             return false;
         }

@@ -144,7 +144,9 @@ impl<'a> Spiller<'a> {
     }
 
     /// The second list of `row`, whose primary list is `primary`; None with fewer than two lists.
-    /// `scratch` is reused between calls.
+    /// `scratch` is reused between calls. Writes use [`Self::place`], which gives the same list
+    /// with the primary's; this one-row form is what the tests hold both it and the build to.
+    #[cfg(test)]
     pub fn second_list(&self, row: &[f32], primary: u32, scratch: &mut Vec<f32>) -> Option<u32> {
         let primary = primary as usize;
         if self.lists() < 2 || primary >= self.lists() || row.len() != self.dim {
@@ -156,10 +158,10 @@ impl<'a> Spiller<'a> {
         self.second_from(primary, head, between)
     }
 
-    /// A row's list, the one [`super::nearest`] picks, and with `spill` its
-    /// [`Self::second_list`]: the same answers from one pass over the centroids, where calling the
-    /// two takes three (an insert's costliest part); `spill` keeps the lists' [`Self::between`]
-    /// rows it needs. None for a row of the wrong length.
+    /// A row's list, the one [`super::nearest`] picks, and with `spill` its second list (the
+    /// least SOAR loss, by the build's arithmetic): one pass over the centroids where the two
+    /// separately take three (an insert's costliest part); `spill` keeps the lists'
+    /// [`Self::between`] rows it needs. None for a row of the wrong length.
     pub fn place(
         &self,
         row: &[f32],
