@@ -399,12 +399,23 @@ def memory_bandwidth():
     return (1 << 30) / best / 1e9
 
 
+def backend_cpu_seconds(pid):
+    """CPU time the server process `pid` has run so far (user and kernel, nanosecond clock from
+    /proc/PID/schedstat); None when the server is not on this machine or the kernel keeps no
+    schedstat."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_seconds=0.0):
     """Runs the prepared k-NN query once per query vector, in order, stopping after max_seconds;
     then, until min_seconds have passed, goes round the queries again (timed, not returned): a pass
     of a fast index over 300 queries lasts a fraction of a second, and one hiccup of this shared
     machine would then decide its QPS, while a slow index's pass averages over seconds.
-    Returns (ids per query of the first round, latencies in s, queries run, wall seconds)."""
+    Returns (ids per query of the first round, latencies in s, queries run, wall seconds, the
+    server process's CPU seconds over them or None)."""
     for s in settings:
         conn.execute(s)
     sql = query_sql(ds, limit)
@@ -413,6 +424,8 @@ def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_s
         cur.execute(sql, (v,), prepare=True)
         cur.fetchall()
     results, latencies = [], []
+    backend = conn.info.backend_pid
+    cpu_start = backend_cpu_seconds(backend)
     t_start = time.perf_counter()
     for v in queries:
         t0 = time.perf_counter()
@@ -429,7 +442,10 @@ def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_s
         cur.fetchall()
         latencies.append(time.perf_counter() - t0)
         i += 1
-    return results, np.array(latencies), len(latencies), time.perf_counter() - t_start
+    wall = time.perf_counter() - t_start
+    cpu_end = backend_cpu_seconds(backend)
+    cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
+    return results, np.array(latencies), len(latencies), wall, cpu
 
 
 def client_process(dsn, ds_op, settings, queries, offset, duration, barrier, out):
@@ -481,10 +497,10 @@ def single_client(conn, ds, qvecs, settings, args, ks=(10, 100)):
     """Recall@100 pass (also the warm-up), then the timed LIMIT 10 pass (recall@10, QPS, latency)."""
     out = {}
     if 100 in ks:
-        res100, _, _, _ = run_queries(conn, ds, qvecs, settings, 100, args.max_pass_seconds, warmup=5)
+        res100, _, _, _, _ = run_queries(conn, ds, qvecs, settings, 100, args.max_pass_seconds, warmup=5)
         out["recall@100"] = float(np.mean([ds.recall(qi, r, 100) for qi, r in enumerate(res100)]))
         out["recall@100_queries"] = len(res100)
-    res10, lat, timed, wall = run_queries(
+    res10, lat, timed, wall, cpu = run_queries(
         conn, ds, qvecs, settings, 10, args.max_pass_seconds, warmup=0 if 100 in ks else 5, min_seconds=args.min_pass_seconds
     )
     out["recall@10"] = float(np.mean([ds.recall(qi, r, 10) for qi, r in enumerate(res10)]))
@@ -492,6 +508,10 @@ def single_client(conn, ds, qvecs, settings, args, ks=(10, 100)):
     out["timed_queries"] = timed
     out["timed_s"] = wall
     out["qps"] = timed / wall
+    if cpu is not None:
+        # The server's own work per query, which the round trips of one client do not include: on
+        # a 2-core VM waking the idle CPU of the other side costs about as much as a fast index's scan.
+        out["backend_cpu_us"] = cpu / timed * 1e6
     out["latency_ms"] = {
         "mean": float(lat.mean() * 1e3),
         "p50": float(np.percentile(lat, 50) * 1e3),
@@ -614,7 +634,7 @@ def bench_extension(ext, base_dsn, admin, ds, args, qvecs, copy_payloads, result
     settings = exact_settings()
     er["exact_plan"] = plan_of(conn, ds, settings)
     n_exact = max(5, min(len(qvecs), args.exact_queries))
-    res, lat, timed, wall = run_queries(conn, ds, qvecs[:n_exact], settings, 10, args.budget, warmup=2)
+    res, lat, timed, wall, _ = run_queries(conn, ds, qvecs[:n_exact], settings, 10, args.budget, warmup=2)
     er["exact"] = {
         "queries": len(res),
         "qps": timed / wall,
@@ -693,7 +713,8 @@ def bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, va
         log(
             f"  {label} lists {lists} probes {probes}: recall@10 {pr['recall@10']:.3f} recall@100 {pr['recall@100']:.3f} "
             f"QPS {pr['qps']:.0f} / {pr['qps_2_clients']:.0f} / {pr['qps_4_clients']:.0f} (1/2/4 clients), "
-            f"p50 {pr['latency_ms']['p50']:.2f} ms p99 {pr['latency_ms']['p99']:.2f} ms, scan {pr['scan_gb_per_s']:.1f} GB/s"
+            f"p50 {pr['latency_ms']['p50']:.2f} ms p99 {pr['latency_ms']['p99']:.2f} ms, server {fmt_num(pr.get('backend_cpu_us'))} us/query, "
+            f"scan {pr['scan_gb_per_s']:.1f} GB/s"
         )
         save_partial(result, args)
     ir["writes"] = write_tests(conn, ds, args, copy_payloads)
@@ -787,23 +808,25 @@ def best_at_recall(indexes, threshold=0.95):
     return best
 
 
-def qps_at_recall(ir, threshold=0.95):
-    """Single-client QPS of one index at recall@10 = threshold, interpolated (log QPS linear in recall)
-    between the two probes values around the first crossing. A grid of probes values makes the
-    best measured configuration jump: one index may reach 0.951 at some probes value and another
-    0.949 at the same step, and the next step can cost a third of the QPS. Interpolation compares
-    the curves at the same recall. None when the curve never reaches it; the first point's QPS when
-    it starts above (a lower bound)."""
-    points = sorted((pr["probes"], pr["recall@10"], pr["qps"]) for pr in ir["probes"])
+def qps_at_recall(ir, threshold=0.95, key="qps"):
+    """Single-client QPS (or another per-probes figure, `key`) of one index at recall@10 = threshold,
+    interpolated (log QPS linear in recall) between the two probes values around the first crossing.
+    A grid of probes values makes the best measured configuration jump: one index may reach 0.951 at
+    some probes value and another 0.949 at the same step, and the next step can cost a third of the
+    QPS. Interpolation compares the curves at the same recall. None when the curve never reaches it
+    (or a point lacks the figure); the first point's value when it starts above (a bound)."""
+    if any(pr.get(key) is None for pr in ir["probes"]):
+        return None
+    points = sorted((pr["probes"], pr["recall@10"], pr[key]) for pr in ir["probes"])
     previous = None
-    for _, recall, qps in points:
+    for _, recall, value in points:
         if recall >= threshold:
             if previous is None or previous[0] >= recall:
-                return qps
-            r0, q0 = previous
+                return value
+            r0, v0 = previous
             t = (threshold - r0) / (recall - r0)
-            return math.exp(math.log(q0) + t * (math.log(qps) - math.log(q0)))
-        previous = (recall, qps)
+            return math.exp(math.log(v0) + t * (math.log(value) - math.log(v0)))
+        previous = (recall, value)
     return None
 
 
@@ -901,7 +924,40 @@ def render_best_at_recall(exts, threshold=0.95):
     if summary:
         lines.append("")
         lines += summary
+    lines += render_server_work(cs, threshold)
     return lines
+
+
+def render_server_work(cs, threshold):
+    """Per lists value, each curve's server CPU per query at the recall (interpolated like QPS) and
+    pgvector's against it: the work each index does for a query, without the client's round trips,
+    which on this VM cost a fast index about as much as its scan. Empty for results without it."""
+    rows = []
+    vector = {ir["lists"]: ir for key, _, _, irs in cs if key == "vector" for ir in irs}
+    for key, er, label, irs in cs:
+        for ir in irs:
+            cpu = qps_at_recall(ir, threshold, "backend_cpu_us")
+            if cpu is None:
+                continue
+            v = vector.get(ir["lists"])
+            vcpu = qps_at_recall(v, threshold, "backend_cpu_us") if v and key != "vector" else None
+            qps, vqps = qps_at_recall(ir, threshold), qps_at_recall(v, threshold) if v and key != "vector" else None
+            rows.append(
+                f"| {ir['lists']} | {label} | {cpu:,.0f} | {ratio(vcpu, cpu, 1)} | {fmt_num(qps)} | {ratio(qps, vqps, 1)} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        f"## Server CPU per query at recall@10 = {threshold} (one client, interpolated)",
+        "",
+        "The server process's CPU time (user and kernel, from /proc/PID/schedstat) over the timed pass, per query: the work an index "
+        "does for a query. Single-client QPS also pays the client and the round trips: on a 2-core VM each one wakes the other "
+        "side's idle CPU, about as costly as a fast index's whole scan (benches/README.md). pgvector / this above 1 = less work.",
+        "",
+        "| lists | index | server µs / query | pgvector's / this | QPS | QPS / pgvector |",
+        "|---|---|---|---|---|---|",
+    ] + sorted(rows, key=lambda r: int(r.split("|")[1]))
 
 
 def render_markdown(result):
@@ -952,20 +1008,23 @@ def render_markdown(result):
         lines.append("")
         lines.append("**Quick smoke run (reduced sizes): not for comparison.**")
     lines.append("")
-    lines.append("| extension | lists | build s | build s (2 workers) | index MB | probes | recall@10 | recall@100 | QPS 1 | QPS 2 | QPS 4 | p50 ms | p99 ms | scan GB/s |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append(
+        "| extension | lists | build s | build s (2 workers) | index MB | probes | recall@10 | recall@100 | QPS 1 | QPS 2 | QPS 4 | p50 ms | p99 ms "
+        "| server µs / query | scan GB/s |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for er in exts.values():
         for ir in er["indexes"]:
             for pr in ir["probes"]:
                 lines.append(
                     f"| {index_label(er, ir)} | {ir['lists']} | {ir['build_s']:.2f} | {ir['build_parallel2_s']:.2f} | {ir['index_mb']:.1f} | {pr['probes']} | "
                     f"{pr['recall@10']:.3f} | {pr['recall@100']:.3f} | {pr['qps']:,.0f} | {pr['qps_2_clients']:,.0f} | {pr['qps_4_clients']:,.0f} | "
-                    f"{pr['latency_ms']['p50']:.2f} | {pr['latency_ms']['p99']:.2f} | {pr['scan_gb_per_s']:.1f} |"
+                    f"{pr['latency_ms']['p50']:.2f} | {pr['latency_ms']['p99']:.2f} | {fmt_num(pr.get('backend_cpu_us'))} | {pr['scan_gb_per_s']:.1f} |"
                 )
         if "exact" in er:
             x = er["exact"]
             lines.append(
-                f"| {er['display']} | exact scan | | | | | {x['recall@10']:.3f} | | {x['qps']:,.1f} | | | {x['p50_ms']:.2f} | | {x['scan_gb_per_s']:.1f} |"
+                f"| {er['display']} | exact scan | | | | | {x['recall@10']:.3f} | | {x['qps']:,.1f} | | | {x['p50_ms']:.2f} | | | {x['scan_gb_per_s']:.1f} |"
             )
 
     if "pgivf" in exts and "vector" in exts:
