@@ -399,6 +399,22 @@ def memory_bandwidth():
     return (1 << 30) / best / 1e9
 
 
+def local_backend_pid(conn):
+    """The server process of `conn` when the server runs on this machine (a Unix socket or a
+    loopback address, and that process id is a postgres process here); None otherwise, so that a
+    remote server's process id never reads an unrelated local process's CPU time."""
+    host = conn.info.host or ""
+    if not (host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")):
+        return None
+    pid = conn.info.backend_pid
+    try:
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+            return None
+    except OSError:
+        return None
+    return pid
+
+
 def backend_cpu_seconds(pid):
     """CPU time the server process `pid` has run so far (user and kernel, nanosecond clock from
     /proc/PID/schedstat); None when the server is not on this machine or the kernel keeps no
@@ -424,8 +440,8 @@ def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_s
         cur.execute(sql, (v,), prepare=True)
         cur.fetchall()
     results, latencies = [], []
-    backend = conn.info.backend_pid
-    cpu_start = backend_cpu_seconds(backend)
+    backend = local_backend_pid(conn)
+    cpu_start = backend_cpu_seconds(backend) if backend else None
     t_start = time.perf_counter()
     for v in queries:
         t0 = time.perf_counter()
@@ -443,7 +459,7 @@ def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_s
         latencies.append(time.perf_counter() - t0)
         i += 1
     wall = time.perf_counter() - t_start
-    cpu_end = backend_cpu_seconds(backend)
+    cpu_end = backend_cpu_seconds(backend) if backend else None
     cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
     return results, np.array(latencies), len(latencies), wall, cpu
 
