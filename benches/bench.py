@@ -1148,10 +1148,12 @@ def render_plot(result, path):
     plt.close(fig)
 
 
-def write_report(result, out_dir, label):
-    md = out_dir / f"{label}-latest.md"
+def write_report(result, out_dir, label, stem=None):
+    """The markdown and the plot, as `<label>-latest.*` in out_dir, or as `<stem>.*` when given."""
+    name = stem or f"{label}-latest"
+    md = out_dir / f"{name}.md"
     md.write_text(render_markdown(result))
-    png = out_dir / f"{label}-latest.png"
+    png = out_dir / f"{name}.png"
     render_plot(result, png)
     return md, png
 
@@ -1272,9 +1274,12 @@ def main(argv):
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
-        result = json.loads(Path(args.report).read_text())
+        # Beside the result file, named after it: re-rendering an older run must not replace the
+        # `-latest` report of the newest.
+        source = Path(args.report)
+        result = json.loads(source.read_text())
         label = result["dataset"]["name"] + ("-quick" if result["args"].get("quick") else "")
-        md, png = write_report(result, out_dir, label)
+        md, png = write_report(result, source.parent, label, stem=source.stem)
         print(f"wrote {md} and {png}")
         return
     if not args.dsn:
