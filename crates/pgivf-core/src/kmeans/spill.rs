@@ -155,7 +155,8 @@ impl<'a> Spiller<'a> {
         self.direction_dots(row, scratch);
         let (head, between) = scratch.split_at_mut(self.dim + self.lists());
         self.between(primary, between);
-        self.second_from(primary, head, between)
+        let x_squared = distance::kernels().dot(&head[..self.dim], &head[..self.dim]);
+        self.second_from(primary, head, x_squared, between)
     }
 
     /// A row's list, the one [`super::nearest`] picks, and with `spill` its second list (the
@@ -178,7 +179,8 @@ impl<'a> Spiller<'a> {
         // Scores whose order is the nearest-first order of the centroids, in the units
         // `confirm_nearest`'s rounding margin is stated in: -x.c for directions (x = row / |row|,
         // the same order as row.c's), |c|^2 - 2 x.c for L2 (x = row; |x - c|^2 less |x|^2).
-        let x_norm = distance::kernels().dot(x, x).sqrt();
+        // |x|^2 once: its root for the nearest list's rounding margin, itself for the second list.
+        let x_squared = distance::kernels().dot(x, x);
         match self.metric {
             KMeansMetric::Spherical => scores.copy_from_slice(x_dots),
             KMeansMetric::L2 => {
@@ -192,12 +194,12 @@ impl<'a> Spiller<'a> {
             scores,
             self.centroids,
             self.metric,
-            x_norm,
+            x_squared.sqrt(),
             self.max_norm,
         );
         let second = spill.and_then(|rows| {
             let between = rows.row(self, primary as usize);
-            self.second_from(primary as usize, head, between)
+            self.second_from(primary as usize, head, x_squared, between)
         });
         Some((primary, second))
     }
@@ -237,15 +239,21 @@ impl<'a> Spiller<'a> {
     }
 
     /// The second list of the row in `head` (`[x | -x.c' per list]`, see
-    /// [`Self::direction_dots`]), whose primary list is `primary` (< lists), given that list's
-    /// [`Self::between`] row: the build's arithmetic (`second_lists`), from distances alone.
-    fn second_from(&self, primary: usize, head: &[f32], between: &[f32]) -> Option<u32> {
+    /// [`Self::direction_dots`]; `x_squared` = |x|^2), whose primary list is `primary` (< lists),
+    /// given that list's [`Self::between`] row: the build's arithmetic (`second_lists`), from
+    /// distances alone.
+    fn second_from(
+        &self,
+        primary: usize,
+        head: &[f32],
+        x_squared: f32,
+        between: &[f32],
+    ) -> Option<u32> {
         if self.lists() < 2 {
             return None;
         }
-        let (x, x_dots) = head.split_at(self.dim);
-        let x_norm = distance::kernels().dot(x, x);
-        let to = |list: usize| x_norm + self.norms[list] + 2.0 * x_dots[list];
+        let x_dots = &head[self.dim..];
+        let to = |list: usize| x_squared + self.norms[list] + 2.0 * x_dots[list];
         let to_primary = to(primary);
         self.least_loss(primary, to_primary, |list| {
             let d = to(list);
