@@ -417,8 +417,10 @@ def local_backend_pid(conn):
 
 def backend_cpu_seconds(pid):
     """CPU time the server process `pid` has run so far (user and kernel, nanosecond clock from
-    /proc/PID/schedstat); None when the server is not on this machine or the kernel keeps no
+    /proc/PID/schedstat); None for no pid (a server elsewhere) or when the kernel keeps no
     schedstat."""
+    if pid is None:
+        return None
     try:
         return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
     except (OSError, ValueError, IndexError):
@@ -441,7 +443,7 @@ def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_s
         cur.fetchall()
     results, latencies = [], []
     backend = local_backend_pid(conn)
-    cpu_start = backend_cpu_seconds(backend) if backend else None
+    cpu_start = backend_cpu_seconds(backend)
     t_start = time.perf_counter()
     for v in queries:
         t0 = time.perf_counter()
@@ -459,7 +461,7 @@ def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_s
         latencies.append(time.perf_counter() - t0)
         i += 1
     wall = time.perf_counter() - t_start
-    cpu_end = backend_cpu_seconds(backend) if backend else None
+    cpu_end = backend_cpu_seconds(backend)
     cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
     return results, np.array(latencies), len(latencies), wall, cpu
 
@@ -955,11 +957,11 @@ def render_server_work(cs, threshold):
             cpu = qps_at_recall(ir, threshold, "backend_cpu_us")
             if cpu is None:
                 continue
-            v = vector.get(ir["lists"])
-            vcpu = qps_at_recall(v, threshold, "backend_cpu_us") if v and key != "vector" else None
-            qps, vqps = qps_at_recall(ir, threshold), qps_at_recall(v, threshold) if v and key != "vector" else None
+            reference = vector.get(ir["lists"]) if key != "vector" else None
+            vcpu, vqps = (qps_at_recall(reference, threshold, "backend_cpu_us"), qps_at_recall(reference, threshold)) if reference else (None, None)
+            qps = qps_at_recall(ir, threshold)
             rows.append(
-                f"| {ir['lists']} | {label} | {cpu:,.0f} | {ratio(vcpu, cpu, 1)} | {fmt_num(qps)} | {ratio(qps, vqps, 1)} |"
+                (ir["lists"], f"| {ir['lists']} | {label} | {cpu:,.0f} | {ratio(vcpu, cpu, 1)} | {fmt_num(qps)} | {ratio(qps, vqps, 1)} |")
             )
     if not rows:
         return []
@@ -973,7 +975,7 @@ def render_server_work(cs, threshold):
         "",
         "| lists | index | server µs / query | pgvector's / this | QPS | QPS / pgvector |",
         "|---|---|---|---|---|---|",
-    ] + sorted(rows, key=lambda r: int(r.split("|")[1]))
+    ] + [row for _, row in sorted(rows, key=lambda r: r[0])]
 
 
 def render_markdown(result):
