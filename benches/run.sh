@@ -17,6 +17,9 @@ usage: bash benches/run.sh [run.sh options] [bench.py options]
 
 run.sh options:
   --help          this text and bench.py's options
+  --paired        instead: paired rounds (benches/paired.py): pgivf's quantized index and pgvector's
+                  IVFFlat built side by side, the probes values around recall 0.95 of each timed in
+                  alternation, round after round; the median and spread of the QPS ratio
   --filtered      instead: the filtered-search benchmark (benches/filtered.py: WHERE conditions of
                   50% to 0.1% of the rows, following the clusters or not; filter columns in the
                   index against plain indexes with iterative scans, pgvector's included with
@@ -33,6 +36,7 @@ examples:
   bash benches/run.sh --quick --extension pgivf,vector         # 3-minute smoke run
   bash benches/run.sh --dataset synthetic-768 --lists 316 --probes 1,4,16,64
   bash benches/run.sh --filtered --extension pgivf,vector      # filtered search, both extensions
+  bash benches/run.sh --paired --rounds 9                      # pgivf rabitq against pgvector, paired
   make bench ARGS="--extension pgivf,vector --lists 100,250"
 
 EOF
@@ -50,6 +54,7 @@ ensure_venv() {
 
 criterion=0
 filtered=0
+paired=0
 setup=1
 keep=0
 external=0
@@ -63,6 +68,7 @@ for arg in "$@"; do
             ;;
         --criterion) criterion=1 ;;
         --filtered) filtered=1 ;;
+        --paired) paired=1 ;;
         --no-setup) setup=0 ;;
         --keep-cluster) keep=1 ;;
         --dsn | --dsn=* | --report | --report=*) external=1; args+=("$arg") ;;
@@ -82,6 +88,7 @@ fi
 ensure_venv
 SCRIPT="$ROOT/benches/bench.py"
 ((filtered)) && SCRIPT="$ROOT/benches/filtered.py"
+((paired)) && SCRIPT="$ROOT/benches/paired.py"
 if ((external)); then
     exec "$PY" "$SCRIPT" "${args[@]}"
 fi
