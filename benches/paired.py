@@ -53,9 +53,13 @@ class Side:
         admin.execute(f"DROP DATABASE IF EXISTS {self.dbname}")
         admin.execute(f"CREATE DATABASE {self.dbname}")
         self.dsn = psycopg.conninfo.make_conninfo(base_dsn, dbname=self.dbname)
-        with psycopg.connect(self.dsn, autocommit=True) as c:
-            c.execute(f"CREATE EXTENSION {bench.EXTENSIONS[ext][0]}")
-            self.version = c.execute("SELECT extversion FROM pg_extension WHERE extname = %s", (bench.EXTENSIONS[ext][0],)).fetchone()[0]
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(f"CREATE EXTENSION {bench.EXTENSIONS[ext][0]}")
+                self.version = c.execute("SELECT extversion FROM pg_extension WHERE extname = %s", (bench.EXTENSIONS[ext][0],)).fetchone()[0]
+        except psycopg.Error as e:
+            admin.execute(f"DROP DATABASE IF EXISTS {self.dbname}")
+            raise SystemExit(f"paired rounds need {self.display} installed in the server: {str(e).strip()}") from None
         self.conn = bench.connect(self.dsn)
         log(f"{self.display} {self.version}: loading {ds.n:,} rows")
         bench.load_table(self.conn, ds)
