@@ -137,6 +137,11 @@ def paired_lists(lists, sides, ds, qvecs, args):
     return out
 
 
+def bracket_text(lr, ext):
+    """The probes values (and their recall) one extension's rounds were timed at."""
+    return ", ".join(f"{b['probes']} ({b['recall@10']:.3f})" for b in lr["indexes"][ext]["bracket"])
+
+
 def render_markdown(result):
     lines = [
         f"# Paired rounds: pgivf against pgvector, {result['dataset']['name']}",
@@ -150,26 +155,27 @@ def render_markdown(result):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for lr in result["lists"]:
-        def probes_of(ext):
-            return ", ".join(f"{b['probes']} ({b['recall@10']:.3f})" for b in lr["indexes"][ext]["bracket"])
-
         q = lr["qps_ratio"]
         c = lr.get("cpu_ratio")
         lines.append(
-            f"| {lr['lists']} | {lr['indexes']['pgivf']['options']} | {probes_of('pgivf')} | {probes_of('vector')} | {len(lr['rounds'])} | "
+            f"| {lr['lists']} | {lr['indexes']['pgivf']['options']} | {bracket_text(lr, 'pgivf')} | {bracket_text(lr, 'vector')} | {len(lr['rounds'])} | "
             f"**{q['median']:.2f}x** | {q['min']:.2f}-{q['max']:.2f}x | "
             + (f"{c['median']:.2f}x | {c['min']:.2f}-{c['max']:.2f}x |" if c else "- | - |")
         )
-    lines += ["", "Per round (QPS at recall 0.95, interpolated):", "", "| lists | round | pgivf QPS | pgvector QPS | ratio | pgivf server µs | pgvector server µs |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Per round (QPS at recall {THRESHOLD}, interpolated):",
+        "",
+        "| lists | round | pgivf QPS | pgvector QPS | ratio | pgivf server µs | pgvector server µs |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for lr in result["lists"]:
         for i, r in enumerate(lr["rounds"], 1):
             f = r["figures"]
-
-            def us(ext):
-                v = f[ext]["backend_cpu_us"]
-                return "-" if v is None else f"{v:,.0f}"
-
-            lines.append(f"| {lr['lists']} | {i} | {f['pgivf']['qps']:,.0f} | {f['vector']['qps']:,.0f} | {r['qps_ratio']:.2f}x | {us('pgivf')} | {us('vector')} |")
+            lines.append(
+                f"| {lr['lists']} | {i} | {f['pgivf']['qps']:,.0f} | {f['vector']['qps']:,.0f} | {r['qps_ratio']:.2f}x | "
+                f"{bench.fmt_num(f['pgivf']['backend_cpu_us'])} | {bench.fmt_num(f['vector']['backend_cpu_us'])} |"
+            )
     lines += ["", f"Raw figures: `{result['json_name']}.json`.", ""]
     return "\n".join(lines)
 

@@ -55,17 +55,14 @@ ensure_venv() {
 criterion=0
 filtered=0
 paired=0
+help=0
 setup=1
 keep=0
 external=0
 args=()
 for arg in "$@"; do
     case "$arg" in
-        -h | --help)
-            usage
-            python3 "$ROOT/benches/bench.py" --help | sed -n '/^options:/,$p'
-            exit 0
-            ;;
+        -h | --help) help=1 ;;
         --criterion) criterion=1 ;;
         --filtered) filtered=1 ;;
         --paired) paired=1 ;;
@@ -75,6 +72,22 @@ for arg in "$@"; do
         *) args+=("$arg") ;;
     esac
 done
+
+SCRIPT="$ROOT/benches/bench.py"
+((filtered)) && SCRIPT="$ROOT/benches/filtered.py"
+((paired)) && SCRIPT="$ROOT/benches/paired.py"
+if ((help)); then
+    # The options of the harness chosen (--filtered and --paired have their own); bench.py's need
+    # only argparse, the others import bench.py's numpy.
+    usage
+    if [[ "$SCRIPT" == */bench.py ]]; then
+        python3 "$SCRIPT" --help | sed -n '/^options:/,$p'
+    else
+        ensure_venv
+        "$PY" "$SCRIPT" --help | sed -n '/^options:/,$p'
+    fi
+    exit 0
+fi
 
 if ((criterion)); then
     export PATH="$HOME/.cargo/bin:$PATH"
@@ -86,9 +99,6 @@ if ((criterion)); then
 fi
 
 ensure_venv
-SCRIPT="$ROOT/benches/bench.py"
-((filtered)) && SCRIPT="$ROOT/benches/filtered.py"
-((paired)) && SCRIPT="$ROOT/benches/paired.py"
 if ((external)); then
     exec "$PY" "$SCRIPT" "${args[@]}"
 fi
