@@ -427,16 +427,17 @@ def backend_cpu_seconds(pid):
         return None
 
 
-def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_seconds=0.0):
-    """Runs the prepared k-NN query once per query vector, in order, stopping after max_seconds;
-    then, until min_seconds have passed, goes round the queries again (timed, not returned): a pass
-    of a fast index over 300 queries lasts a fraction of a second, and one hiccup of this shared
-    machine would then decide its QPS, while a slow index's pass averages over seconds.
+def run_queries(conn, ds, queries, settings, limit, max_seconds, warmup=0, min_seconds=0.0, sql=None):
+    """Runs the prepared k-NN query (or `sql`, with one vector parameter) once per query vector, in
+    order, stopping after max_seconds; then, until min_seconds have passed, goes round the queries
+    again (timed, not returned): a pass of a fast index over 300 queries lasts a fraction of a
+    second, and one hiccup of this shared machine would then decide its QPS, while a slow index's
+    pass averages over seconds.
     Returns (ids per query of the first round, latencies in s, queries run, wall seconds, the
     server process's CPU seconds over them or None)."""
     for s in settings:
         conn.execute(s)
-    sql = query_sql(ds, limit)
+    sql = sql or query_sql(ds, limit)
     cur = conn.cursor()
     for v in queries[:warmup]:
         cur.execute(sql, (v,), prepare=True)

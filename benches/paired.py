@@ -9,6 +9,11 @@ and every round times, back to back, the two probes values around recall@10 = 0.
 (interpolated as in bench.py) and their ratio; the report gives every round's ratio, the median and
 the spread, for QPS and for the server's CPU time per query.
 
+Each round also times, on each side's connection, a statement that sends the same vector and gets
+ten rows back without searching: the round trip's floor, which no index can go below. The report
+gives it and the ratio of the two sides' times above it, so that a low QPS ratio can be told apart
+from a slow index: on a shared VM a round trip's cost moves with the other tenants' load.
+
 Run through `bash benches/run.sh --paired [options]` (a throwaway cluster) or with --dsn.
 """
 
@@ -23,6 +28,9 @@ import bench
 from bench import log, np
 
 THRESHOLD = 0.95
+
+# The k-NN query's round trip without the search: the same vector parameter, ten int rows back.
+FLOOR_SQL = "SELECT g FROM generate_series(1, 10) g WHERE %s::vector IS NOT NULL"
 
 
 def parse_args(argv):
@@ -77,6 +85,11 @@ class Side:
         _, _, timed, wall, cpu = bench.run_queries(self.conn, ds, qvecs, bench.index_settings(probes), 10, 600, warmup=5, min_seconds=min_seconds)
         return {"qps": timed / wall, "backend_cpu_us": None if cpu is None else cpu / timed * 1e6}
 
+    def floor(self, ds, qvecs, min_seconds):
+        """The round trip's floor: FLOOR_SQL timed like a k-NN pass, µs a query."""
+        _, _, timed, wall, cpu = bench.run_queries(self.conn, ds, qvecs, bench.SESSION_SETTINGS, 10, 600, warmup=5, min_seconds=min_seconds, sql=FLOOR_SQL)
+        return {"us": wall / timed * 1e6, "backend_cpu_us": None if cpu is None else cpu / timed * 1e6}
+
 
 def bracket(side, ds, qvecs, grid):
     """The probes values just below and at the first recall 0.95 crossing, with their recalls:
@@ -120,21 +133,30 @@ def paired_lists(lists, sides, ds, qvecs, args):
                 "points": [{"probes": p, **f} for p, _, f in points],
                 "qps": at_threshold(points, "qps"),
                 "backend_cpu_us": at_threshold(points, "backend_cpu_us"),
+                "floor": side.floor(ds, qvecs, args.min_pass_seconds),
             }
         qps_ratio = figures["pgivf"]["qps"] / figures["vector"]["qps"]
         cpu = (figures["vector"]["backend_cpu_us"], figures["pgivf"]["backend_cpu_us"])
         cpu_ratio = cpu[0] / cpu[1] if None not in cpu else None
-        out["rounds"].append({"figures": figures, "qps_ratio": qps_ratio, "cpu_ratio": cpu_ratio})
+        above = {ext: 1e6 / f["qps"] - f["floor"]["us"] for ext, f in figures.items()}
+        # A side at its floor has nothing above it to compare.
+        above_ratio = above["vector"] / above["pgivf"] if above["pgivf"] > 0 else None
+        out["rounds"].append({"figures": figures, "qps_ratio": qps_ratio, "cpu_ratio": cpu_ratio, "above_floor_ratio": above_ratio})
         log(
             f"  lists {lists} round {round_no + 1}: pgivf {figures['pgivf']['qps']:,.0f} QPS, pgvector {figures['vector']['qps']:,.0f}: "
             f"{qps_ratio:.2f}x" + (f" (server CPU {cpu_ratio:.2f}x)" if cpu_ratio else "")
+            + f"; round trip floor {figures['pgivf']['floor']['us']:.0f} us" + (f", above it {above_ratio:.2f}x" if above_ratio else "")
         )
-    ratios = [r["qps_ratio"] for r in out["rounds"]]
-    out["qps_ratio"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-    cpus = [r["cpu_ratio"] for r in out["rounds"] if r["cpu_ratio"] is not None]
-    if cpus:
-        out["cpu_ratio"] = {"median": statistics.median(cpus), "min": min(cpus), "max": max(cpus)}
+    for key in ("qps_ratio", "cpu_ratio", "above_floor_ratio"):
+        values = [r[key] for r in out["rounds"] if r[key] is not None]
+        if values:
+            out[key] = spread(values)
+    out["floor_us"] = spread([f["floor"]["us"] for r in out["rounds"] for f in r["figures"].values()])
     return out
+
+
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def bracket_text(lr, ext):
@@ -149,32 +171,44 @@ def render_markdown(result):
         f"{result['started']}, commit {result['build'].get('git_commit', '?')}; {result['dataset']['rows']:,} rows × {result['dataset']['dim']}, "
         f"{result['args']['queries']} queries, one client, `LIMIT 10`. Each round times the two probes values around "
         f"recall@10 = {THRESHOLD} of each index back to back (passes of at least {result['args']['min_pass_seconds']} s, "
-        "alternating which goes first) and interpolates each curve's QPS at that recall; the ratio is taken within the round.",
+        "alternating which goes first) and interpolates each curve's QPS at that recall; the ratio is taken within the round."
+        + (
+            " The round trip floor is a statement sending the same vector and getting ten rows back without a search, "
+            "timed on each side's connection in the same round; \"above the floor\" compares the two sides' µs a query beyond it."
+            if any("floor_us" in lr for lr in result["lists"])
+            else " (This run predates the round trip floor's measurement.)"
+        ),
         "",
-        "| lists | pgivf index | probes (recall@10) | pgvector probes (recall@10) | rounds | QPS ratio median | min - max | server CPU ratio median | min - max |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| lists | pgivf index | probes (recall@10) | pgvector probes (recall@10) | rounds | QPS ratio median | min - max | server CPU ratio median | min - max | floor µs median (min - max) | ratio above the floor, median |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lr in result["lists"]:
         q = lr["qps_ratio"]
         c = lr.get("cpu_ratio")
+        floor, above = lr.get("floor_us"), lr.get("above_floor_ratio")
         lines.append(
             f"| {lr['lists']} | {lr['indexes']['pgivf']['options']} | {bracket_text(lr, 'pgivf')} | {bracket_text(lr, 'vector')} | {len(lr['rounds'])} | "
             f"**{q['median']:.2f}x** | {q['min']:.2f}-{q['max']:.2f}x | "
-            + (f"{c['median']:.2f}x | {c['min']:.2f}-{c['max']:.2f}x |" if c else "- | - |")
+            + (f"{c['median']:.2f}x | {c['min']:.2f}-{c['max']:.2f}x | " if c else "- | - | ")
+            + (f"{floor['median']:.0f} ({floor['min']:.0f} - {floor['max']:.0f}) | " if floor else "- | ")
+            + (f"{above['median']:.2f}x |" if above else "- |")
         )
     lines += [
         "",
-        f"Per round (QPS at recall {THRESHOLD}, interpolated):",
+        f"Per round (QPS at recall {THRESHOLD}, interpolated; µs a query):",
         "",
-        "| lists | round | pgivf QPS | pgvector QPS | ratio | pgivf server µs | pgvector server µs |",
-        "|---|---|---|---|---|---|---|",
+        "| lists | round | pgivf QPS | pgvector QPS | ratio | pgivf server µs | pgvector server µs | floor µs (pgivf / pgvector side) | ratio above the floor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for lr in result["lists"]:
         for i, r in enumerate(lr["rounds"], 1):
             f = r["figures"]
+            floors = " / ".join(f"{f[ext]['floor']['us']:.0f}" if "floor" in f[ext] else "-" for ext in ("pgivf", "vector"))
+            above = r.get("above_floor_ratio")
             lines.append(
                 f"| {lr['lists']} | {i} | {f['pgivf']['qps']:,.0f} | {f['vector']['qps']:,.0f} | {r['qps_ratio']:.2f}x | "
-                f"{bench.fmt_num(f['pgivf']['backend_cpu_us'])} | {bench.fmt_num(f['vector']['backend_cpu_us'])} |"
+                f"{bench.fmt_num(f['pgivf']['backend_cpu_us'])} | {bench.fmt_num(f['vector']['backend_cpu_us'])} | "
+                f"{floors} | {f'{above:.2f}x' if above else '-'} |"
             )
     lines += ["", f"Raw figures: `{result['json_name']}.json`.", ""]
     return "\n".join(lines)
@@ -193,6 +227,9 @@ def render_plot(result, path):
         cpus = [r["cpu_ratio"] for r in lr["rounds"]]
         if None not in cpus:
             ax.plot(rounds, cpus, marker="s", linestyle="--", color=color, alpha=0.6, label=f"lists {lr['lists']}: server CPU ratio")
+        above = [r.get("above_floor_ratio") for r in lr["rounds"]]
+        if None not in above:
+            ax.plot(rounds, above, marker="^", linestyle=":", color=color, alpha=0.6, label=f"lists {lr['lists']}: ratio above the round trip floor")
     ax.set_xlabel("round")
     ax.set_ylabel("pgivf / pgvector at recall@10 = 0.95")
     ax.set_title(f"{result['dataset']['name']}: paired rounds, one client")
