@@ -29,9 +29,6 @@ from bench import log, np
 
 THRESHOLD = 0.95
 
-# The k-NN query's round trip without the search: the same vector parameter, ten int rows back.
-FLOOR_SQL = "SELECT g FROM generate_series(1, 10) g WHERE %s::vector IS NOT NULL"
-
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,9 +83,7 @@ class Side:
         return {"qps": timed / wall, "backend_cpu_us": None if cpu is None else cpu / timed * 1e6}
 
     def floor(self, ds, qvecs, min_seconds):
-        """The round trip's floor: FLOOR_SQL timed like a k-NN pass, µs a query."""
-        _, _, timed, wall, cpu = bench.run_queries(self.conn, ds, qvecs, bench.SESSION_SETTINGS, 10, 600, warmup=5, min_seconds=min_seconds, sql=FLOOR_SQL)
-        return {"us": wall / timed * 1e6, "backend_cpu_us": None if cpu is None else cpu / timed * 1e6}
+        return bench.round_trip_floor(self.conn, ds, qvecs, min_seconds)
 
 
 def bracket(side, ds, qvecs, grid):
