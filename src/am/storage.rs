@@ -36,6 +36,15 @@ impl Locked {
         mode: Mode,
         strategy: pg_sys::BufferAccessStrategy,
     ) -> Locked {
+        // PostgreSQL 15 reads block 0xFFFFFFFF (P_NEW) by extending the relation: a block number
+        // from a damaged page (a vector location, a list's head, a next pointer) would make a read
+        // append a page to the index, unlogged, and the scan's buffer hints grow to 16 GB.
+        if block == INVALID_BLOCK {
+            corrupted(
+                index,
+                FormatError::Corrupted("a page refers to block 0xFFFFFFFF"),
+            );
+        }
         // SAFETY: `index` is an open relation; ReadBufferExtended raises an ERROR for a block past the
         // end rather than returning garbage.
         unsafe {

@@ -832,6 +832,18 @@ def corrupt(path, kind):
         where += f'; first entry of page {head} points at heap block 0xFFFFFFFF'
     elif kind == 'tid_past_heap':       # an entry whose heap TID is past the end of the table
         struct.pack_into('<I', buf, head * BLOCK + HEADER + stride, 1000000)
+    elif kind == 'q_location_p_new':    # a quantized entry's vector location at block 0xFFFFFFFF
+        # (PostgreSQL 15 reads that block number, P_NEW, by extending the relation)
+        struct.pack_into('<I', buf, head * BLOCK + HEADER + 8, INVALID)
+        where += f'; vector location of the first entry of page {head} set to block 0xFFFFFFFF'
+    elif kind == 'q_location_past_end': # ... past the end of the index, at an offset past the page
+        struct.pack_into('<IH', buf, head * BLOCK + HEADER + 8, nblocks + 1000, 0xFFFF)
+    elif kind == 'q_location_offset':   # ... inside the index, at an offset past the page's end
+        struct.pack_into('<H', buf, head * BLOCK + HEADER + 12, 0xFFF0)
+    elif kind == 'q_random_codes':      # random bytes in the middle of a page of codes
+        at = middle * BLOCK + HEADER + 2000
+        buf[at:at + 512] = bytes(rng.randrange(256) for _ in range(512))
+        where += f'; 512 random bytes on page {middle}'
     elif kind == 'tid_offset_zero':     # heap offsets 0 and 0xFFFF
         struct.pack_into('<H', buf, head * BLOCK + HEADER + 4, 0)
         struct.pack_into('<H', buf, head * BLOCK + HEADER + stride + 4, 0xFFFF)
@@ -915,10 +927,18 @@ stop_cluster "$DIR_main"
 # 4: corrupted index files
 KINDS=(random_bytes zero_special bad_magic dir_past_end self_loop next_to_meta nan_centroid pd_lower
     first_entry meta_lists meta_shape zero_meta garbage_page truncated tid_invalid_block tid_past_heap
-    tid_offset_zero cycle)
+    tid_offset_zero cycle q_location_p_new q_location_past_end q_location_offset q_random_codes
+    q_heap_random_codes)
+# Quantized lists (q_*): codes with their vectors' locations in the index, or (q_heap_*) codes only.
+# A damaged location must reach the scan: without spilling, no second code of the row stands in.
+declare -A INDEX_OPTIONS=([q_location_p_new]="quantizer = 'rabitq', spill = off"
+    [q_location_past_end]="quantizer = 'rabitq', spill = off" [q_location_offset]="quantizer = 'sq8', spill = off"
+    [q_random_codes]="quantizer = 'rabitq'" [q_heap_random_codes]="quantizer = 'sq8', rerank = 'heap'")
 # Damage the verifier may miss: random bytes can be valid floats; NaN centroids are caught, but TIDs
-# are only caught through heapallindexed (the rows they replaced are missing).
-declare -A QUERY_MAY_SUCCEED=([random_bytes]=1 [nan_centroid]=1 [tid_invalid_block]=1 [tid_past_heap]=1 [tid_offset_zero]=1)
+# are only caught through heapallindexed (the rows they replaced are missing). A scan re-ranks from
+# the table what damaged codes of rerank = 'heap' point at, and may find nothing wrong.
+declare -A QUERY_MAY_SUCCEED=([random_bytes]=1 [nan_centroid]=1 [tid_invalid_block]=1 [tid_past_heap]=1 [tid_offset_zero]=1
+    [q_random_codes]=1 [q_heap_random_codes]=1)
 declare -A VERIFY_MAY_PASS=([random_bytes]=1)
 
 new_cluster corrupt
@@ -930,7 +950,7 @@ Q=$(sql $PC -c "SELECT v FROM t_base WHERE id = 1")
 for kind in "${KINDS[@]}"; do
     # One table per index, so that the damaged index is the only path to ORDER BY v <-> q.
     sql $PC -c "CREATE TABLE t_$kind AS SELECT * FROM t_base"
-    sql $PC -c "CREATE INDEX idx_$kind ON t_$kind USING ivfflat (v vector_l2_ops) WITH (lists = 10)"
+    sql $PC -c "CREATE INDEX idx_$kind ON t_$kind USING ivfflat (v vector_l2_ops) WITH (lists = 10${INDEX_OPTIONS[$kind]:+, ${INDEX_OPTIONS[$kind]}})"
 done
 # A table whose stored vectors will lie about their length (rows 1, 2, 3: 32767, -1 and 8 dimensions).
 sql $PC -c "CREATE TABLE t_heap AS SELECT * FROM t_base"
@@ -947,7 +967,7 @@ done
 sql $PC -c "CHECKPOINT"
 stop_cluster "$DIR_corrupt"
 for kind in "${KINDS[@]}"; do
-    python3 "$WORK/corpus.py" corrupt "$DIR_corrupt/data/${FILE[$kind]}" "$kind"
+    python3 "$WORK/corpus.py" corrupt "$DIR_corrupt/data/${FILE[$kind]}" "${kind/q_heap_/q_}"
 done
 python3 "$WORK/corpus.py" corrupt_heap "$DIR_corrupt/data/$HEAP_FILE" "$HEAP_SPEC"
 restart "$DIR_corrupt"
@@ -970,11 +990,12 @@ SET enable_bitmapscan = off;
 SET jit = off;
 SET ivfflat.probes = 10;
 SET statement_timeout = '1s';
-SELECT pg_relation_size('t_$kind') / 8192 AS heap_before \\gset
+SELECT pg_relation_size('t_$kind') / 8192 AS heap_before, pg_relation_size('idx_$kind') / 8192 AS index_before \\gset
 $stmt;
 \\echo RESULT :SQLSTATE :LAST_ERROR_MESSAGE
-SELECT pg_relation_size('t_$kind') / 8192 AS heap_after \\gset
+SELECT pg_relation_size('t_$kind') / 8192 AS heap_after, pg_relation_size('idx_$kind') / 8192 AS index_after \\gset
 \\echo HEAP :heap_before :heap_after
+\\echo INDEX :index_before :index_after
 SELECT 1 AS alive \\gset
 \\echo ALIVE :alive
 EOF
@@ -1022,6 +1043,11 @@ EOF
     heap=$(sed -n 's/^HEAP //p' "$base.out")
     if [[ "$op" == query && -n "$heap" && "${heap% *}" != "${heap#* }" ]]; then
         problem "$kind: a SELECT through the corrupted index changed the table's size from ${heap% *} to ${heap#* } pages"
+    fi
+    local index
+    index=$(sed -n 's/^INDEX //p' "$base.out")
+    if [[ ( "$op" == query || "$op" == verify ) && -n "$index" && "${index% *}" != "${index#* }" ]]; then
+        problem "$kind: a read ($op) of the corrupted index changed its size from ${index% *} to ${index#* } pages"
     fi
 }
 
