@@ -224,6 +224,14 @@ impl HeapFetch {
 
 impl Drop for HeapFetch {
     fn drop(&mut self) {
+        // After an error the scan's memory, and this with it, goes while the transaction aborts,
+        // once the resource owner has taken back the fetch's buffer pin and the slot's tuple
+        // descriptor: releasing them again would raise an ERROR inside the abort ("buffer is not
+        // owned by resource owner"). The slot's memory goes with the context.
+        // SAFETY: reads the current transaction's state.
+        if !unsafe { pg_sys::IsTransactionState() } {
+            return;
+        }
         // SAFETY: made by new(); releases the fetch's buffer pin and the slot.
         unsafe {
             let am = &*(*self.heap).rd_tableam;

@@ -143,5 +143,11 @@ SET ivfflat.probes = 10;
 SELECT count(*) = count(DISTINCT id) AS once, count(*) = (SELECT count(*) FROM items) AS all_rows
 FROM (SELECT id FROM items ORDER BY embedding <#> (SELECT NULL::vector) LIMIT 100000) s;
 RESET ivfflat.max_probes;
+-- An ERROR while a rerank = 'heap' scan is open (here from the select list, once the scan has read
+-- rows from the table; a cancel or a statement_timeout alike) aborts cleanly: the transaction's
+-- abort takes back the table fetch's buffer pin and slot, and the scan must not release them again
+-- (that raised "buffer ... is not owned by resource owner" inside the abort, and a WARNING).
+SELECT id / (id - id) FROM items ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 5;
+SELECT count(*) > 0 AS session_fine FROM (SELECT id FROM items ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 5) s;
 DROP TABLE items, queries, results;
 DROP FUNCTION check_index;
