@@ -304,15 +304,23 @@ impl RowContext {
 
     /// Runs `f` with the row context current, then frees whatever it allocated there.
     pub(super) fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        /// Makes `0` current again when dropped, also when `f` raises an ERROR (a row that cannot
+        /// be read): the row context is deleted as the error unwinds, and must not be left current.
+        struct Restore(pg_sys::MemoryContext);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: the context that was current before, which outlives the row context.
+                unsafe { pg_sys::MemoryContextSwitchTo(self.0) };
+            }
+        }
         // SAFETY: switching to a valid context and back, then resetting it; `f` must not keep pointers
         // into it, which callers honour by copying the vector out.
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(self.context);
-            let result = f();
-            pg_sys::MemoryContextSwitchTo(old);
-            pg_sys::MemoryContextReset(self.context);
-            result
-        }
+        let restore = Restore(unsafe { pg_sys::MemoryContextSwitchTo(self.context) });
+        let result = f();
+        drop(restore);
+        // SAFETY: our own context, no longer current.
+        unsafe { pg_sys::MemoryContextReset(self.context) };
+        result
     }
 }
 
