@@ -148,6 +148,13 @@ RESET ivfflat.max_probes;
 -- abort takes back the table fetch's buffer pin and slot, and the scan must not release them again
 -- (that raised "buffer ... is not owned by resource owner" inside the abort, and a WARNING).
 SELECT id / (id - id) FROM items ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 5;
+-- The same inside a subtransaction that catches the error.
+DO $$
+BEGIN
+    PERFORM id / (id - id) FROM items ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 5;
+EXCEPTION WHEN division_by_zero THEN
+    RAISE NOTICE 'caught: %', SQLERRM;
+END $$;
 SELECT count(*) > 0 AS session_fine FROM (SELECT id FROM items ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 5) s;
 DROP TABLE items, queries, results;
 DROP FUNCTION check_index;
