@@ -107,6 +107,14 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
             page::FormatError::Corrupted("wrong number of centroids"),
         );
     }
+    // The operator class chose the metric at the build: a meta page that says otherwise would have
+    // every scan order rows by another distance, with no other sign of the damage.
+    if meta.metric != super::metric_of(index) {
+        super::storage::corrupted(
+            index,
+            page::FormatError::Corrupted("the meta page's metric is not the operator class's"),
+        );
+    }
     let vector_column = super::vector_column(index);
     let ranker = CentroidRanker::new(&centroids, meta.dimensions as usize);
     let loaded = Rc::new(IndexCache {
