@@ -1129,6 +1129,11 @@ else
     [[ -z "$others" ]] || problem "crashes in the server log besides the backends this test killed: $others"
 fi
 
+# An error raised while a transaction aborts (a resource released twice) shows only as this warning.
+if grep -q "while in ABORT state" "$log"; then
+    problem "an error inside a transaction's abort: $(grep -m1 -A1 "while in ABORT state" "$log" | tr '\n' ' ')"
+fi
+
 summary=($(cat "$WORK/corpus.summary"))
 echo "figure: bad inputs tried: ${summary[0]}, clean errors: ${summary[1]}, accepted: ${summary[2]}; corrupted indexes: ${#KINDS[@]} x 4 operations"
 if ((${#problems[@]})); then

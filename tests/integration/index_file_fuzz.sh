@@ -159,6 +159,10 @@ EOF
 done
 check "server still answers" 1 "$(sql $P -c "SELECT 1")"
 assert_no_crash "$DIR_fuzz" || problem "the server log shows a crash"
+# An error raised while a transaction aborts (a resource released twice) shows only as this warning.
+if grep -q "while in ABORT state" "$DIR_fuzz/server.log"; then
+    problem "an error inside a transaction's abort: $(grep -m1 -A1 "while in ABORT state" "$DIR_fuzz/server.log" | tr '\n' ' ')"
+fi
 echo "figure: $CASES damaged quantized indexes x 10 operations: $errors clean errors, the rest succeeded"
 if ((${#problems[@]})); then
     printf 'problem: %s\n' "${problems[@]}" >&2
