@@ -82,9 +82,6 @@ class Side:
         _, _, timed, wall, cpu = bench.run_queries(self.conn, ds, qvecs, bench.index_settings(probes), 10, 600, warmup=5, min_seconds=min_seconds)
         return {"qps": timed / wall, "backend_cpu_us": None if cpu is None else cpu / timed * 1e6}
 
-    def floor(self, ds, qvecs, min_seconds):
-        return bench.round_trip_floor(self.conn, ds, qvecs, min_seconds)
-
 
 def bracket(side, ds, qvecs, grid):
     """The probes values just below and at the first recall 0.95 crossing, with their recalls:
@@ -128,7 +125,7 @@ def paired_lists(lists, sides, ds, qvecs, args):
                 "points": [{"probes": p, **f} for p, _, f in points],
                 "qps": at_threshold(points, "qps"),
                 "backend_cpu_us": at_threshold(points, "backend_cpu_us"),
-                "floor": side.floor(ds, qvecs, args.min_pass_seconds),
+                "floor": bench.round_trip_floor(side.conn, ds, qvecs, args.min_pass_seconds),
             }
         qps_ratio = figures["pgivf"]["qps"] / figures["vector"]["qps"]
         cpu = (figures["vector"]["backend_cpu_us"], figures["pgivf"]["backend_cpu_us"])

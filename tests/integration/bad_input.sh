@@ -1053,12 +1053,6 @@ EOF
     fi
 }
 
-# clean CODE: an error PostgreSQL reports properly (index corrupted, data corrupted, internal, data
-# exception, a heap block that does not exist...), but not a timeout (the statement would have run on),
-# not a lost connection.
-clean_error() {
-    [[ "$1" =~ ^(XX00[0-2]|22[0-9A-Z]{3}|42[0-9A-Z]{3}|0A000|58P01|58030)$ ]]
-}
 
 # Stored vectors whose dimension count does not fit their size: reading them must fail cleanly
 # ("error" operations); the others may succeed or fail cleanly.
@@ -1129,10 +1123,7 @@ else
     [[ -z "$others" ]] || problem "crashes in the server log besides the backends this test killed: $others"
 fi
 
-# An error raised while a transaction aborts (a resource released twice) shows only as this warning.
-if grep -q "while in ABORT state" "$log"; then
-    problem "an error inside a transaction's abort: $(grep -m1 -A1 "while in ABORT state" "$log" | tr '\n' ' ')"
-fi
+if found=$(abort_error "$log"); then problem "an error inside a transaction's abort: $found"; fi
 
 summary=($(cat "$WORK/corpus.summary"))
 echo "figure: bad inputs tried: ${summary[0]}, clean errors: ${summary[1]}, accepted: ${summary[2]}; corrupted indexes: ${#KINDS[@]} x 4 operations"

@@ -104,10 +104,6 @@ for case in "${!FILE[@]}"; do
 done
 restart "$DIR_fuzz"
 
-# clean CODE: an error PostgreSQL reports properly (as in bad_input.sh), not a timeout.
-clean_error() {
-    [[ "$1" =~ ^(XX00[0-2]|22[0-9A-Z]{3}|42[0-9A-Z]{3}|0A000|58P01|58030)$ ]]
-}
 errors=0
 for case in $(printf '%s\n' "${!FILE[@]}" | sort -n); do
     q=${QUERY[$case]}
@@ -159,10 +155,7 @@ EOF
 done
 check "server still answers" 1 "$(sql $P -c "SELECT 1")"
 assert_no_crash "$DIR_fuzz" || problem "the server log shows a crash"
-# An error raised while a transaction aborts (a resource released twice) shows only as this warning.
-if grep -q "while in ABORT state" "$DIR_fuzz/server.log"; then
-    problem "an error inside a transaction's abort: $(grep -m1 -A1 "while in ABORT state" "$DIR_fuzz/server.log" | tr '\n' ' ')"
-fi
+if found=$(abort_error "$DIR_fuzz/server.log"); then problem "an error inside a transaction's abort: $found"; fi
 echo "figure: $CASES damaged quantized indexes x 10 operations: $errors clean errors, the rest succeeded"
 if ((${#problems[@]})); then
     printf 'problem: %s\n' "${problems[@]}" >&2

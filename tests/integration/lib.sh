@@ -67,3 +67,16 @@ restart() {
     local dir=$1
     runuser -u postgres -- env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null
 }
+
+# clean_error SQLSTATE: an error PostgreSQL reports properly for damaged data (index corrupted, data
+# corrupted, internal, data exception, a block that does not exist...), not a timeout or a lost
+# connection.
+clean_error() {
+    [[ "$1" =~ ^(XX00[0-2]|22[0-9A-Z]{3}|42[0-9A-Z]{3}|0A000|58P01|58030)$ ]]
+}
+
+# abort_error LOG: prints the first error raised inside a transaction's abort (a resource released
+# twice), which shows only as a "while in ABORT state" warning; fails when there is none.
+abort_error() {
+    grep -q "while in ABORT state" "$1" && grep -m1 -A1 "while in ABORT state" "$1" | tr '\n' ' '
+}
