@@ -820,6 +820,10 @@ def corrupt(path, kind):
         struct.pack_into('<I', buf, HEADER + 12, 5000)
     elif kind == 'meta_metric':         # the meta page's metric changed to another valid one (L2 -> inner product)
         struct.pack_into('<I', buf, HEADER + 16, 1)
+    elif kind == 'meta_metric_high':    # the metric field's low byte right (L2), a high byte set
+        struct.pack_into('<I', buf, HEADER + 16, 0x100)
+    elif kind == 'meta_flags':          # a meta page flag no build sets
+        struct.pack_into('<I', buf, HEADER + 64, struct.unpack_from('<I', buf, HEADER + 64)[0] | 0x80)
     elif kind == 'meta_shape':          # consistent-looking meta page: dims 8, lists 20 (same centroid count)
         struct.pack_into('<II', buf, HEADER + 8, dims // 2, lists * 2)
     elif kind == 'zero_meta':           # an all-zero meta page (PostgreSQL accepts all-zero pages)
@@ -928,7 +932,7 @@ stop_cluster "$DIR_main"
 # ---------------------------------------------------------------------------------------------------
 # 4: corrupted index files
 KINDS=(random_bytes zero_special bad_magic dir_past_end self_loop next_to_meta nan_centroid pd_lower
-    first_entry meta_lists meta_metric meta_shape zero_meta garbage_page truncated tid_invalid_block tid_past_heap
+    first_entry meta_lists meta_metric meta_metric_high meta_flags meta_shape zero_meta garbage_page truncated tid_invalid_block tid_past_heap
     tid_offset_zero cycle q_location_p_new q_location_past_end q_location_offset q_random_codes
     q_heap_random_codes)
 # Quantized lists (q_*): codes with their vectors' locations in the index, or (q_heap_*) codes only.

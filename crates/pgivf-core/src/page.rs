@@ -353,10 +353,19 @@ impl Meta {
         if version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion(version));
         }
+        let flags = get_u32(d, 64);
+        // A build sets no other bit: one set elsewhere is a damaged page, which would otherwise
+        // pass for a good one.
+        if flags & !(META_FLAG_RADII | META_FLAG_SPILL) != 0 {
+            return Err(FormatError::Corrupted("unknown meta page flags"));
+        }
         let meta = Meta {
             dimensions: get_u32(d, 8),
             lists: get_u32(d, 12),
-            metric: Metric::from_u8(get_u32(d, 16) as u8)?,
+            // The whole field, not its low byte: a value above 255 is damage, not a metric.
+            metric: u8::try_from(get_u32(d, 16))
+                .map_err(|_| FormatError::Corrupted("unknown metric"))
+                .and_then(Metric::from_u8)?,
             build_id: get_u64(d, 24),
             centroid_start: get_u32(d, 32),
             centroid_pages: get_u32(d, 36),
@@ -366,8 +375,8 @@ impl Meta {
             filter_columns: get_u32(d, 20),
             summary_start: get_u32(d, 56),
             summary_pages: get_u32(d, 60),
-            radii: get_u32(d, 64) & META_FLAG_RADII != 0,
-            spill: get_u32(d, 64) & META_FLAG_SPILL != 0,
+            radii: flags & META_FLAG_RADII != 0,
+            spill: flags & META_FLAG_SPILL != 0,
             max_norm: f32::from_bits(get_u32(d, 68)),
             quantizer: QuantizerKind::from_u32(get_u32(d, 72))
                 .ok_or(FormatError::Corrupted("unknown quantizer"))?,
@@ -1512,6 +1521,13 @@ mod tests {
         // Only quantized lists can spill (flat ones would hold every vector twice).
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 64, META_FLAG_RADII | META_FLAG_SPILL);
+        assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
+        // Damage the checks above cannot see in a value's meaning: bits a build never sets.
+        let mut bad = page.clone();
+        put_u32(data_mut(&mut bad), 64, 4);
+        assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
+        let mut bad = page.clone();
+        put_u32(data_mut(&mut bad), 16, (1 << 8) | meta.metric as u32);
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
         let spilled = Meta {
             spill: true,
