@@ -1522,7 +1522,7 @@ mod tests {
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 64, META_FLAG_RADII | META_FLAG_SPILL);
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
-        // Damage the checks above cannot see in a value's meaning: bits a build never sets.
+        // Bits no build sets: a flag besides radii and spill, a metric field above 255.
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 64, 4);
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
