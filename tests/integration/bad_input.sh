@@ -1045,18 +1045,22 @@ EOF
     RESULT=$(sed -n 's/^RESULT //p' "$base.out")
     [[ -n "$RESULT" ]] || RESULT="NO RESULT (psql status $rc): $(tr '\n' ' ' <"$base.err" | cut -c1-200)"
     [[ "$(sed -n 's/^ALIVE //p' "$base.out")" == 1 ]] || problem "$kind/$op: the session did not answer SELECT 1 afterwards"
-    local heap
-    heap=$(sed -n 's/^HEAP //p' "$base.out")
-    if [[ "$op" == query && -n "$heap" && "${heap% *}" != "${heap#* }" ]]; then
-        problem "$kind: a SELECT through the corrupted index changed the table's size from ${heap% *} to ${heap#* } pages"
+    local change
+    if [[ "$op" == query ]] && change=$(size_change HEAP "$base.out"); then
+        problem "$kind: a SELECT through the corrupted index changed the table's size $change"
     fi
-    local index
-    index=$(sed -n 's/^INDEX //p' "$base.out")
-    if [[ ( "$op" == query || "$op" == verify ) && -n "$index" && "${index% *}" != "${index#* }" ]]; then
-        problem "$kind: a read ($op) of the corrupted index changed its size from ${index% *} to ${index#* } pages"
+    if [[ "$op" == query || "$op" == verify ]] && change=$(size_change INDEX "$base.out"); then
+        problem "$kind: a read ($op) of the corrupted index changed its size $change"
     fi
 }
 
+# size_change TAG OUT: "from B to A pages" when the "TAG before after" line of OUT shows the
+# relation's size changed during the statement; fails otherwise.
+size_change() {
+    local sizes
+    sizes=$(sed -n "s/^$1 //p" "$2")
+    [[ -n "$sizes" && "${sizes% *}" != "${sizes#* }" ]] && echo "from ${sizes% *} to ${sizes#* } pages"
+}
 
 # Stored vectors whose dimension count does not fit their size: reading them must fail cleanly
 # ("error" operations); the others may succeed or fail cleanly.

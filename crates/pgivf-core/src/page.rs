@@ -103,7 +103,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    fn from_u8(value: u8) -> Result<Self, FormatError> {
+    /// The meta page's metric field, all four bytes of it.
+    fn from_u32(value: u32) -> Result<Self, FormatError> {
         match value {
             0 => Ok(Metric::L2),
             1 => Ok(Metric::InnerProduct),
@@ -362,10 +363,7 @@ impl Meta {
         let meta = Meta {
             dimensions: get_u32(d, 8),
             lists: get_u32(d, 12),
-            // The whole field, not its low byte: a value above 255 is damage, not a metric.
-            metric: u8::try_from(get_u32(d, 16))
-                .map_err(|_| FormatError::Corrupted("unknown metric"))
-                .and_then(Metric::from_u8)?,
+            metric: Metric::from_u32(get_u32(d, 16))?,
             build_id: get_u64(d, 24),
             centroid_start: get_u32(d, 32),
             centroid_pages: get_u32(d, 36),
