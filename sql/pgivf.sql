@@ -235,20 +235,29 @@ CREATE ACCESS METHOD ivfflat TYPE INDEX HANDLER @extschema@.ivfflathandler;
 COMMENT ON ACCESS METHOD ivfflat IS 'ivfflat index access method';
 
 -- Support functions follow pgvector's numbering: 1 distance, 2 norm (vectors are normalised: cosine),
--- 3 k-means distance, 4 k-means norm (spherical k-means). The index reads which ones are present to
--- know the metric and computes every distance with its own kernels.
+-- 3 k-means distance, 4 k-means norm (spherical k-means); and pgivf's 6, which names the metric the
+-- index computes with its own kernels (an operator class without it cannot be built on).
+CREATE FUNCTION @extschema@.ivfflat_metric_l2(pg_catalog.internal) RETURNS pg_catalog.void
+	AS 'MODULE_PATHNAME', 'ivfflat_metric_l2' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ivfflat_metric_ip(pg_catalog.internal) RETURNS pg_catalog.void
+	AS 'MODULE_PATHNAME', 'ivfflat_metric_ip' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ivfflat_metric_cosine(pg_catalog.internal) RETURNS pg_catalog.void
+	AS 'MODULE_PATHNAME', 'ivfflat_metric_cosine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE OPERATOR CLASS @extschema@.vector_l2_ops
 	DEFAULT FOR TYPE @extschema@.vector USING ivfflat AS
 	OPERATOR 1 @extschema@.<-> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops,
 	FUNCTION 1 @extschema@.vector_l2_squared_distance(@extschema@.vector, @extschema@.vector),
-	FUNCTION 3 @extschema@.l2_distance(@extschema@.vector, @extschema@.vector);
+	FUNCTION 3 @extschema@.l2_distance(@extschema@.vector, @extschema@.vector),
+	FUNCTION 6 @extschema@.ivfflat_metric_l2(pg_catalog.internal);
 
 CREATE OPERATOR CLASS @extschema@.vector_ip_ops
 	FOR TYPE @extschema@.vector USING ivfflat AS
 	OPERATOR 1 @extschema@.<#> (@extschema@.vector, @extschema@.vector) FOR ORDER BY pg_catalog.float_ops,
 	FUNCTION 1 @extschema@.vector_negative_inner_product(@extschema@.vector, @extschema@.vector),
 	FUNCTION 3 @extschema@.vector_spherical_distance(@extschema@.vector, @extschema@.vector),
-	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector);
+	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector),
+	FUNCTION 6 @extschema@.ivfflat_metric_ip(pg_catalog.internal);
 
 CREATE OPERATOR CLASS @extschema@.vector_cosine_ops
 	FOR TYPE @extschema@.vector USING ivfflat AS
@@ -256,7 +265,8 @@ CREATE OPERATOR CLASS @extschema@.vector_cosine_ops
 	FUNCTION 1 @extschema@.vector_negative_inner_product(@extschema@.vector, @extschema@.vector),
 	FUNCTION 2 @extschema@.vector_norm(@extschema@.vector),
 	FUNCTION 3 @extschema@.vector_spherical_distance(@extschema@.vector, @extschema@.vector),
-	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector);
+	FUNCTION 4 @extschema@.vector_norm(@extschema@.vector),
+	FUNCTION 6 @extschema@.ivfflat_metric_cosine(pg_catalog.internal);
 
 -- filter columns (since 0.2.0): key columns after the vector, matched with = (and = ANY, IN) inside
 -- the index: CREATE INDEX ... USING ivfflat (embedding vector_cosine_ops, category)

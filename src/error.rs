@@ -3,10 +3,12 @@
 //! Messages, details and codes are pgvector's, because clients and migrated test suites match on
 //! them. Syntax errors quote the whole input literal, as pgvector's `vector_in` does.
 
+use pgivf_core::index::build::BuildError;
+use pgivf_core::index::verify::Corruption;
 use pgivf_core::kmeans::KMeansError;
 use pgivf_core::page::FormatError;
 use pgivf_core::VectorError;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 /// Raises `error` as a PostgreSQL `ERROR`. `literal` is the text being parsed, for syntax errors.
 pub fn raise(error: VectorError, literal: Option<&str>) -> ! {
@@ -78,13 +80,84 @@ pub fn raise_format(index_name: &str, error: FormatError) -> ! {
     raise_with(code, format!("index \"{index_name}\": {error}"), None)
 }
 
-/// Raises a k-means failure. Interrupts never get here (the progress callback raises the cancel
-/// itself); what remains are limits and bugs.
-pub fn raise_kmeans(error: KMeansError) -> ! {
-    let code = match error {
-        KMeansError::TooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        KMeansError::Interrupted => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
-        _ => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+/// Raises what the verifier found wrong with index `index_name`.
+pub fn raise_corruption(index_name: &str, corruption: Corruption) -> ! {
+    raise_with(
+        PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        format!("index \"{index_name}\" is corrupted: {corruption}"),
+        None,
+    )
+}
+
+/// The name of an open relation.
+pub fn relation_name(relation: pg_sys::Relation) -> String {
+    // SAFETY: an open relation.
+    unsafe {
+        std::ffi::CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Unwraps a format result or raises a corrupted-index error naming the index.
+pub trait OrCorrupt<T> {
+    fn or_corrupt(self, index: pg_sys::Relation) -> T;
+}
+
+impl<T> OrCorrupt<T> for Result<T, FormatError> {
+    fn or_corrupt(self, index: pg_sys::Relation) -> T {
+        self.unwrap_or_else(|e| raise_format(&relation_name(index), e))
+    }
+}
+
+/// `quantizer = 'sq8' or 'rabitq'`: every quantizer there is, for hints.
+fn quantizer_choices() -> String {
+    pgivf_core::quant::QUANTIZERS
+        .iter()
+        .map(|r| format!("'{}'", r.name))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Raises why index `index` cannot be built as asked.
+pub fn raise_build(index: pg_sys::Relation, error: BuildError) -> ! {
+    use PgSqlErrorCode::*;
+    let message = error.to_string();
+    let (code, detail) = match &error {
+        BuildError::NoDimensions | BuildError::OneDimension => {
+            (ERRCODE_INVALID_PARAMETER_VALUE, None)
+        }
+        BuildError::TooManyDimensions
+        | BuildError::NotEnoughMemory { .. }
+        | BuildError::KMeans(KMeansError::TooLarge { .. }) => {
+            (ERRCODE_PROGRAM_LIMIT_EXCEEDED, None)
+        }
+        BuildError::HeapWithoutQuantizer => (
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            Some(format!(
+                "Give quantizer = {}; an index without one holds the vectors themselves.",
+                quantizer_choices()
+            )),
+        ),
+        BuildError::SpillWithoutQuantizer => (
+            ERRCODE_INVALID_PARAMETER_VALUE,
+            Some(format!(
+                "Give quantizer = {}; lists without one would hold every vector twice.",
+                quantizer_choices()
+            )),
+        ),
+        BuildError::HeapOfExpression => (
+            ERRCODE_FEATURE_NOT_SUPPORTED,
+            Some("Use rerank = 'index'.".into()),
+        ),
+        BuildError::EntryTooLarge { .. } => (
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Some("Use fewer filter columns.".into()),
+        ),
+        // Interrupts never get here (the progress callback raises the cancel itself).
+        BuildError::KMeans(KMeansError::Interrupted) => (ERRCODE_QUERY_CANCELED, None),
+        BuildError::KMeans(_) => (ERRCODE_INTERNAL_ERROR, None),
+        BuildError::Format(format) => raise_format(&relation_name(index), format.clone()),
     };
-    raise_with(code, format!("ivfflat k-means failed: {error}"), None)
+    raise_with(code, message, detail.as_deref())
 }

@@ -9,11 +9,13 @@
 //! planner then prefers an exact plan (a btree on the filtered column, or a sequential scan) where
 //! it is cheaper.
 
-use super::cache;
-use super::filters::{count_matching_lists, FilterColumns};
+use super::filters::FilterColumns;
 use super::guc::{IterativeScan, ITERATIVE_SCAN, PROBES};
 use super::radius::list_items;
+use super::storage::PgStore;
+use crate::error::OrCorrupt;
 use pgivf_core::filter::FilterQuery;
+use pgivf_core::index::layout;
 use pgrx::pg_sys;
 
 #[pgrx::pg_guard]
@@ -48,7 +50,9 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
 
         let index = pg_sys::index_open((*index_info).indexoid, pg_sys::NoLock as i32);
-        let lists = cache::read_meta(index).lists as f64;
+        let lists = layout::read_meta(&PgStore::new(index))
+            .or_corrupt(index)
+            .lists as f64;
         let probes = (PROBES.get() as f64).min(lists);
         let mut ratio = probes / lists;
         let continues = has_index_conditions || ITERATIVE_SCAN.get() != IterativeScan::Off;
@@ -132,7 +136,8 @@ unsafe fn constant(mut node: *mut pg_sys::Node) -> Option<*mut pg_sys::Const> {
 /// # Safety
 /// `index` must be the open index of `path`.
 unsafe fn lists_matching(index: pg_sys::Relation, path: *mut pg_sys::IndexPath) -> Option<f64> {
-    let meta = cache::read_meta(index);
+    let store = PgStore::new(index);
+    let meta = layout::read_meta(&store).or_corrupt(index);
     if meta.filter_columns == 0 {
         return None;
     }
@@ -172,5 +177,5 @@ unsafe fn lists_matching(index: pg_sys::Relation, path: *mut pg_sys::IndexPath) 
             }
         }
     }
-    Some(count_matching_lists(index, &meta, &query) as f64)
+    Some(layout::count_matching_lists(&store, &meta, &query).or_corrupt(index) as f64)
 }

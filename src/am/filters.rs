@@ -7,10 +7,8 @@
 //! do not match, before computing any distance, and the executor rechecks the condition on the rows
 //! returned (hashes can collide).
 
-use super::storage::{Locked, Mode, OrCorrupt, Xlog};
 use crate::error::raise_with;
-use pgivf_core::filter::{self, FilterQuery, Summary};
-use pgivf_core::page::{self, Meta};
+use pgivf_core::filter::{self, FilterQuery};
 use pgrx::{pg_sys, PgSqlErrorCode};
 
 /// The operator strategy of `=` in the filter operator classes (btree's number for equality).
@@ -38,7 +36,7 @@ pub struct FilterColumns {
 impl FilterColumns {
     /// The filter columns of `index` (its key columns but the vector), checked to be hashable.
     pub fn of(index: pg_sys::Relation) -> Self {
-        let vector_column = super::vector_column(index);
+        let vector_column = super::catalog::vector_column(index);
         // SAFETY: an open index relation; its tuple descriptor has one attribute per column and
         // rd_indcollation one collation per key column.
         let (key_columns, attrs, collations) = unsafe {
@@ -224,52 +222,4 @@ fn type_name(type_oid: pg_sys::Oid) -> String {
             .to_string_lossy()
             .into_owned()
     }
-}
-
-/// List `list`'s filter summary.
-pub fn read_summary(index: pg_sys::Relation, meta: &Meta, list: u32) -> Summary {
-    let (block, slot) = meta.summary_slot(list);
-    let buffer = Locked::read(index, block, Mode::Share);
-    page::read_summary(buffer.page(), slot).or_corrupt(index)
-}
-
-/// Adds `hashes` to list `list`'s summary, WAL-logged when a bit changes. Inserts call it before
-/// adding their entry: a scan whose snapshot sees the inserting transaction committed then also
-/// sees the summary bits, so it never skips a list holding a row it must return.
-pub fn add_to_summary(index: pg_sys::Relation, meta: &Meta, list: u32, hashes: &[u64]) {
-    let (block, slot) = meta.summary_slot(list);
-    let covered = {
-        let buffer = Locked::read(index, block, Mode::Share);
-        let summary = page::read_summary(buffer.page(), slot).or_corrupt(index);
-        hashes.iter().all(|&h| summary.may_contain(h))
-    };
-    if covered {
-        return;
-    }
-    let buffer = Locked::read(index, block, Mode::Exclusive);
-    let mut summary = page::read_summary(buffer.page(), slot).or_corrupt(index);
-    let mut changed = false;
-    for &hash in hashes {
-        changed |= summary.insert(hash);
-    }
-    if changed {
-        let mut xlog = Xlog::start(index);
-        page::write_summary(xlog.register(&buffer), slot, &summary);
-        xlog.finish();
-    }
-}
-
-/// How many lists' summaries admit `query` (one read of each summary page).
-pub fn count_matching_lists(index: pg_sys::Relation, meta: &Meta, query: &FilterQuery) -> usize {
-    let mut matching = 0;
-    for page_number in 0..meta.summary_pages {
-        let buffer = Locked::read(index, meta.summary_start + page_number, Mode::Share);
-        let first = page_number as usize * page::SUMMARIES_PER_PAGE;
-        let count = page::SUMMARIES_PER_PAGE.min(meta.lists as usize - first);
-        for slot in 0..count {
-            let summary = page::read_summary(buffer.page(), slot).or_corrupt(index);
-            matching += usize::from(query.list_may_match(&summary));
-        }
-    }
-    matching
 }

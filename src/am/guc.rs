@@ -18,7 +18,7 @@ pub enum IterativeScan {
 pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static ITERATIVE_SCAN: GucSetting<IterativeScan> =
     GucSetting::<IterativeScan>::new(IterativeScan::Off);
-pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(super::MAX_LISTS);
+pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(super::options::MAX_LISTS);
 /// pgivf's addition: how far below its estimate a quantized row's distance is taken to be able to
 /// lie, in standard errors of the estimate; rows whose bound can still enter the result are
 /// re-ranked with exact distances.
@@ -32,7 +32,7 @@ pub fn init() {
         c"Valid range is 1..lists.",
         &PROBES,
         1,
-        super::MAX_LISTS,
+        super::options::MAX_LISTS,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -50,7 +50,7 @@ pub fn init() {
         c"",
         &MAX_PROBES,
         1,
-        super::MAX_LISTS,
+        super::options::MAX_LISTS,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -6,7 +6,8 @@
 //! returning float8, both sides the opclass's input type, and optionally pgivf's strategy 2 radius
 //! operator (input type, float8) -> boolean for searches; support functions 1 (distance,
 //! required) and 3 (k-means distance) take two inputs and return float8; 2 (norm) and 4 (k-means
-//! norm) take one and return float8; 5 is a type-support function; no other numbers.
+//! norm) take one and return float8; 5 is a type-support function; 6 (required) names the metric,
+//! one of pgivf's `ivfflat_metric_*(internal)`; no other numbers.
 //!
 //! Rules for a filter operator class (an opclass with a search operator, for the key columns after
 //! the vector): strategy 3 only, a search operator returning boolean with both sides the input type,
@@ -105,6 +106,7 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         let mut valid = true;
         let mut has_order_operator = false;
         let mut has_distance = false;
+        let mut has_metric = false;
 
         if is_filter_class(family, input_type) {
             return validate_filter_class(family, input_type, &name);
@@ -164,6 +166,13 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 1 | 3 => result == pg_sys::FLOAT8OID && args == [input_type, input_type],
                 2 | 4 => result == pg_sys::FLOAT8OID && args == [input_type],
                 5 => args.len() == 1,
+                // The metric: a C function of ours named for it (catalog.rs).
+                6 => {
+                    args == [pg_sys::INTERNALOID]
+                        && super::catalog::c_symbol(proc.amproc)
+                            .and_then(|s| pgivf_core::metric::Metric::from_support_symbol(&s))
+                            .is_some()
+                }
                 _ => {
                     info(format!("ivfflat operator class \"{name}\" contains function {} with invalid support number {}", u32::from(proc.amproc), proc.amprocnum));
                     valid = false;
@@ -175,6 +184,7 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 valid = false;
             }
             has_distance |= proc.amprocnum == 1 && ok;
+            has_metric |= proc.amprocnum == 6 && ok;
         }
 
         if !has_order_operator {
@@ -184,6 +194,12 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         if !has_distance {
             info(format!(
                 "ivfflat operator class \"{name}\" is missing support function 1 (distance)"
+            ));
+            valid = false;
+        }
+        if !has_metric {
+            info(format!(
+                "ivfflat operator class \"{name}\" is missing support function 6 (its metric)"
             ));
             valid = false;
         }

@@ -110,16 +110,11 @@ pg_function!(vector_norm, pg_finfo_vector_norm, |fcinfo| {
 pg_function!(l2_normalize, pg_finfo_l2_normalize, |fcinfo| {
     // SAFETY: (vector)
     let a = unsafe { vector::detoast(arg_datum(fcinfo, 0)) };
-    let norm = distance::norm_squared_f64(a).sqrt();
     let (datum, out) = vector::allocate(a.len());
+    out.copy_from_slice(a);
     // A zero vector stays zero rather than becoming NaN.
-    if norm > 0.0 {
-        for (o, x) in out.iter_mut().zip(a) {
-            *o = (*x as f64 / norm) as f32;
-        }
-        if out.iter().any(|x| x.is_infinite()) {
-            Err(VectorError::Overflow).or_raise()
-        }
+    if pgivf_core::metric::normalize(out) && out.iter().any(|x| x.is_infinite()) {
+        Err(VectorError::Overflow).or_raise()
     }
     datum
 });

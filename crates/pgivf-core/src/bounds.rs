@@ -10,7 +10,7 @@
 //! Lower bounds are on the scan's ordering key: squared Euclidean distance for L2, the negative inner
 //! product for inner product and cosine (with unit query and rows for cosine).
 
-use crate::page::Metric;
+use crate::metric::Metric;
 
 /// The distance of a row (as stored) from its list's centroid that radii measure, computed in f64
 /// (f32 sums lose tiny angles: acos near 1 turns a rounding error of 1e-7 into 3e-4 radians).
@@ -85,7 +85,7 @@ fn sum_terms(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> f64) -> f64 {
 const SLACK: f64 = 1e-4;
 /// The scan's keys are f32 sums of `dim` terms: their error is at most about dim · 2^-24 of the sum
 /// of the terms' magnitudes. Bounds are lowered by twice that.
-const F32_SUM_ERROR_PER_TERM: f64 = 1.2e-7;
+pub(crate) const F32_SUM_ERROR_PER_TERM: f64 = 1.2e-7;
 
 /// A lower bound on the ordering key of any row of a list with this centroid and radius, for
 /// `query` (normalised for cosine), as the scan's f32 kernels compute the key. `max_norm` is the

@@ -34,6 +34,7 @@
 //! from its page alone (VACUUM and slot reuse need that); a scan follows the stream from the list head.
 
 use crate::filter::{EntryHashes, Summary, SUMMARY_BYTES};
+use crate::metric::Metric;
 use crate::quant::{QuantizerKind, Rerank};
 use thiserror::Error;
 
@@ -90,30 +91,6 @@ pub enum PageKind {
     Quantizer = 6,
 }
 
-/// How distances are computed and what is stored, fixed at build time by the operator class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[repr(u8)]
-pub enum Metric {
-    /// `<->`: squared L2 in the index.
-    L2 = 0,
-    /// `<#>`: negative inner product of raw vectors; lists come from spherical k-means.
-    InnerProduct = 1,
-    /// `<=>`: vectors normalised on the way in, then negative inner product.
-    Cosine = 2,
-}
-
-impl Metric {
-    /// The meta page's metric field, all four bytes of it.
-    fn from_u32(value: u32) -> Result<Self, FormatError> {
-        match value {
-            0 => Ok(Metric::L2),
-            1 => Ok(Metric::InnerProduct),
-            2 => Ok(Metric::Cosine),
-            _ => Err(FormatError::Corrupted("unknown metric")),
-        }
-    }
-}
-
 /// A heap tuple identifier (PostgreSQL's ItemPointer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Tid {
@@ -121,7 +98,19 @@ pub struct Tid {
     pub offset: u16,
 }
 
+/// Heap tuples per page at most (PostgreSQL's MaxHeapTuplesPerPage for 8 kB pages).
+pub const MAX_HEAP_TUPLES_PER_PAGE: usize = 291;
+
 impl Tid {
+    /// Whether PostgreSQL could have given this heap TID: a real block, and a line pointer in
+    /// 1..=MaxHeapTuplesPerPage.
+    #[inline]
+    pub fn is_valid_heap_tid(self) -> bool {
+        self.block != INVALID_BLOCK
+            && self.offset >= 1
+            && self.offset as usize <= MAX_HEAP_TUPLES_PER_PAGE
+    }
+
     /// Packs into a u64 that sorts like the TID, for top-k payloads.
     #[inline]
     pub fn to_u64(self) -> u64 {
@@ -314,78 +303,107 @@ const META_SIZE: usize = 96;
 const META_FLAG_RADII: u32 = 1;
 const META_FLAG_SPILL: u32 = 2;
 
+/// Where each meta page field lies in the page's data; every field is 4 bytes but for the three
+/// u64s. Both [`Meta::write`] and [`Meta::read`] go by this table.
+mod meta_field {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 4;
+    pub const DIMENSIONS: usize = 8;
+    pub const LISTS: usize = 12;
+    pub const METRIC: usize = 16;
+    pub const FILTER_COLUMNS: usize = 20;
+    pub const BUILD_ID: usize = 24;
+    pub const CENTROID_START: usize = 32;
+    pub const CENTROID_PAGES: usize = 36;
+    pub const DIRECTORY_START: usize = 40;
+    pub const DIRECTORY_PAGES: usize = 44;
+    pub const ROWS_AT_BUILD: usize = 48;
+    pub const SUMMARY_START: usize = 56;
+    pub const SUMMARY_PAGES: usize = 60;
+    pub const FLAGS: usize = 64;
+    pub const MAX_NORM: usize = 68;
+    pub const QUANTIZER: usize = 72;
+    pub const RERANK: usize = 76;
+    pub const QUANTIZER_START: usize = 80;
+    pub const QUANTIZER_PAGES: usize = 84;
+    pub const QUANTIZER_SEED: usize = 88;
+}
+
 impl Meta {
     pub fn write(&self, page: &mut [u8]) {
+        use meta_field::*;
         let d = data_mut(page);
-        put_u32(d, 0, MAGIC);
-        put_u32(d, 4, FORMAT_VERSION);
-        put_u32(d, 8, self.dimensions);
-        put_u32(d, 12, self.lists);
-        put_u32(d, 16, self.metric as u8 as u32);
-        put_u32(d, 20, self.filter_columns);
-        put_u64(d, 24, self.build_id);
-        put_u32(d, 32, self.centroid_start);
-        put_u32(d, 36, self.centroid_pages);
-        put_u32(d, 40, self.directory_start);
-        put_u32(d, 44, self.directory_pages);
-        put_u64(d, 48, self.rows_at_build);
-        put_u32(d, 56, self.summary_start);
-        put_u32(d, 60, self.summary_pages);
+        put_u32(d, MAGIC, crate::page::MAGIC);
+        put_u32(d, VERSION, FORMAT_VERSION);
+        put_u32(d, DIMENSIONS, self.dimensions);
+        put_u32(d, LISTS, self.lists);
+        put_u32(d, METRIC, self.metric.code());
+        put_u32(d, FILTER_COLUMNS, self.filter_columns);
+        put_u64(d, BUILD_ID, self.build_id);
+        put_u32(d, CENTROID_START, self.centroid_start);
+        put_u32(d, CENTROID_PAGES, self.centroid_pages);
+        put_u32(d, DIRECTORY_START, self.directory_start);
+        put_u32(d, DIRECTORY_PAGES, self.directory_pages);
+        put_u64(d, ROWS_AT_BUILD, self.rows_at_build);
+        put_u32(d, SUMMARY_START, self.summary_start);
+        put_u32(d, SUMMARY_PAGES, self.summary_pages);
         let flags = if self.radii { META_FLAG_RADII } else { 0 }
             | if self.spill { META_FLAG_SPILL } else { 0 };
-        put_u32(d, 64, flags);
-        put_u32(d, 68, self.max_norm.to_bits());
-        put_u32(d, 72, self.quantizer as u8 as u32);
-        put_u32(d, 76, self.rerank as u8 as u32);
-        put_u32(d, 80, self.quantizer_start);
-        put_u32(d, 84, self.quantizer_pages);
-        put_u64(d, 88, self.quantizer_seed);
+        put_u32(d, FLAGS, flags);
+        put_u32(d, MAX_NORM, self.max_norm.to_bits());
+        put_u32(d, QUANTIZER, self.quantizer.code());
+        put_u32(d, RERANK, self.rerank as u8 as u32);
+        put_u32(d, QUANTIZER_START, self.quantizer_start);
+        put_u32(d, QUANTIZER_PAGES, self.quantizer_pages);
+        put_u64(d, QUANTIZER_SEED, self.quantizer_seed);
         set_used(page, META_SIZE);
     }
 
     pub fn read(page: &[u8]) -> Result<Meta, FormatError> {
+        use meta_field::*;
         let special = read_special(page)?;
         let d = data(page);
-        let magic = get_u32(d, 0);
-        if magic != MAGIC || special.kind != PageKind::Meta {
+        let magic = get_u32(d, MAGIC);
+        if magic != crate::page::MAGIC || special.kind != PageKind::Meta {
             return Err(FormatError::BadMagic(magic));
         }
-        let version = get_u32(d, 4);
+        let version = get_u32(d, VERSION);
         if version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion(version));
         }
-        let flags = get_u32(d, 64);
+        let flags = get_u32(d, FLAGS);
         // A build sets no other bit: one set elsewhere is a damaged page, which would otherwise
         // pass for a good one.
         if flags & !(META_FLAG_RADII | META_FLAG_SPILL) != 0 {
             return Err(FormatError::Corrupted("unknown meta page flags"));
         }
         let meta = Meta {
-            dimensions: get_u32(d, 8),
-            lists: get_u32(d, 12),
-            metric: Metric::from_u32(get_u32(d, 16))?,
-            build_id: get_u64(d, 24),
-            centroid_start: get_u32(d, 32),
-            centroid_pages: get_u32(d, 36),
-            directory_start: get_u32(d, 40),
-            directory_pages: get_u32(d, 44),
-            rows_at_build: get_u64(d, 48),
-            filter_columns: get_u32(d, 20),
-            summary_start: get_u32(d, 56),
-            summary_pages: get_u32(d, 60),
+            dimensions: get_u32(d, DIMENSIONS),
+            lists: get_u32(d, LISTS),
+            metric: Metric::from_code(get_u32(d, METRIC))
+                .ok_or(FormatError::Corrupted("unknown metric"))?,
+            build_id: get_u64(d, BUILD_ID),
+            centroid_start: get_u32(d, CENTROID_START),
+            centroid_pages: get_u32(d, CENTROID_PAGES),
+            directory_start: get_u32(d, DIRECTORY_START),
+            directory_pages: get_u32(d, DIRECTORY_PAGES),
+            rows_at_build: get_u64(d, ROWS_AT_BUILD),
+            filter_columns: get_u32(d, FILTER_COLUMNS),
+            summary_start: get_u32(d, SUMMARY_START),
+            summary_pages: get_u32(d, SUMMARY_PAGES),
             radii: flags & META_FLAG_RADII != 0,
             spill: flags & META_FLAG_SPILL != 0,
-            max_norm: f32::from_bits(get_u32(d, 68)),
-            quantizer: QuantizerKind::from_u32(get_u32(d, 72))
+            max_norm: f32::from_bits(get_u32(d, MAX_NORM)),
+            quantizer: QuantizerKind::from_code(get_u32(d, QUANTIZER))
                 .ok_or(FormatError::Corrupted("unknown quantizer"))?,
-            rerank: match get_u32(d, 76) {
+            rerank: match get_u32(d, RERANK) {
                 0 => Rerank::Index,
                 1 => Rerank::Heap,
                 _ => return Err(FormatError::Corrupted("unknown rerank source")),
             },
-            quantizer_start: get_u32(d, 80),
-            quantizer_pages: get_u32(d, 84),
-            quantizer_seed: get_u64(d, 88),
+            quantizer_start: get_u32(d, QUANTIZER_START),
+            quantizer_pages: get_u32(d, QUANTIZER_PAGES),
+            quantizer_seed: get_u64(d, QUANTIZER_SEED),
         };
         let dims_ok = (1..=crate::VECTOR_MAX_DIM as u32).contains(&meta.dimensions);
         let lists_ok = (1..=MAX_LISTS).contains(&meta.lists);
@@ -397,18 +415,15 @@ impl Meta {
             && meta.directory_pages as u64
                 == div_ceil_u64(meta.chains() as u64, DIRECTORY_ENTRIES_PER_PAGE as u64)
             && meta.quantizer_pages as u64
-                == if meta.quantizer == QuantizerKind::Sq8 {
-                    quantizer_pages(meta.dimensions as usize) as u64
-                } else {
-                    0
-                }
+                == parameter_pages(meta.quantizer.parameter_floats(meta.dimensions as usize))
+                    as u64
             && meta.summary_pages as u64
                 == if meta.filter_columns == 0 {
                     0
                 } else {
                     div_ceil_u64(meta.lists as u64, SUMMARIES_PER_PAGE as u64)
                 };
-        let spill_ok = !meta.spill || meta.quantizer != QuantizerKind::None;
+        let spill_ok = !meta.spill || !meta.quantizer.is_none();
         let filters_ok = spill_ok
             && meta.filter_columns as usize <= MAX_FILTER_COLUMNS
             && meta.max_norm.is_finite()
@@ -452,7 +467,7 @@ impl Meta {
 
     /// Whether a quantized index keeps full vectors in chains of their own.
     pub fn keeps_vectors(&self) -> bool {
-        self.quantizer != QuantizerKind::None && self.rerank == Rerank::Index
+        !self.quantizer.is_none() && self.rerank == Rerank::Index
     }
 
     /// Directory slots: one chain per list, and one more per list for the vectors of a quantized
@@ -508,12 +523,13 @@ fn div_ceil_u64(a: u64, b: u64) -> u64 {
     }
 }
 
-/// Pages of SQ8's grid: `low` then `step`, f32 each per dimension, back to back across pages.
-pub fn quantizer_pages(dim: usize) -> usize {
-    (8 * dim).div_ceil(DATA_CAPACITY)
+/// Pages of a quantizer's parameters (`Quantizer::parameters`), f32 values back to back across
+/// pages.
+pub fn parameter_pages(floats: usize) -> usize {
+    (4 * floats).div_ceil(DATA_CAPACITY)
 }
 
-/// Writes page `number` of the SQ8 grid (`values` is `low` followed by `step`).
+/// Writes page `number` of a quantizer's parameters.
 pub fn write_quantizer_page(page: &mut [u8], values: &[f32], number: usize) {
     let per_page = DATA_CAPACITY / 4;
     let chunk =
@@ -1165,11 +1181,10 @@ mod tests {
 
     #[test]
     fn code_entries_locate_their_vectors_across_page_boundaries() {
-        use crate::quant::QuantizerKind;
         for (dim, quantizer) in [
-            (384, QuantizerKind::Rabitq),
-            (700, QuantizerKind::Sq8),
-            (3, QuantizerKind::Sq8),
+            (384, crate::quant::rabitq::KIND),
+            (700, crate::quant::sq8::KIND),
+            (3, crate::quant::sq8::KIND),
         ] {
             let vector_format = EntryFormat::vectors(dim);
             let code_format = EntryFormat {
@@ -1473,7 +1488,7 @@ mod tests {
             radii: true,
             max_norm: 1.5,
             spill: false,
-            quantizer: QuantizerKind::None,
+            quantizer: QuantizerKind::NONE,
             rerank: Rerank::Index,
             quantizer_start: 0,
             quantizer_pages: 0,
@@ -1529,7 +1544,7 @@ mod tests {
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
         let spilled = Meta {
             spill: true,
-            quantizer: QuantizerKind::Rabitq,
+            quantizer: crate::quant::rabitq::KIND,
             ..meta
         };
         let mut spilled_page = new_page(PageKind::Meta, 0);
@@ -1561,7 +1576,7 @@ mod tests {
             radii: false,
             max_norm: 0.0,
             spill: false,
-            quantizer: QuantizerKind::None,
+            quantizer: QuantizerKind::NONE,
             rerank: Rerank::Index,
             quantizer_start: 0,
             quantizer_pages: 0,

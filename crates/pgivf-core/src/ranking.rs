@@ -8,7 +8,7 @@
 //! exact keys.
 
 use crate::bounds::round_up;
-use crate::page::Metric;
+use crate::metric::Metric;
 use crate::quant::kernels::wide_weighted_sum_kernel;
 
 /// Centroids as bytes: `code = round(c / scale) + 128`, so `c ≈ scale (code - 128)`.

@@ -5,9 +5,11 @@
 use pgivf_core::binary;
 use pgivf_core::page::{
     self, centroids_per_page, write_centroids, write_directory_entry, write_special,
-    DirectoryEntry, EntryFormat, Meta, Metric, Origin, PageKind, Special, Tid, BLOCK_SIZE,
+    DirectoryEntry, EntryFormat, Meta, Origin, PageKind, Special, Tid, BLOCK_SIZE,
     DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK, PAGE_HEADER_SIZE, SPECIAL_SIZE,
 };
+use pgivf_core::metric::Metric;
+use pgivf_core::quant::{QuantizerKind, Rerank};
 use std::fs;
 
 fn main() {
@@ -63,6 +65,12 @@ fn main() {
         summary_pages: 0,
         radii: true,
         max_norm: 2.0,
+        spill: false,
+        quantizer: QuantizerKind::NONE,
+        rerank: Rerank::Index,
+        quantizer_start: 0,
+        quantizer_pages: 0,
+        quantizer_seed: 0,
     }
     .write(&mut meta_page);
     write("page_decode", "meta", &meta_page);
@@ -87,7 +95,7 @@ fn main() {
 
     // Two-page chains whose last entry on the first page continues on the second.
     for (dim, rows) in [(3, 400), (768, 5)] {
-        let format = EntryFormat { dim, filters: 0 };
+        let format = EntryFormat::vectors(dim);
         let mut chain = Vec::new();
         for i in 0..rows {
             let vector: Vec<f32> = (0..dim).map(|j| (i * 7 + j) as f32 * 0.5).collect();

@@ -14,7 +14,6 @@ use pgivf_core::page::{
     used, EntryFormat, EntryRef, Location, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE,
     DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE,
 };
-use pgivf_core::quant::QuantizerKind;
 
 const DIMS: [usize; 5] = [1, 3, 128, 768, 2000];
 /// A byte of the page header that no reader looks at (`pd_prune_xid`): its low bit makes the scan
@@ -46,13 +45,13 @@ fuzz_target!(|data: &[u8]| {
             EntryFormat {
                 dim,
                 filters: 2,
-                code_bytes: QuantizerKind::Sq8.code_bytes(dim),
+                code_bytes: pgivf_core::quant::sq8::KIND.code_bytes(dim),
                 located: false,
             },
             EntryFormat {
                 dim,
                 filters: 0,
-                code_bytes: QuantizerKind::Rabitq.code_bytes(dim),
+                code_bytes: pgivf_core::quant::rabitq::KIND.code_bytes(dim),
                 located: true,
             },
         ]

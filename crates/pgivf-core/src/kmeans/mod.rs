@@ -415,16 +415,7 @@ fn chunk_len(work_per_sample: usize, pool: &rayon::ThreadPool) -> usize {
 /// Scales to unit length; a zero vector becomes the first basis vector so the result is still a
 /// valid unit centroid.
 fn normalize(vector: &mut [f32]) {
-    let norm = vector
-        .iter()
-        .map(|&v| f64::from(v) * f64::from(v))
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        vector
-            .iter_mut()
-            .for_each(|v| *v = (f64::from(*v) / norm) as f32);
-    } else {
+    if !crate::metric::normalize(vector) {
         vector.fill(0.0);
         vector[0] = 1.0;
     }

@@ -7,7 +7,6 @@
 //! overflow, which joins the sorted candidates only if a scan reads that far. That keeps the
 //! selection work proportional to the rows that matter.
 
-use super::PreparedQuery;
 use crate::page::{entry_header, EntryFormat, Tid};
 use crate::topk::Candidates;
 use std::collections::BinaryHeap;
@@ -276,37 +275,7 @@ pub struct Queued {
     pub bad_tid: bool,
 }
 
-impl PreparedQuery {
-    /// Queues the live entries of a run of whole entries of `format` (one page's worth) whose
-    /// lower bound, `factor` standard errors down, is at most `threshold`. `ahead` is memory the
-    /// caller reads next (the list's next page): it is prefetched a little at a time while the
-    /// entries are computed, so that its loads overlap the computing.
-    #[allow(clippy::too_many_arguments)]
-    pub fn queue_entries(
-        &self,
-        entries: &[u8],
-        ahead: &[u8],
-        format: EntryFormat,
-        factor: f32,
-        threshold: f32,
-        max_offset: u16,
-        queue: &mut RerankQueue,
-    ) -> Queued {
-        match self {
-            PreparedQuery::Rabitq(q) => {
-                q.queue_entries(entries, ahead, format, factor, threshold, max_offset, queue)
-            }
-            PreparedQuery::Sq8(q) => {
-                crate::distance::prefetch(ahead);
-                queue_with(entries, format, threshold, max_offset, queue, |c| {
-                    q.estimate(c).bounds(factor)
-                })
-            }
-        }
-    }
-}
-
-/// The loop behind `queue_entries`, with the estimator inlined.
+/// The loop behind [`super::PreparedQuery::queue_entries`], with the estimator inlined.
 #[inline(always)]
 pub(crate) fn queue_with(
     entries: &[u8],

@@ -23,7 +23,7 @@
 use super::kernels::{self, QUERY_BITS};
 use super::rotation::Rotation;
 use super::Estimate;
-use crate::page::Metric;
+use crate::metric::Metric;
 
 const HEADER_BYTES: usize = 16;
 
@@ -617,6 +617,85 @@ fn transpose_headers(h: [std::arch::x86_64::__m128; 8]) -> [std::arch::x86_64::_
         _mm256_shuffle_ps::<0x44>(t1, t3),
         _mm256_shuffle_ps::<0xEE>(t1, t3),
     ]
+}
+
+/// RaBitQ in the index's table of quantizers: no parameters but the meta page's rotation seed.
+pub static REGISTRATION: super::Registration = super::Registration {
+    name: "rabitq",
+    code: 2,
+    code_bytes,
+    parameter_floats: |_| 0,
+    train: |t| Box::new(Rabitq::new(t.dim, t.metric, t.seed)),
+    load: |l| Ok(Box::new(Rabitq::new(l.dim, l.metric, l.seed))),
+};
+
+/// The `quantizer` option's value for RaBitQ.
+pub static KIND: super::QuantizerKind = super::QuantizerKind::of(&REGISTRATION);
+
+impl super::Quantizer for Rabitq {
+    fn kind(&self) -> super::QuantizerKind {
+        super::QuantizerKind::of(&REGISTRATION)
+    }
+
+    fn code_bytes(&self) -> usize {
+        Rabitq::code_bytes(self)
+    }
+
+    fn list_context_len(&self) -> usize {
+        self.padded()
+    }
+
+    fn list_context(&self, centroid: &[f32]) -> Vec<f32> {
+        self.rotate_centroid(centroid)
+    }
+
+    fn encode_in_list(
+        &self,
+        row: &[f32],
+        centroid: &[f32],
+        context: &[f32],
+        scratch: &mut Vec<f32>,
+        out: &mut [u8],
+    ) {
+        self.encode_with(row, centroid, context, scratch, out)
+    }
+
+    fn new_query(&self) -> Box<dyn super::PreparedQuery> {
+        Box::<RabitqQuery>::default()
+    }
+
+    fn prepare_query(&self, query: &[f32], into: &mut dyn super::PreparedQuery) {
+        Rabitq::prepare_query(self, query, super::prepared(into))
+    }
+
+    fn prepare_list(&self, query: &[f32], centroid: &[f32], into: &mut dyn super::PreparedQuery) {
+        Rabitq::prepare_list(self, query, centroid, super::prepared(into))
+    }
+}
+
+impl super::PreparedQuery for RabitqQuery {
+    fn estimate(&self, code: &[u8]) -> Estimate {
+        RabitqQuery::estimate(self, code)
+    }
+
+    fn queue_entries(
+        &self,
+        entries: &[u8],
+        ahead: &[u8],
+        format: crate::page::EntryFormat,
+        factor: f32,
+        threshold: f32,
+        max_offset: u16,
+        queue: &mut super::queue::RerankQueue,
+    ) -> super::queue::Queued {
+        RabitqQuery::queue_entries(
+            self, entries, ahead, format, factor, threshold, max_offset, queue,
+        )
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use super::kernels;
 use super::Estimate;
-use crate::page::Metric;
+use crate::metric::Metric;
 
 const HEADER_BYTES: usize = 8;
 /// The learned range is widened by this fraction on each side, so that rows inserted later that
@@ -169,6 +169,89 @@ impl Sq8Query {
             sigma: self.sigma,
             slack: self.excess_factor * excess + self.rounding + 1e-5 * b.abs(),
         }
+    }
+}
+
+/// SQ8 in the index's table of quantizers.
+pub static REGISTRATION: super::Registration = super::Registration {
+    name: "sq8",
+    code: 1,
+    code_bytes,
+    parameter_floats: |dim| 2 * dim,
+    train: |t| {
+        // The grid is learned from residuals: each sample less its nearest centroid.
+        let mut residuals = t.samples.to_vec();
+        if !t.centroids.is_empty() && !t.samples.is_empty() {
+            let labels =
+                crate::kmeans::assign(t.samples, t.dim, t.centroids, t.metric.kmeans(), t.pool);
+            for (row, list) in residuals.chunks_exact_mut(t.dim).zip(labels) {
+                let centroid = &t.centroids[list as usize * t.dim..(list as usize + 1) * t.dim];
+                for (x, c) in row.iter_mut().zip(centroid) {
+                    *x -= c;
+                }
+            }
+        }
+        Box::new(Sq8::train(t.dim, t.metric, &residuals))
+    },
+    load: |l| {
+        let grid = l.parameters;
+        if grid.len() != 2 * l.dim || grid.iter().any(|x| !x.is_finite()) {
+            return Err(crate::page::FormatError::Corrupted(
+                "the quantizer's grid is damaged",
+            ));
+        }
+        let (low, step) = grid.split_at(l.dim);
+        Ok(Box::new(Sq8::from_parts(
+            l.metric,
+            low.to_vec(),
+            step.to_vec(),
+        )))
+    },
+};
+
+/// The `quantizer` option's value for SQ8.
+pub static KIND: super::QuantizerKind = super::QuantizerKind::of(&REGISTRATION);
+
+impl super::Quantizer for Sq8 {
+    fn kind(&self) -> super::QuantizerKind {
+        super::QuantizerKind::of(&REGISTRATION)
+    }
+
+    fn code_bytes(&self) -> usize {
+        Sq8::code_bytes(self)
+    }
+
+    fn parameters(&self) -> Vec<f32> {
+        [self.low(), self.step()].concat()
+    }
+
+    fn encode_in_list(
+        &self,
+        row: &[f32],
+        centroid: &[f32],
+        _context: &[f32],
+        _scratch: &mut Vec<f32>,
+        out: &mut [u8],
+    ) {
+        Sq8::encode(self, row, centroid, out)
+    }
+
+    fn new_query(&self) -> Box<dyn super::PreparedQuery> {
+        Box::<Sq8Query>::default()
+    }
+
+    fn prepare_list(&self, query: &[f32], centroid: &[f32], into: &mut dyn super::PreparedQuery) {
+        self.prepare(query, centroid, super::prepared(into))
+    }
+}
+
+impl super::PreparedQuery for Sq8Query {
+    fn estimate(&self, code: &[u8]) -> Estimate {
+        Sq8Query::estimate(self, code)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 
