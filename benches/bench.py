@@ -3,7 +3,7 @@
 pgivf and (optionally) pgvector side by side in one PostgreSQL cluster.
 
 Usually run through `make bench` / `bash benches/run.sh`, which start a throwaway cluster and pass
---dsn; see benches/README.md. Writes benches/results/<dataset>-<timestamp>.json (everything measured)
+--dsn; see benches/README.md. Writes benches/results/<dataset>-latest.json (everything measured)
 and <dataset>-latest.{md,png} (table and recall/QPS plot).
 """
 import argparse
@@ -1180,6 +1180,50 @@ def write_report(result, out_dir, label, stem=None):
     return md, png
 
 
+HISTORY_FIELDS = ["started", "commit", "harness", "dataset", "extension", "index", "lists",
+                  "probes_at_0.95", "qps_at_0.95", "server_us_at_0.95", "ratio", "build_s", "index_mb", "cpu"]
+
+
+def append_history(out_dir, rows):
+    """Appends one line per measured index (or paired round set) to results/history.csv: every run
+    is kept there in one small file, and only the latest run of each kind in full."""
+    import csv
+
+    path = Path(out_dir) / "history.csv"
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        for row in rows:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items() if v is not None})
+
+
+def history_rows(result):
+    """bench.py's result as history lines: each index's figures at recall@10 = 0.95."""
+    rows = []
+    for er in result["extensions"].values():
+        for ir in er["indexes"]:
+            best = best_at_recall([ir])
+            rows.append({
+                "started": result["started"], "commit": (result.get("pgivf_build") or {}).get("git_commit"),
+                "harness": "curve", "dataset": result["dataset"]["name"], "extension": er["display"],
+                "index": index_label(er, ir), "lists": ir["lists"],
+                "probes_at_0.95": best[1] if best else None, "qps_at_0.95": qps_at_recall(ir),
+                "server_us_at_0.95": qps_at_recall(ir, key="backend_cpu_us"),
+                "build_s": ir.get("build_s"), "index_mb": ir.get("index_mb"),
+                "cpu": (result.get("machine") or {}).get("cpu_model"),
+            })
+    return rows
+
+
+def save_latest(out_dir, label, result):
+    """The run's full figures as `<label>-latest.json` (the previous run's are in history.csv)."""
+    path = Path(out_dir) / f"{label}-latest.json"
+    path.write_text(json.dumps(result, indent=1, default=float))
+    return path
+
+
 def save_partial(result, args):
     path = Path(args.out) / (result["json_name"] + ".tmp")
     path.write_text(json.dumps(result, indent=1, default=float))
@@ -1261,10 +1305,9 @@ def run_dataset(name, args, admin, bandwidth, machine, build_info):
     copy_payloads = {"binary": list(copy_binary_chunks(copy_ids, copy_vecs)), "text": [copy_text_data(copy_ids, copy_vecs)]}
 
     label = name + ("-quick" if args.quick else "")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     result = {
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "json_name": f"{label}-{stamp}.json",
+        "json_name": f"{label}-latest.json",
         "args": {k: v for k, v in vars(args).items() if k not in ("dsn",)},
         "dataset": ds.describe(),
         "queries": n_q,
@@ -1281,8 +1324,8 @@ def run_dataset(name, args, admin, bandwidth, machine, build_info):
     result["elapsed_s"] = time.monotonic() - t0
     result["loadavg_at_end"] = os.getloadavg()
     out_dir = Path(args.out)
-    json_path = out_dir / result["json_name"]
-    json_path.write_text(json.dumps(result, indent=1, default=float))
+    json_path = save_latest(out_dir, label, result)
+    append_history(out_dir, history_rows(result))
     tmp = out_dir / (result["json_name"] + ".tmp")
     if tmp.exists():
         tmp.unlink()

@@ -12,7 +12,7 @@ recall@10 against the exact filtered answer, the rows returned per query and sin
   pgivf, plain index      (embedding vector_cosine_ops), ivfflat.iterative_scan = relaxed_order
   pgvector, plain index   the same, where pgvector is installed (--extension pgivf,vector)
 
-Writes benches/results/filtered-<dataset>-<timestamp>.json and filtered-<dataset>-latest.{md,png}.
+Writes benches/results/filtered-<dataset>-latest.{json,md,png}.
 """
 import argparse
 import datetime
@@ -234,8 +234,7 @@ def main(argv):
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     label = "debian" + ("-quick" if args.quick else "")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    (out_dir / f"filtered-{label}-{stamp}.json").write_text(json.dumps(result, indent=1))
+    (out_dir / f"filtered-{label}-latest.json").write_text(json.dumps(result, indent=1))
     md, png = render(result, out_dir, label)
     print(md.read_text())
     print(f"wrote {md}" + (f" and {png}" if png else ""))

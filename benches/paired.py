@@ -232,6 +232,19 @@ def render_plot(result, path):
     plt.close(fig)
 
 
+def history_rows(result):
+    """Each lists value's paired rounds as a history line: the median QPS ratio to pgvector."""
+    return [
+        {
+            "started": result["started"], "commit": (result.get("build") or {}).get("git_commit"),
+            "harness": "paired", "dataset": result["dataset"]["name"], "extension": "pgivf",
+            "index": result["args"].get("pgivf_options"), "lists": lr["lists"],
+            "ratio": lr["qps_ratio"]["median"], "cpu": (result.get("machine") or {}).get("cpu_model"),
+        }
+        for lr in result["lists"]
+    ]
+
+
 def main(argv):
     import psycopg
 
@@ -241,7 +254,7 @@ def main(argv):
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     result = {
         "started": started,
-        "json_name": f"paired-{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        "json_name": f"paired-{ds.name}-latest",
         "args": vars(args) | {"dsn": None},
         "dataset": {"name": ds.name, "rows": ds.n, "dim": ds.dim, "metric": ds.metric, "source": ds.source},
         "machine": bench.machine_info(),
@@ -266,6 +279,7 @@ def main(argv):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{result['json_name']}.json").write_text(json.dumps(result, indent=1, default=float))
+    bench.append_history(out, history_rows(result))
     md = out / f"paired-{ds.name}-latest.md"
     md.write_text(render_markdown(result))
     render_plot(result, out / f"paired-{ds.name}-latest.png")
