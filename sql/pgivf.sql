@@ -308,6 +308,8 @@ ALTER OPERATOR FAMILY @extschema@.vector_cosine_ops USING ivfflat
 
 CREATE FUNCTION @extschema@.ivfflat_verify(index pg_catalog.regclass, heapallindexed pg_catalog.bool DEFAULT false) RETURNS pg_catalog.text
 	AS 'MODULE_PATHNAME', 'ivfflat_verify' LANGUAGE C STRICT PARALLEL RESTRICTED;
+-- As amcheck's: only roles granted EXECUTE run it, and only on tables they own (it locks them).
+REVOKE ALL ON FUNCTION @extschema@.ivfflat_verify(pg_catalog.regclass, pg_catalog.bool) FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.ivfflat_verify(pg_catalog.regclass, pg_catalog.bool) IS
 	'check an ivfflat index''s structure, and with heapallindexed that every table row is in it; raises index_corrupted on a problem';
 
@@ -323,5 +325,7 @@ CREATE FUNCTION @extschema@.ivfflat_stats(index pg_catalog.regclass,
 	OUT drift pg_catalog.float8, OUT recommendation pg_catalog.text)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'ivfflat_stats' LANGUAGE C STRICT PARALLEL SAFE;
+-- Only roles granted EXECUTE run it, and only on tables they may SELECT from.
+REVOKE ALL ON FUNCTION @extschema@.ivfflat_stats(pg_catalog.regclass) FROM PUBLIC;
 COMMENT ON FUNCTION @extschema@.ivfflat_stats(pg_catalog.regclass) IS
 	'rows per list, rows inserted since the build, how far inserted rows lie from their centroids compared with the build''s rows, and whether to REINDEX';
