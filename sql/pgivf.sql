@@ -285,24 +285,35 @@ CREATE OPERATOR CLASS @extschema@.uuid_filter_ops DEFAULT FOR TYPE pg_catalog.uu
 	OPERATOR 3 pg_catalog.= (pg_catalog.uuid, pg_catalog.uuid);
 
 -- distance-threshold queries (since 0.2.0): WHERE embedding <-> q < r ORDER BY embedding <-> q LIMIT k.
--- A planner hook adds `embedding <<->> r` as an index condition (strategy 2) so the scan reads only
--- lists that can hold a row inside the radius; the query's own condition still decides every row.
-CREATE FUNCTION @extschema@.vector_within_index(@extschema@.vector, pg_catalog.float8) RETURNS pg_catalog.bool
-	AS 'MODULE_PATHNAME', 'vector_within_index' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION @extschema@.vector_within_index(@extschema@.vector, pg_catalog.float8) IS
-	'carries a radius to an ivfflat scan (true on its own); see ivfflat distance-threshold queries';
-CREATE OPERATOR @extschema@.<<->> (LEFTARG = @extschema@.vector, RIGHTARG = pg_catalog.float8,
-	FUNCTION = @extschema@.vector_within_index);
-CREATE OPERATOR @extschema@.<<#>> (LEFTARG = @extschema@.vector, RIGHTARG = pg_catalog.float8,
-	FUNCTION = @extschema@.vector_within_index);
-CREATE OPERATOR @extschema@.<<=>> (LEFTARG = @extschema@.vector, RIGHTARG = pg_catalog.float8,
-	FUNCTION = @extschema@.vector_within_index);
+-- A planner hook adds `embedding <<->> sphere(q, r)` as an index condition (strategy 2) so the scan
+-- reads only lists that can hold a row inside the radius; the query's own condition still decides
+-- every row. The operators are true when the vector lies within the sphere by their distance, under
+-- every plan (since 0.3.0: before, they took a bare radius and were true for every row).
+CREATE TYPE @extschema@.sphere AS (center @extschema@.vector, radius pg_catalog.float8);
+COMMENT ON TYPE @extschema@.sphere IS 'a center and a radius, for the <<->>, <<#>> and <<=>> operators';
+CREATE FUNCTION @extschema@.sphere(@extschema@.vector, pg_catalog.float8) RETURNS @extschema@.sphere
+	AS 'SELECT ROW($1, $2)::@extschema@.sphere' LANGUAGE SQL IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_within_l2(@extschema@.vector, @extschema@.sphere) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_within_l2' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_within_ip(@extschema@.vector, @extschema@.sphere) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_within_ip' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.vector_within_cosine(@extschema@.vector, @extschema@.sphere) RETURNS pg_catalog.bool
+	AS 'MODULE_PATHNAME', 'vector_within_cosine' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.vector_within_l2(@extschema@.vector, @extschema@.sphere) IS 'l2 distance to the center at most the radius';
+COMMENT ON FUNCTION @extschema@.vector_within_ip(@extschema@.vector, @extschema@.sphere) IS 'negative inner product with the center at most the radius';
+COMMENT ON FUNCTION @extschema@.vector_within_cosine(@extschema@.vector, @extschema@.sphere) IS 'cosine distance to the center at most the radius';
+CREATE OPERATOR @extschema@.<<->> (LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.sphere,
+	FUNCTION = @extschema@.vector_within_l2);
+CREATE OPERATOR @extschema@.<<#>> (LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.sphere,
+	FUNCTION = @extschema@.vector_within_ip);
+CREATE OPERATOR @extschema@.<<=>> (LEFTARG = @extschema@.vector, RIGHTARG = @extschema@.sphere,
+	FUNCTION = @extschema@.vector_within_cosine);
 ALTER OPERATOR FAMILY @extschema@.vector_l2_ops USING ivfflat
-	ADD OPERATOR 2 @extschema@.<<->> (@extschema@.vector, pg_catalog.float8);
+	ADD OPERATOR 2 @extschema@.<<->> (@extschema@.vector, @extschema@.sphere);
 ALTER OPERATOR FAMILY @extschema@.vector_ip_ops USING ivfflat
-	ADD OPERATOR 2 @extschema@.<<#>> (@extschema@.vector, pg_catalog.float8);
+	ADD OPERATOR 2 @extschema@.<<#>> (@extschema@.vector, @extschema@.sphere);
 ALTER OPERATOR FAMILY @extschema@.vector_cosine_ops USING ivfflat
-	ADD OPERATOR 2 @extschema@.<<=>> (@extschema@.vector, pg_catalog.float8);
+	ADD OPERATOR 2 @extschema@.<<=>> (@extschema@.vector, @extschema@.sphere);
 
 -- index verification (amcheck-style)
 

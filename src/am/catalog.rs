@@ -64,6 +64,62 @@ pub fn vector_typmod(index: pg_sys::Relation, vector_column: usize) -> i32 {
     unsafe { (*(*index).rd_att).attrs.as_slice(vector_column + 1)[vector_column].atttypmod }
 }
 
+/// Return type and argument types of a function, from its pg_proc row.
+pub fn signature(function: pg_sys::Oid) -> Option<(pg_sys::Oid, Vec<pg_sys::Oid>)> {
+    // SAFETY: syscache lookup by oid; the tuple is released before returning.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            pg_sys::Datum::from(function),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let form = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
+        let args = form
+            .proargtypes
+            .values
+            .as_slice(form.pronargs as usize)
+            .to_vec();
+        let result = (form.prorettype, args);
+        pg_sys::ReleaseSysCache(tuple);
+        Some(result)
+    }
+}
+
+/// Copies of the rows of a syscache list looked up by one key (an operator family).
+fn family_rows<T: Copy>(cache: pg_sys::SysCacheIdentifier::Type, family: pg_sys::Oid) -> Vec<T> {
+    // SAFETY: a catcache list lookup by oid; its members' tuples have form type `T` for the cache
+    // asked, and are copied before the list is released.
+    unsafe {
+        let list = pg_sys::SearchSysCacheList(
+            cache as i32,
+            1,
+            pg_sys::Datum::from(family),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        let rows = (*list)
+            .members
+            .as_slice((*list).n_members as usize)
+            .iter()
+            .map(|member| *pg_sys::GETSTRUCT(&mut (**member).tuple).cast::<T>())
+            .collect();
+        pg_sys::ReleaseCatCacheList(list);
+        rows
+    }
+}
+
+/// The operators of an operator family (its pg_amop rows).
+pub fn family_operators(family: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_amop> {
+    family_rows(pg_sys::SysCacheIdentifier::AMOPSTRATEGY, family)
+}
+
+/// The support functions of an operator family (its pg_amproc rows).
+pub fn family_procs(family: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_amproc> {
+    family_rows(pg_sys::SysCacheIdentifier::AMPROCNUM, family)
+}
+
 /// pg_language's `c` (ClanguageId, fixed in the catalog's initial contents).
 const C_LANGUAGE: pg_sys::Oid = pg_sys::Oid::from_u32(13);
 

@@ -5,11 +5,18 @@
 //! returns, and when fewer than k rows lie inside the radius the executor keeps asking for more
 //! until the scan has read every list it may. So a planner hook spots, on each ivfflat index path
 //! ordered by `col <op> q`, a condition `col <op> q < r` (or `<=`, or `r > col <op> q`) with the same
-//! distance expression, and adds an index condition `col <<op>> r` (the operator classes' strategy
-//! 2, "within distance r of the ORDER BY value"). The original condition stays as the executor's
-//! filter, so results are exactly what the query asks; the index condition lets the scan skip every
-//! list that cannot hold a row inside the radius (bounds.rs) and stop once none is left.
+//! distance expression, and adds an index condition `col <<op>> sphere(q, r)` (the operator classes'
+//! strategy 2: within distance r of q, by the operator's distance). The original condition stays as
+//! the executor's filter, and the scan has the executor recheck the sphere condition on the rows it
+//! returns, so results are exactly what the query asks under every plan; the index condition lets
+//! the scan skip every list that cannot hold a row inside the radius (`bounds`) and stop once none is
+//! left.
 
+use crate::error::OrRaise;
+use crate::types::ops::cosine_distance_of;
+use crate::types::vector;
+use pgivf_core::distance;
+use pgivf_core::VectorError;
 use pgrx::pg_sys;
 
 /// Strategy number of the "within distance" operators in the vector operator classes.
@@ -133,27 +140,33 @@ unsafe extern "C-unwind" fn add_radius_conditions(
             let vector = list_items::<pg_sys::Expr>((*distance.cast::<pg_sys::OpExpr>()).args)[0];
             let family = *(*info).opfamily.add(*column as usize);
             let input_type = *(*info).opcintype.add(*column as usize);
-            let within = pg_sys::get_opfamily_member(
-                family,
-                input_type,
-                pg_sys::FLOAT8OID,
-                WITHIN_STRATEGY as i16,
-            );
-            if within == pg_sys::InvalidOid {
+            let Some((within, sphere_type)) = within_operator(family, input_type) else {
                 continue;
-            }
+            };
+            let query = list_items::<pg_sys::Expr>((*distance.cast::<pg_sys::OpExpr>()).args)[1];
             let Some((restriction, radius)) = restrictions
                 .iter()
                 .find_map(|&r| radius_of((*r).clause.cast(), *distance).map(|radius| (r, radius)))
             else {
                 continue;
             };
+            let sphere = pg_sys::palloc0(std::mem::size_of::<pg_sys::RowExpr>())
+                .cast::<pg_sys::RowExpr>();
+            (*sphere).xpr.type_ = pg_sys::NodeTag::T_RowExpr;
+            (*sphere).args = pg_sys::lappend(
+                pg_sys::lappend(std::ptr::null_mut(), query.cast()),
+                radius.cast(),
+            );
+            (*sphere).row_typeid = sphere_type;
+            (*sphere).row_format = pg_sys::CoercionForm::COERCE_EXPLICIT_CAST;
+            (*sphere).colnames = std::ptr::null_mut();
+            (*sphere).location = -1;
             let condition = pg_sys::make_opclause(
                 within,
                 pg_sys::BOOLOID,
                 false,
                 vector,
-                radius.cast(),
+                sphere.cast(),
                 pg_sys::InvalidOid,
                 pg_sys::InvalidOid,
             );
@@ -191,13 +204,76 @@ unsafe extern "C-unwind" fn add_radius_conditions(
     }
 }
 
-pg_function!(
-    vector_within_index,
-    pg_finfo_vector_within_index,
-    |_fcinfo| {
-        // The `<<->>`, `<<#>>` and `<<=>>` operators only carry a radius to an ivfflat scan, which
-        // measures it from its ORDER BY value; the query's own distance condition, which the planner
-        // keeps, decides which rows qualify. Evaluated elsewhere (an EvalPlanQual recheck), they pass.
-        pg_sys::Datum::from(true)
+/// The family's radius operator for `input_type` (strategy 2) and the sphere type it takes.
+fn within_operator(family: pg_sys::Oid, input_type: pg_sys::Oid) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
+    super::catalog::family_operators(family)
+        .into_iter()
+        .find(|op| op.amopstrategy == WITHIN_STRATEGY as i16 && op.amoplefttype == input_type)
+        .map(|op| (op.amopopr, op.amoprighttype))
+}
+
+/// The center and radius of a `sphere` (None when either is NULL).
+///
+/// # Safety
+/// `datum` must be a non-NULL `sphere` datum.
+pub unsafe fn sphere_of<'a>(datum: pg_sys::Datum) -> Option<(&'a [f32], f64)> {
+    // SAFETY: a composite datum (detoasted to a HeapTupleHeader) of the sphere type, whose
+    // attributes are a vector and a float8.
+    unsafe {
+        let tuple = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::HeapTupleHeaderData>();
+        let mut isnull = false;
+        let center = pg_sys::GetAttributeByNum(tuple, 1, &mut isnull);
+        if isnull {
+            return None;
+        }
+        let radius = pg_sys::GetAttributeByNum(tuple, 2, &mut isnull);
+        if isnull {
+            return None;
+        }
+        Some((vector::detoast(center), f64::from_bits(radius.value() as u64)))
     }
-);
+}
+
+/// `vector <<op>> sphere`: whether the vector's distance to the sphere's center, as `distance`
+/// computes it (the operator's own), is at most the radius; NULL when the sphere has a NULL part.
+///
+/// # Safety
+/// `fcinfo` must be a call with a vector and a sphere, both non-NULL.
+unsafe fn within(fcinfo: pg_sys::FunctionCallInfo, distance: fn(&[f32], &[f32]) -> f64) -> pg_sys::Datum {
+    // SAFETY: guaranteed by the caller.
+    let (row, sphere) = unsafe {
+        (
+            vector::detoast(crate::fmgr::arg_datum(fcinfo, 0)),
+            sphere_of(crate::fmgr::arg_datum(fcinfo, 1)),
+        )
+    };
+    let Some((center, radius)) = sphere else {
+        // SAFETY: the call's own fcinfo.
+        return unsafe { crate::fmgr::return_null(fcinfo) };
+    };
+    if row.len() != center.len() {
+        Err(VectorError::DimensionMismatch(row.len(), center.len())).or_raise()
+    }
+    pg_sys::Datum::from(float8_le(distance(row, center), radius))
+}
+
+/// float8's `<=`: NaN is above every number and equal to itself (so every distance is within a NaN
+/// radius, as `distance < 'NaN'` holds for every row).
+fn float8_le(a: f64, b: f64) -> bool {
+    b.is_nan() || (!a.is_nan() && a <= b)
+}
+
+pg_function!(vector_within_l2, pg_finfo_vector_within_l2, |fcinfo| {
+    // SAFETY: (vector, sphere), STRICT.
+    unsafe { within(fcinfo, |a, b| f64::from(distance::l2_squared(a, b)).sqrt()) }
+});
+
+pg_function!(vector_within_ip, pg_finfo_vector_within_ip, |fcinfo| {
+    // SAFETY: (vector, sphere), STRICT.
+    unsafe { within(fcinfo, |a, b| -f64::from(distance::dot(a, b))) }
+});
+
+pg_function!(vector_within_cosine, pg_finfo_vector_within_cosine, |fcinfo| {
+    // SAFETY: (vector, sphere), STRICT.
+    unsafe { within(fcinfo, cosine_distance_of) }
+});

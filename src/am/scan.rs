@@ -22,7 +22,7 @@ struct ScanState {
     /// `rerank = 'heap'`: the table rows' vectors.
     heap: Option<HeapFetch>,
     started: bool,
-    /// Filter values are compared by hash, which can collide: the executor rechecks them.
+    /// Whether the executor rechecks the scan's conditions on the rows it gets.
     recheck: bool,
 }
 
@@ -153,15 +153,21 @@ unsafe fn query_vector<'a>(
     Some(value)
 }
 
-/// A radius key (`embedding <<->> r`, radius.rs).
-fn radius_of(key: &pg_sys::ScanKeyData) -> Radius {
+/// A radius key (`embedding <<->> sphere(q, r)`, radius.rs): what the scan can prune by. Only a
+/// sphere around the ORDER BY vector bounds the ordering key; the executor rechecks every sphere.
+fn radius_of(key: &pg_sys::ScanKeyData, query: Option<&[f32]>) -> Radius {
     let flags = key.sk_flags as u32;
     if flags & pg_sys::SK_ISNULL != 0 {
-        Radius::Nothing // distance < NULL holds for no row
-    } else if flags & pg_sys::SK_SEARCHARRAY != 0 {
-        Radius::Everything // `<<op>> ANY(...)`, written by hand: no radius to prune by
-    } else {
-        Radius::Within(f64::from_bits(key.sk_argument.value() as u64))
+        return Radius::Nothing; // within a NULL sphere holds for no row
+    }
+    if flags & pg_sys::SK_SEARCHARRAY != 0 {
+        return Radius::Everything; // `<<op>> ANY(...)`, written by hand: no radius to prune by
+    }
+    // SAFETY: a non-NULL sphere datum, the operator's right argument.
+    match unsafe { super::radius::sphere_of(key.sk_argument) } {
+        None => Radius::Nothing,
+        Some((center, radius)) if query == Some(center) => Radius::Within(radius),
+        Some(_) => Radius::Everything,
     }
 }
 
@@ -200,12 +206,14 @@ impl ScanState {
             .iter()
             .copied()
             .partition(|key| key.sk_attno == vector_attno);
-        let radii: Vec<Radius> = radius_keys.iter().map(radius_of).collect();
+        let radii: Vec<Radius> = radius_keys.iter().map(|key| radius_of(key, query)).collect();
         let filter = (!filter_keys.is_empty()).then(|| {
             // SAFETY: keys on this index's filter columns.
             unsafe { cache.filters.query(&filter_keys) }
         });
-        self.recheck = filter.is_some();
+        // Filter values are compared by hash, which can collide, and the radius with slack: the
+        // executor rechecks both.
+        self.recheck = filter.is_some() || !radii.is_empty();
         if cache.index.quantizer.is_some() && !meta.keeps_vectors() && self.heap.is_none() {
             let attribute = cache
                 .heap_attribute

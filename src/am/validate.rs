@@ -4,7 +4,7 @@
 //!
 //! Rules for a vector operator class (pgvector's opclass shape): operator strategy 1, for ORDER BY,
 //! returning float8, both sides the opclass's input type, and optionally pgivf's strategy 2 radius
-//! operator (input type, float8) -> boolean for searches; support functions 1 (distance,
+//! operator (input type, sphere) -> boolean for searches; support functions 1 (distance,
 //! required) and 3 (k-means distance) take two inputs and return float8; 2 (norm) and 4 (k-means
 //! norm) take one and return float8; 5 is a type-support function; 6 (required) names the metric,
 //! one of pgivf's `ivfflat_metric_*(internal)`; no other numbers.
@@ -13,6 +13,7 @@
 //! the vector): strategy 3 only, a search operator returning boolean with both sides the input type,
 //! which must be one the filter columns can hash (filters.rs); no support functions.
 
+use super::catalog::{family_operators, family_procs, signature};
 use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 use std::ffi::CStr;
 
@@ -23,62 +24,6 @@ fn info(message: String) {
         "amvalidate",
     )
     .report(PgLogLevel::INFO);
-}
-
-/// Return type and argument types of a function, from its pg_proc row.
-fn signature(function: pg_sys::Oid) -> Option<(pg_sys::Oid, Vec<pg_sys::Oid>)> {
-    // SAFETY: syscache lookup by oid; the tuple is released before returning.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::PROCOID as i32,
-            pg_sys::Datum::from(function),
-        );
-        if tuple.is_null() {
-            return None;
-        }
-        let form = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
-        let args = form
-            .proargtypes
-            .values
-            .as_slice(form.pronargs as usize)
-            .to_vec();
-        let result = (form.prorettype, args);
-        pg_sys::ReleaseSysCache(tuple);
-        Some(result)
-    }
-}
-
-/// Copies of the rows of a syscache list looked up by one key (an operator family).
-fn family_rows<T: Copy>(cache: pg_sys::SysCacheIdentifier::Type, family: pg_sys::Oid) -> Vec<T> {
-    // SAFETY: a catcache list lookup by oid; its members' tuples have form type `T` for the cache
-    // asked, and are copied before the list is released.
-    unsafe {
-        let list = pg_sys::SearchSysCacheList(
-            cache as i32,
-            1,
-            pg_sys::Datum::from(family),
-            pg_sys::Datum::from(0),
-            pg_sys::Datum::from(0),
-        );
-        let rows = (*list)
-            .members
-            .as_slice((*list).n_members as usize)
-            .iter()
-            .map(|member| *pg_sys::GETSTRUCT(&mut (**member).tuple).cast::<T>())
-            .collect();
-        pg_sys::ReleaseCatCacheList(list);
-        rows
-    }
-}
-
-/// The operators of an operator family (its pg_amop rows).
-fn family_operators(family: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_amop> {
-    family_rows(pg_sys::SysCacheIdentifier::AMOPSTRATEGY, family)
-}
-
-/// The support functions of an operator family (its pg_amproc rows).
-fn family_procs(family: pg_sys::Oid) -> Vec<pg_sys::FormData_pg_amproc> {
-    family_rows(pg_sys::SysCacheIdentifier::AMPROCNUM, family)
 }
 
 #[pgrx::pg_guard]
@@ -115,14 +60,16 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
         let operators = family_operators(family);
         for op in &operators {
             if op.amoplefttype == input_type
-                && op.amoprighttype == pg_sys::FLOAT8OID
+                && op.amoprighttype != input_type
                 && op.amopstrategy == super::radius::WITHIN_STRATEGY as i16
             {
-                // The radius operator (radius.rs): a search operator (vector, float8) -> boolean.
+                // The radius operator (radius.rs): a search operator (vector, sphere) -> boolean,
+                // the sphere a composite of the input type and float8.
                 let function = pg_sys::get_opcode(op.amopopr);
                 let ok = op.amoppurpose as u8 == pg_sys::AMOP_SEARCH
+                    && pg_sys::get_typtype(op.amoprighttype) == pg_sys::TYPTYPE_COMPOSITE as std::ffi::c_char
                     && matches!(signature(function), Some((result, args))
-                        if result == pg_sys::BOOLOID && args == [input_type, pg_sys::FLOAT8OID]);
+                        if result == pg_sys::BOOLOID && args == [input_type, op.amoprighttype]);
                 if !ok {
                     info(format!("ivfflat operator class \"{name}\" contains radius operator {} with wrong signature", u32::from(op.amopopr)));
                     valid = false;

@@ -2,9 +2,10 @@
 # Concurrency soak: 8 pgbench clients mixing inserts, updates, deletes and searches, with a VACUUM
 # every second, against one ivfflat index, for PGIVF_SOAK_SECONDS per index (60 in CI; run it for an
 # hour with PGIVF_SOAK_SECONDS=3600 bash tests/integration/concurrency.sh): a flat index, then a
-# RaBitQ one that spills (each row's code in two lists, sharing one vector). No errors; afterwards
-# the verifier passes, every row is found through the index exactly once, and at probes = lists the
-# index returns exactly what a sequential scan returns.
+# RaBitQ one that spills (each row's code in two lists, sharing one vector), with ivfflat_verify
+# running in a loop beside the writers, where it must never report a healthy index as corrupted.
+# No errors; afterwards the verifier passes, every row is found through the index exactly once, and
+# at probes = lists the index returns exactly what a sequential scan returns.
 source "$(dirname "$0")/lib.sh"
 SECONDS_TO_RUN=${PGIVF_SOAK_SECONDS:-60}
 new_cluster main
@@ -37,10 +38,22 @@ SQL
     while ((SECONDS < end)); do sql $P -c "VACUUM items" || exit 1; sleep 1; done
 ) &
 vacuum_pid=$!
+(
+    end=$((SECONDS + SECONDS_TO_RUN))
+    runs=0
+    while ((SECONDS < end)); do
+        out=$(sql $P -c "SELECT ivfflat_verify('items_v')" 2>&1) || { echo "$out" >"$WORK/verify.failed"; exit 1; }
+        runs=$((runs + 1))
+    done
+    echo "$runs" >"$WORK/verify.runs"
+) &
+verify_pid=$!
 "$PG_BIN/pgbench" -n -h 127.0.0.1 -p $P -U postgres -c 8 -j 2 -T "$SECONDS_TO_RUN" \
     -f "$WORK/insert.sql@4" -f "$WORK/update.sql@2" -f "$WORK/delete.sql@1" -f "$WORK/search.sql@3" postgres >"$WORK/pgbench.log" 2>&1 ||
     { cat "$WORK/pgbench.log"; fail "pgbench reported errors"; }
 wait $vacuum_pid || fail "concurrent VACUUM failed"
+wait $verify_pid || fail "ivfflat_verify beside the writers reported: $(cat "$WORK/verify.failed")"
+echo "figure: ivfflat_verify of WITH ($options) beside the writers: $(cat "$WORK/verify.runs") runs, no false report"
 grep -E "^(number of transactions actually processed|number of failed transactions|tps)" "$WORK/pgbench.log" || true
 echo "figure: soak of WITH ($options): $SECONDS_TO_RUN s, $(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$WORK/pgbench.log") transactions, 8 clients"
 

@@ -51,5 +51,29 @@ SELECT bool_and(d >= lag_d) AS in_order, count(*) AS rows FROM (
     SELECT d, lag(d, 1, 0.0::float8) OVER () AS lag_d FROM (SELECT v <-> :q AS d FROM pts WHERE v <-> :q < 2.5 ORDER BY v <-> :q LIMIT 100000) s) t;
 RESET ivfflat.iterative_scan;
 RESET enable_seqscan;
+
+-- The radius operators mean the same under every plan: v <<op>> sphere(c, r) holds when v's distance
+-- to c by op is at most r, written by hand, around the ORDER BY vector or another one.
+CREATE FUNCTION sphere_check(cond text) RETURNS TABLE (by_index bigint, by_seqscan bigint, same bool) LANGUAGE plpgsql AS $$
+DECLARE got int[]; want int[]; q vector := (SELECT v FROM pts WHERE id = 7);
+BEGIN
+    SET LOCAL enable_seqscan = off;
+    SET LOCAL ivfflat.probes = 40;
+    EXECUTE format('SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM pts WHERE %s ORDER BY v <-> $1 LIMIT 10) s', cond) INTO got USING q;
+    SET LOCAL enable_indexscan = off;
+    SET LOCAL enable_seqscan = on;
+    EXECUTE format('SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM pts WHERE %s ORDER BY v <-> $1, id LIMIT 10) s', cond) INTO want USING q;
+    RETURN QUERY SELECT coalesce(cardinality(got), 0)::bigint, coalesce(cardinality(want), 0)::bigint, coalesce(got = want, got IS NULL AND want IS NULL);
+END $$;
+SELECT 'around q, 0.01' AS cond, * FROM sphere_check('v <<->> sphere($1, 0.01)')
+UNION ALL SELECT 'around q, 1.5', * FROM sphere_check('v <<->> sphere($1, 1.5)')
+UNION ALL SELECT 'around another vector', * FROM sphere_check('v <<->> sphere((SELECT v FROM pts WHERE id = 8), 1.0)')
+UNION ALL SELECT 'NULL radius', * FROM sphere_check('v <<->> sphere($1, NULL)')
+UNION ALL SELECT 'NaN radius', * FROM sphere_check('v <<->> sphere($1, ''NaN'')');
+SELECT '[3,4]'::vector <<->> sphere('[0,0]', 5) AS l2_on_the_boundary, '[3,4]'::vector <<->> sphere('[0,0]', 4.99) AS l2_outside,
+       '[1,0]'::vector <<=>> sphere('[0,1]', 1) AS cosine_right_angle, '[0,0]'::vector <<=>> sphere('[0,1]', 2) AS cosine_of_zero,
+       '[1,2]'::vector <<#>> sphere('[3,4]', -11) AS ip_equal, '[1,2]'::vector <<->> ROW('[1,2]', NULL)::sphere AS null_radius;
+SELECT '[1,2,3]'::vector <<->> sphere('[1,2]', 1);
+DROP FUNCTION sphere_check;
 DROP FUNCTION radius_check;
 DROP TABLE pts;
