@@ -1,6 +1,7 @@
 -- pgivf 0.2.0 -> 0.3.0: vector operator classes name their metric (support function 6); ivfflat_verify
 -- and ivfflat_stats are for roles granted EXECUTE, on tables they own or may read; the radius operators
--- take a sphere (center, radius) and mean the same under every plan.
+-- take a sphere (center, radius) and mean the same under every plan; integer filter columns match
+-- integers of every width.
 \echo Use "ALTER EXTENSION pgivf UPDATE TO '0.3.0'" to load this file. \quit
 
 CREATE FUNCTION @extschema@.ivfflat_metric_l2(pg_catalog.internal) RETURNS pg_catalog.void
@@ -57,3 +58,13 @@ ALTER OPERATOR FAMILY @extschema@.vector_ip_ops USING ivfflat
 ALTER OPERATOR FAMILY @extschema@.vector_cosine_ops USING ivfflat
 	ADD OPERATOR 2 @extschema@.<<=>> (@extschema@.vector, @extschema@.sphere);
 
+
+ALTER OPERATOR FAMILY @extschema@.int2_filter_ops USING ivfflat ADD
+	OPERATOR 3 pg_catalog.= (pg_catalog.int2, pg_catalog.int4),
+	OPERATOR 3 pg_catalog.= (pg_catalog.int2, pg_catalog.int8);
+ALTER OPERATOR FAMILY @extschema@.int4_filter_ops USING ivfflat ADD
+	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int2),
+	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int8);
+ALTER OPERATOR FAMILY @extschema@.int8_filter_ops USING ivfflat ADD
+	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int2),
+	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int4);

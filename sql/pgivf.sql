@@ -277,6 +277,17 @@ CREATE OPERATOR CLASS @extschema@.int4_filter_ops DEFAULT FOR TYPE pg_catalog.in
 	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int4);
 CREATE OPERATOR CLASS @extschema@.int8_filter_ops DEFAULT FOR TYPE pg_catalog.int8 USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int8);
+-- An integer column is matched by integers of any width (bigint_col = 42, parameters that drivers send
+-- as another width): its family also has = against the other two (since 0.3.0).
+ALTER OPERATOR FAMILY @extschema@.int2_filter_ops USING ivfflat ADD
+	OPERATOR 3 pg_catalog.= (pg_catalog.int2, pg_catalog.int4),
+	OPERATOR 3 pg_catalog.= (pg_catalog.int2, pg_catalog.int8);
+ALTER OPERATOR FAMILY @extschema@.int4_filter_ops USING ivfflat ADD
+	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int2),
+	OPERATOR 3 pg_catalog.= (pg_catalog.int4, pg_catalog.int8);
+ALTER OPERATOR FAMILY @extschema@.int8_filter_ops USING ivfflat ADD
+	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int2),
+	OPERATOR 3 pg_catalog.= (pg_catalog.int8, pg_catalog.int4);
 CREATE OPERATOR CLASS @extschema@.bool_filter_ops DEFAULT FOR TYPE pg_catalog.bool USING ivfflat AS
 	OPERATOR 3 pg_catalog.= (pg_catalog.bool, pg_catalog.bool);
 CREATE OPERATOR CLASS @extschema@.text_filter_ops DEFAULT FOR TYPE pg_catalog.text USING ivfflat AS

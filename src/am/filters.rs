@@ -64,6 +64,27 @@ impl FilterColumns {
                         Some("Filter columns can be text, varchar, smallint, integer, bigint, boolean or uuid."),
                     ),
                 };
+                // The operator class's equality must be one whose equal values have equal bytes
+                // (integers: equal values), or the index would miss rows it equates.
+                // SAFETY: an open index; rd_opfamily and rd_opcintype have one entry per key column.
+                let equality = unsafe {
+                    let family = *(*index).rd_opfamily.add(i);
+                    let input_type = *(*index).rd_opcintype.add(i);
+                    let operator = pg_sys::get_opfamily_member(
+                        family,
+                        input_type,
+                        input_type,
+                        EQUALITY_STRATEGY as i16,
+                    );
+                    (operator != pg_sys::InvalidOid).then(|| pg_sys::get_opcode(operator))
+                };
+                if !equality.is_some_and(is_hashable_equality) {
+                    raise_with(
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "the operator class of an ivfflat filter column must use the type's own equality".into(),
+                        Some("Filter columns hash values: an equality under which values with different bytes are equal (a case-insensitive one, say) would miss rows."),
+                    );
+                }
                 // Equal strings must have equal bytes for their hashes to agree.
                 // SAFETY: a collation oid from the index.
                 if kind == FilterType::Text
@@ -100,13 +121,29 @@ impl FilterColumns {
     /// # Safety
     /// `datum` must be a value of the column's type (ignored when `isnull`).
     pub unsafe fn hash(&self, column: usize, datum: pg_sys::Datum, isnull: bool) -> u64 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.hash_as(column, datum, isnull, self.types[column]) }
+    }
+
+    /// The hash of a value of type `kind` compared with filter column `column` (a cross-type
+    /// integer comparison's other side): integers hash alike whatever their width.
+    ///
+    /// # Safety
+    /// `datum` must be a value of type `kind` (ignored when `isnull`).
+    unsafe fn hash_as(
+        &self,
+        column: usize,
+        datum: pg_sys::Datum,
+        isnull: bool,
+        kind: FilterType,
+    ) -> u64 {
         if isnull {
             return filter::NULL_HASH;
         }
         let raw = datum.value();
         // SAFETY: guaranteed by the caller: pass-by-value integers in the datum, pointers otherwise.
         unsafe {
-            match self.types[column] {
+            match kind {
                 FilterType::Int2 => filter::hash_integer(column, i64::from(raw as i16)),
                 FilterType::Int4 => filter::hash_integer(column, i64::from(raw as i32)),
                 FilterType::Int8 => filter::hash_integer(column, raw as i64),
@@ -125,6 +162,15 @@ impl FilterColumns {
                     hash
                 }
             }
+        }
+    }
+
+    /// The filter type of a value compared with filter column `column`: an integer of another
+    /// width for cross-type integer comparisons, else the column's own.
+    fn argument_type(&self, column: usize, type_oid: pg_sys::Oid) -> FilterType {
+        match (self.types[column], integer_type(type_oid)) {
+            (FilterType::Int2 | FilterType::Int4 | FilterType::Int8, Some(integer)) => integer,
+            (own, _) => own,
         }
     }
 
@@ -156,12 +202,15 @@ impl FilterColumns {
                 .columns
                 .iter()
                 .position(|&at| at as i32 + 1 == i32::from(key.sk_attno));
-            let Some(column) = position.filter(|_| key.sk_strategy == EQUALITY_STRATEGY) else {
+            let hashable = is_hashable_equality(key.sk_func.fn_oid);
+            let Some(column) =
+                position.filter(|_| key.sk_strategy == EQUALITY_STRATEGY && hashable)
+            else {
                 raise_with(
                     PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
                     format!(
-                        "unexpected ivfflat index condition on column {} with strategy {}",
-                        key.sk_attno, key.sk_strategy
+                        "unexpected ivfflat index condition on column {} with strategy {} and function {}",
+                        key.sk_attno, key.sk_strategy, u32::from(key.sk_func.fn_oid)
                     ),
                     None,
                 );
@@ -170,11 +219,14 @@ impl FilterColumns {
             let hashes = if flags & pg_sys::SK_ISNULL != 0 {
                 Vec::new() // col = NULL matches nothing
             } else if flags & pg_sys::SK_SEARCHARRAY != 0 {
-                // SAFETY: an array of the column's type, as the planner built the clause.
+                // SAFETY: an array of the operator's right-hand type, as the planner built the clause.
                 unsafe { self.array_hashes(column, key.sk_argument) }
             } else {
-                // SAFETY: a value of the column's type.
-                vec![unsafe { self.hash(column, key.sk_argument, false) }]
+                // The right-hand type of the key's operator: the column's, or an integer of another
+                // width (the family's cross-type operators).
+                let kind = self.argument_type(column, key.sk_subtype);
+                // SAFETY: a value of that type.
+                vec![unsafe { self.hash_as(column, key.sk_argument, false, kind) }]
             };
             query.require(column, hashes);
         }
@@ -207,12 +259,44 @@ impl FilterColumns {
                 &mut nulls,
                 &mut count,
             );
+            let kind = self.argument_type(column, element_type);
             (0..count as usize)
                 .filter(|&i| !*nulls.add(i))
-                .map(|i| self.hash(column, *elements.add(i), false))
+                .map(|i| self.hash_as(column, *elements.add(i), false, kind))
                 .collect()
         }
     }
+}
+
+/// The filter type of an integer type, None for any other.
+fn integer_type(type_oid: pg_sys::Oid) -> Option<FilterType> {
+    match type_oid {
+        pg_sys::INT2OID => Some(FilterType::Int2),
+        pg_sys::INT4OID => Some(FilterType::Int4),
+        pg_sys::INT8OID => Some(FilterType::Int8),
+        _ => None,
+    }
+}
+
+/// The equality functions whose notion of equal is the one filter hashes keep: equal values have
+/// equal bytes (integers of any width as their value). An operator class whose equality is any
+/// other (a case-insensitive one, say) would have the index miss rows it equates.
+pub fn is_hashable_equality(function: pg_sys::Oid) -> bool {
+    [
+        pg_sys::F_INT2EQ,
+        pg_sys::F_INT4EQ,
+        pg_sys::F_INT8EQ,
+        pg_sys::F_INT24EQ,
+        pg_sys::F_INT42EQ,
+        pg_sys::F_INT28EQ,
+        pg_sys::F_INT82EQ,
+        pg_sys::F_INT48EQ,
+        pg_sys::F_INT84EQ,
+        pg_sys::F_BOOLEQ,
+        pg_sys::F_TEXTEQ,
+        pg_sys::F_UUID_EQ,
+    ]
+    .contains(&u32::from(function))
 }
 
 fn type_name(type_oid: pg_sys::Oid) -> String {

@@ -150,8 +150,8 @@ unsafe extern "C-unwind" fn add_radius_conditions(
             else {
                 continue;
             };
-            let sphere = pg_sys::palloc0(std::mem::size_of::<pg_sys::RowExpr>())
-                .cast::<pg_sys::RowExpr>();
+            let sphere =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::RowExpr>()).cast::<pg_sys::RowExpr>();
             (*sphere).xpr.type_ = pg_sys::NodeTag::T_RowExpr;
             (*sphere).args = pg_sys::lappend(
                 pg_sys::lappend(std::ptr::null_mut(), query.cast()),
@@ -204,11 +204,17 @@ unsafe extern "C-unwind" fn add_radius_conditions(
     }
 }
 
-/// The family's radius operator for `input_type` (strategy 2) and the sphere type it takes.
-fn within_operator(family: pg_sys::Oid, input_type: pg_sys::Oid) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
+/// The family's radius operator for `input_type` (strategy 2) and the sphere type it takes. A 0.2.0
+/// install not yet updated has one taking a bare radius, which is left alone.
+fn within_operator(
+    family: pg_sys::Oid,
+    input_type: pg_sys::Oid,
+) -> Option<(pg_sys::Oid, pg_sys::Oid)> {
     super::catalog::family_operators(family)
         .into_iter()
         .find(|op| op.amopstrategy == WITHIN_STRATEGY as i16 && op.amoplefttype == input_type)
+        // SAFETY: a type oid from the catalog.
+        .filter(|op| unsafe { pg_sys::get_typtype(op.amoprighttype) } == pg_sys::TYPTYPE_COMPOSITE as std::ffi::c_char)
         .map(|op| (op.amopopr, op.amoprighttype))
 }
 
@@ -220,7 +226,8 @@ pub unsafe fn sphere_of<'a>(datum: pg_sys::Datum) -> Option<(&'a [f32], f64)> {
     // SAFETY: a composite datum (detoasted to a HeapTupleHeader) of the sphere type, whose
     // attributes are a vector and a float8.
     unsafe {
-        let tuple = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::HeapTupleHeaderData>();
+        let tuple =
+            pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::HeapTupleHeaderData>();
         let mut isnull = false;
         let center = pg_sys::GetAttributeByNum(tuple, 1, &mut isnull);
         if isnull {
@@ -230,7 +237,10 @@ pub unsafe fn sphere_of<'a>(datum: pg_sys::Datum) -> Option<(&'a [f32], f64)> {
         if isnull {
             return None;
         }
-        Some((vector::detoast(center), f64::from_bits(radius.value() as u64)))
+        Some((
+            vector::detoast(center),
+            f64::from_bits(radius.value() as u64),
+        ))
     }
 }
 
@@ -239,7 +249,10 @@ pub unsafe fn sphere_of<'a>(datum: pg_sys::Datum) -> Option<(&'a [f32], f64)> {
 ///
 /// # Safety
 /// `fcinfo` must be a call with a vector and a sphere, both non-NULL.
-unsafe fn within(fcinfo: pg_sys::FunctionCallInfo, distance: fn(&[f32], &[f32]) -> f64) -> pg_sys::Datum {
+unsafe fn within(
+    fcinfo: pg_sys::FunctionCallInfo,
+    distance: fn(&[f32], &[f32]) -> f64,
+) -> pg_sys::Datum {
     // SAFETY: guaranteed by the caller.
     let (row, sphere) = unsafe {
         (
@@ -273,7 +286,20 @@ pg_function!(vector_within_ip, pg_finfo_vector_within_ip, |fcinfo| {
     unsafe { within(fcinfo, |a, b| -f64::from(distance::dot(a, b))) }
 });
 
-pg_function!(vector_within_cosine, pg_finfo_vector_within_cosine, |fcinfo| {
-    // SAFETY: (vector, sphere), STRICT.
-    unsafe { within(fcinfo, cosine_distance_of) }
-});
+pg_function!(
+    vector_within_cosine,
+    pg_finfo_vector_within_cosine,
+    |fcinfo| {
+        // SAFETY: (vector, sphere), STRICT.
+        unsafe { within(fcinfo, cosine_distance_of) }
+    }
+);
+
+// 0.2.0's radius operators' function, (vector, float8) -> true: kept so that a 0.2.0 install works
+// until ALTER EXTENSION pgivf UPDATE, and so that the 0.1.0 -> 0.2.0 script it runs on the way to
+// 0.3.0 finds its symbol; 0.3.0 drops it.
+pg_function!(
+    vector_within_index,
+    pg_finfo_vector_within_index,
+    |_fcinfo| { pg_sys::Datum::from(true) }
+);

@@ -206,7 +206,10 @@ impl ScanState {
             .iter()
             .copied()
             .partition(|key| key.sk_attno == vector_attno);
-        let radii: Vec<Radius> = radius_keys.iter().map(|key| radius_of(key, query)).collect();
+        let radii: Vec<Radius> = radius_keys
+            .iter()
+            .map(|key| radius_of(key, query))
+            .collect();
         let filter = (!filter_keys.is_empty()).then(|| {
             // SAFETY: keys on this index's filter columns.
             unsafe { cache.filters.query(&filter_keys) }

@@ -67,7 +67,8 @@ pub unsafe extern "C-unwind" fn amvalidate(opclass: pg_sys::Oid) -> bool {
                 // the sphere a composite of the input type and float8.
                 let function = pg_sys::get_opcode(op.amopopr);
                 let ok = op.amoppurpose as u8 == pg_sys::AMOP_SEARCH
-                    && pg_sys::get_typtype(op.amoprighttype) == pg_sys::TYPTYPE_COMPOSITE as std::ffi::c_char
+                    && pg_sys::get_typtype(op.amoprighttype)
+                        == pg_sys::TYPTYPE_COMPOSITE as std::ffi::c_char
                     && matches!(signature(function), Some((result, args))
                         if result == pg_sys::BOOLOID && args == [input_type, op.amoprighttype]);
                 if !ok {
@@ -191,18 +192,28 @@ unsafe fn validate_filter_class(family: pg_sys::Oid, input_type: pg_sys::Oid, na
         let operators = family_operators(family);
         let mut has_equality = false;
         for op in &operators {
-            if op.amoplefttype != input_type || op.amoprighttype != input_type {
+            if op.amoplefttype != input_type {
                 continue;
             }
+            let function = pg_sys::get_opcode(op.amopopr);
             let shape_ok = op.amopstrategy == super::filters::EQUALITY_STRATEGY as i16
                 && op.amoppurpose as u8 == pg_sys::AMOP_SEARCH
-                && matches!(signature(pg_sys::get_opcode(op.amopopr)),
+                && matches!(signature(function),
                     Some((result, args)) if result == pg_sys::BOOLOID && args.len() == 2);
             if !shape_ok {
                 info(format!("ivfflat operator class \"{name}\" contains operator {} that is not an equality search operator with strategy {}", u32::from(op.amopopr), super::filters::EQUALITY_STRATEGY));
                 valid = false;
+                continue;
             }
-            has_equality |= shape_ok;
+            // The index compares hashes of the values' bytes: only an equality that holds exactly
+            // for equal bytes may be an index condition.
+            if !super::filters::is_hashable_equality(function) {
+                let operator = std::ffi::CStr::from_ptr(pg_sys::format_operator(op.amopopr));
+                info(format!("ivfflat operator class \"{name}\" contains operator {} whose equality is not the one filter columns hash by", operator.to_string_lossy()));
+                valid = false;
+                continue;
+            }
+            has_equality |= op.amoprighttype == input_type;
         }
         if !has_equality {
             info(format!(

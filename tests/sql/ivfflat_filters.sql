@@ -123,12 +123,44 @@ CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2', d
 CREATE INDEX ON docs USING ivfflat (embedding, topic COLLATE case_insensitive);
 DROP COLLATION case_insensitive;
 CREATE INDEX ON docs USING ivfflat (embedding) INCLUDE (topic);
+-- an equality under which different bytes are equal cannot be an ivfflat filter (the index compares
+-- hashes of the bytes): amvalidate refuses the operator class, CREATE INDEX refuses to use it
+CREATE FUNCTION ci_eq(text, text) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT lower($1) = lower($2)';
+CREATE OPERATOR === (LEFTARG = text, RIGHTARG = text, FUNCTION = ci_eq);
+CREATE OPERATOR CLASS ci_filter_ops FOR TYPE text USING ivfflat AS OPERATOR 3 === (text, text);
+SELECT amvalidate(oid) FROM pg_opclass WHERE opcname = 'ci_filter_ops';
+CREATE INDEX ON docs USING ivfflat (embedding, topic ci_filter_ops);
+DROP OPERATOR CLASS ci_filter_ops USING ivfflat;
+DROP OPERATOR === (text, text);
+DROP FUNCTION ci_eq;
 -- an entry must fit a page: 2,000 dimensions leave room for 18 filter columns, not 19
 CREATE TABLE wide (v vector(2000), c1 int, c2 int, c3 int, c4 int, c5 int, c6 int, c7 int, c8 int, c9 int, c10 int,
     c11 int, c12 int, c13 int, c14 int, c15 int, c16 int, c17 int, c18 int, c19 int);
 CREATE INDEX ON wide USING ivfflat (v, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18) WITH (lists = 1);
 CREATE INDEX ON wide USING ivfflat (v, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19) WITH (lists = 1);
 DROP TABLE wide;
+
+-- integer filter columns match integers of every width: bigint_col = 42, and parameters that drivers
+-- send as another width, are index conditions and find the same rows
+CREATE TABLE widths (id int PRIMARY KEY, small int2, mid int4, big int8, embedding vector(8));
+INSERT INTO widths SELECT i, i % 9, i % 9, i % 9, (SELECT array_agg(sin(i * 0.7 + d)) FROM generate_series(1, 8) d) FROM generate_series(1, 3000) i;
+CREATE INDEX widths_idx ON widths USING ivfflat (embedding, small, mid, big) WITH (lists = 10);
+ANALYZE widths;
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM widths WHERE big = 4 AND mid = 4::int8 AND small = 4 ORDER BY embedding <-> '[1,0,1,0,1,0,1,0]' LIMIT 5;
+PREPARE by_width(int8, int2, int4) AS SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM widths WHERE small = $1 AND mid = $2 AND big = $3 ORDER BY embedding <-> '[1,0,1,0,1,0,1,0]' LIMIT 5) s;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE by_width(4, 4, 4);
+RESET plan_cache_mode;
+SET ivfflat.probes = 10;
+SELECT (SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM widths WHERE small = 4::int8 AND mid = 4::int2 AND big = 4::int4 ORDER BY embedding <-> '[1,0,1,0,1,0,1,0]' LIMIT 5) s)
+     = (SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM widths WHERE id % 9 = 4 ORDER BY embedding <-> '[1,0,1,0,1,0,1,0]', id LIMIT 5) s) AS same_rows,
+       (SELECT count(*) FROM (SELECT id FROM widths WHERE big = ANY('{4,5}'::int4[]) AND mid = ANY(ARRAY[4, 5]::int8[]) ORDER BY embedding <-> '[1,0,1,0,1,0,1,0]' LIMIT 1000) s) AS any_rows;
+EXECUTE by_width(4, 4, 4);
+DEALLOCATE by_width;
+RESET ivfflat.probes;
+RESET enable_seqscan;
+DROP TABLE widths;
 
 -- every ivfflat operator class validates
 SELECT opcname, amvalidate(oid) FROM pg_opclass WHERE opcmethod = (SELECT oid FROM pg_am WHERE amname = 'ivfflat') ORDER BY opcname;
