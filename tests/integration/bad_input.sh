@@ -70,7 +70,7 @@ stop_cluster "$DIR_main"
 KINDS=(random_bytes zero_special bad_magic dir_past_end self_loop next_to_meta nan_centroid pd_lower
     first_entry meta_lists meta_metric meta_metric_high meta_flags meta_shape zero_meta garbage_page truncated tid_invalid_block tid_past_heap
     tid_offset_zero cycle q_location_p_new q_location_past_end q_location_offset q_random_codes
-    q_heap_random_codes)
+    q_heap_random_codes tail_to_directory dead_next_self)
 # Quantized lists (q_*): codes with their vectors' locations in the index, or (q_heap_*) codes only.
 # A damaged location must reach the scan: without spilling, no second code of the row stands in.
 declare -A INDEX_OPTIONS=([q_location_p_new]="quantizer = 'rabitq', spill = off"
@@ -80,7 +80,7 @@ declare -A INDEX_OPTIONS=([q_location_p_new]="quantizer = 'rabitq', spill = off"
 # are only caught through heapallindexed (the rows they replaced are missing). A scan re-ranks from
 # the table what damaged codes of rerank = 'heap' point at, and may find nothing wrong.
 declare -A QUERY_MAY_SUCCEED=([random_bytes]=1 [nan_centroid]=1 [tid_invalid_block]=1 [tid_past_heap]=1 [tid_offset_zero]=1
-    [q_random_codes]=1 [q_heap_random_codes]=1)
+    [q_random_codes]=1 [q_heap_random_codes]=1 [tail_to_directory]=1)
 declare -A VERIFY_MAY_PASS=([random_bytes]=1)
 
 new_cluster corrupt

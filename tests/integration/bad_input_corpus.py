@@ -825,6 +825,33 @@ def corrupt(path, kind):
         at = middle * BLOCK + HEADER + 2000
         buf[at:at + 512] = bytes(rng.randrange(256) for _ in range(512))
         where += f'; 512 random bytes on page {middle}'
+    elif kind == 'tail_to_directory':   # every list's tail is the directory page: an insert must not
+        # write entries into it (nor, once it is full, wait for its own lock to extend the list)
+        for k in range(lists):
+            struct.pack_into('<I', buf, dir_offset(k) + 4, dstart)
+        where += f'; every list\'s tail set to directory page {dstart}'
+    elif kind == 'dead_next_self':      # a dead entry that continues onto the "next" page, which is
+        # its own page, where inserts are told to reuse slots: the overwrite must not lock its page twice
+        damaged = []
+        for k in range(lists):
+            first = struct.unpack_from('<I', buf, dir_offset(k))[0]
+            if first == INVALID:
+                continue
+            page = first * BLOCK
+            first_entry, = struct.unpack_from('<H', buf, page + SPECIAL + 4)
+            used = struct.unpack_from('<H', buf, page + 12)[0] - HEADER
+            starts = range(first_entry, used, stride)
+            straddling = [o for o in starts if o + stride > CAPACITY]
+            if not straddling:
+                continue
+            at = page + HEADER + straddling[0]
+            struct.pack_into('<H', buf, at + 6, struct.unpack_from('<H', buf, at + 6)[0] | 1)
+            struct.pack_into('<I', buf, page + SPECIAL, first)
+            struct.pack_into('<I', buf, dir_offset(k) + 8, first)
+            damaged.append(k)
+        if not damaged:
+            sys.exit(f'no list of {path} has an entry that continues past its first page')
+        where += f'; lists {damaged}: a straddling entry of the first page dead, the page its own next, the free-slot hint on it'
     elif kind == 'tid_offset_zero':     # heap offsets 0 and 0xFFFF
         struct.pack_into('<H', buf, head * BLOCK + HEADER + 4, 0)
         struct.pack_into('<H', buf, head * BLOCK + HEADER + stride + 4, 0xFFFF)
