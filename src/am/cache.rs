@@ -60,6 +60,11 @@ pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
         ))
         .or_corrupt(index);
     }
+    pgrx::debug1!(
+        "ivfflat: index \"{}\" loaded into this backend's cache ({} lists)",
+        crate::error::relation_name(index),
+        meta.lists
+    );
     let loaded = Rc::new(IndexCache {
         index: LoadedIndex::load(&store, meta).or_corrupt(index),
         recent_buffers: RefCell::new(Vec::new()),

@@ -35,6 +35,24 @@ SELECT count(*) AS rows_after_truncate FROM (SELECT id FROM churn ORDER BY embed
 RESET ivfflat.probes;
 DROP TABLE churn, churn_copy, sizes;
 
+-- Work follows what changed: a row whose norm is the largest yet widens the meta page's bound,
+-- and the backends keep their centroids (no reload); a VACUUM with nothing to delete reads no page
+-- of the index.
+CREATE TABLE norms (id int, embedding vector(4));
+INSERT INTO norms SELECT i, ARRAY[sin(i), cos(i), 1, 0]::vector FROM generate_series(1, 1000) i;
+CREATE INDEX norms_idx ON norms USING ivfflat (embedding vector_ip_ops) WITH (lists = 4);
+SELECT count(*) FROM (SELECT id FROM norms ORDER BY embedding <#> '[1,0,0,0]' LIMIT 3) s;
+SET client_min_messages = debug1;
+INSERT INTO norms VALUES (1001, '[100,0,0,0]');
+SELECT id FROM norms ORDER BY embedding <#> '[1,0,0,0]' LIMIT 1;
+RESET client_min_messages;
+SELECT pg_stat_force_next_flush();
+SELECT idx_blks_read + idx_blks_hit AS pages_before FROM pg_statio_user_indexes WHERE indexrelname = 'norms_idx' \gset
+VACUUM norms;
+SELECT pg_stat_force_next_flush();
+SELECT idx_blks_read + idx_blks_hit - :pages_before AS index_pages_read_by_vacuum FROM pg_statio_user_indexes WHERE indexrelname = 'norms_idx';
+DROP TABLE norms;
+
 -- an index built on an empty table takes inserts
 CREATE TABLE empty_then_full (id int, embedding vector(4));
 CREATE INDEX ON empty_then_full USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4);
