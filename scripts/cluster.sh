@@ -4,7 +4,9 @@
 # on a free loopback port, with the settings of pg_test_configs/base.conf (plus any extra fragments).
 # Clients connect over TCP as the `postgres` superuser with trust authentication.
 
-PG_BIN="$(pg_config --bindir)"
+# PGIVF_PG_CONFIG picks another PostgreSQL than the one on the PATH (tests of other versions).
+PG_CONFIG="${PGIVF_PG_CONFIG:-pg_config}"
+PG_BIN="$("$PG_CONFIG" --bindir)"
 PGIVF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 free_port() {

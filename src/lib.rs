@@ -8,6 +8,7 @@
 #[macro_use]
 mod fmgr;
 mod am;
+mod compat;
 mod error;
 mod types;
 

@@ -36,8 +36,8 @@ start_cluster "$WORK/main" "$PORT"
 echo "==> SQL regression tests (pg_regress, tests/sql)"
 mkdir -p "$WORK/regress"
 chmod 777 "$WORK/regress"
-"$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress" \
-    --host=127.0.0.1 --port="$PORT" --user=postgres \
+"$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress" \
+    --bindir="$PG_BIN" --host=127.0.0.1 --port="$PORT" --user=postgres \
     --inputdir=tests --outputdir="$WORK/regress" --load-extension=pgivf \
     --dbname=pgivf_regression --schedule=tests/schedule 2>&1 | tee "$WORK/regress/run.log" | grep -E "^(test|     |ok|not ok|#)" | sed 's/^/  /'
 count "$(grep -cE '\.\.\. ok|^ok ' "$WORK/regress/run.log")" "$(grep -cE '\.\.\. FAILED|^not ok|failed \(ignored\)' "$WORK/regress/run.log")"

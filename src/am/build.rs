@@ -125,13 +125,13 @@ fn maintenance_work_mem_bytes() -> usize {
 /// stale.
 fn build_id(index: pg_sys::Relation) -> u64 {
     // SAFETY: plain reads of the clock, the backend's pid and the index's file number.
-    let (now, pid, node) = unsafe {
+    let (now, pid) = unsafe {
         (
             pg_sys::GetCurrentTimestamp() as u64,
             pg_sys::MyProcPid as u64,
-            u32::from((*index).rd_node.relNode) as u64,
         )
     };
+    let node = u64::from(crate::compat::relation_file(index).2);
     let mut x = now ^ (pid << 48) ^ (node << 20);
     // splitmix64 finaliser: spreads nearby inputs far apart.
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);

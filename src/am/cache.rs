@@ -43,9 +43,7 @@ thread_local! {
 pub fn get(index: pg_sys::Relation) -> Rc<IndexCache> {
     let store = PgStore::new(index);
     let meta = layout::read_meta(&store).or_corrupt(index);
-    // SAFETY: `index` is open.
-    let node = unsafe { (*index).rd_node };
-    let key = (node.spcNode.into(), node.dbNode.into(), node.relNode.into());
+    let key = crate::compat::relation_file(index);
     if let Some(cached) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
         if cached.index.refresh(meta) {
             return cached;

@@ -170,17 +170,8 @@ unsafe extern "C-unwind" fn add_radius_conditions(
                 pg_sys::InvalidOid,
                 pg_sys::InvalidOid,
             );
-            let rinfo = pg_sys::make_restrictinfo(
-                root,
-                condition,
-                true,
-                false,
-                false,
-                (*restriction).security_level,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
+            let rinfo =
+                crate::compat::restrict_info(root, condition, (*restriction).security_level);
             let clause = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexClause>())
                 .cast::<pg_sys::IndexClause>();
             (*clause).type_ = pg_sys::NodeTag::T_IndexClause;

@@ -267,7 +267,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
         );
     }
     if !state.started {
-        count_index_scan(scan.indexRelation);
+        crate::compat::count_index_scan(scan.indexRelation);
         if scan.orderByData.is_null() || scan.numberOfOrderBys == 0 {
             raise_with(
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -308,22 +308,5 @@ pub unsafe extern "C-unwind" fn amgettuple(
             true
         }
         None => false,
-    }
-}
-
-/// PostgreSQL's pgstat_count_index_scan macro: counts the scan in pg_stat_user_indexes.idx_scan.
-fn count_index_scan(index: pg_sys::Relation) {
-    // SAFETY: an open relation; pgstat_assoc_relation attaches its statistics entry when enabled.
-    unsafe {
-        let rel = &mut *index;
-        if rel.pgstat_info.is_null() {
-            if !rel.pgstat_enabled {
-                return;
-            }
-            pg_sys::pgstat_assoc_relation(index);
-        }
-        if !rel.pgstat_info.is_null() {
-            (*rel.pgstat_info).t_counts.t_numscans += 1;
-        }
     }
 }

@@ -152,12 +152,7 @@ impl<'a> PgStore<'a> {
         // checks the buffer tag under the header lock), so a stale hint is harmless.
         unsafe {
             if candidate != pg_sys::InvalidBuffer as pg_sys::Buffer
-                && pg_sys::ReadRecentBuffer(
-                    (*self.index).rd_node,
-                    pg_sys::ForkNumber::MAIN_FORKNUM,
-                    block,
-                    candidate,
-                )
+                && crate::compat::read_recent_buffer(self.index, block, candidate)
             {
                 pg_sys::LockBuffer(candidate, pg_sys::BUFFER_LOCK_SHARE as i32);
                 return Ok(Locked { buffer: candidate });

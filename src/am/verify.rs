@@ -51,7 +51,7 @@ pub(super) fn open_ivfflat(
         }
         let user = pg_sys::GetUserId();
         let allowed = match privilege {
-            Privilege::Owner => pg_sys::pg_class_ownercheck(heap_oid, user),
+            Privilege::Owner => crate::compat::owns_table(heap_oid, user),
             Privilege::Select => {
                 pg_sys::pg_class_aclcheck(heap_oid, user, pg_sys::ACL_SELECT as pg_sys::AclMode)
                     == pg_sys::AclResult::ACLCHECK_OK

@@ -3,7 +3,7 @@
 # exactly as it shipped) to the current version: an index built under 0.1.0 keeps answering queries,
 # the new functions appear, and the upgraded extension's objects are exactly those of a fresh install.
 source "$(dirname "$0")/lib.sh"
-EXTDIR="$(pg_config --sharedir)/extension"
+EXTDIR="$("$PG_CONFIG" --sharedir)/extension"
 CURRENT=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1)
 # The PGXN metadata and the upgrade path follow the crate's version.
 meta_versions=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print(m["version"], m["provides"]["pgivf"]["version"])' "$ROOT/META.json")
