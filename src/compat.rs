@@ -113,3 +113,48 @@ pub fn count_index_scan(index: pg_sys::Relation) {
         }
     }
 }
+
+/// Column `column` (0-based) of a relation's tuple descriptor.
+///
+/// # Safety
+/// `relation` must be open and have more than `column` attributes.
+pub unsafe fn attribute<'a>(
+    relation: pg_sys::Relation,
+    column: usize,
+) -> &'a pg_sys::FormData_pg_attribute {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let descriptor = (*relation).rd_att;
+        #[cfg(not(feature = "pg18"))]
+        return &(*descriptor).attrs.as_slice(column + 1)[column];
+        #[cfg(feature = "pg18")]
+        &*pg_sys::TupleDescAttr(descriptor, column as i32)
+    }
+}
+
+/// VACUUM's cost-based delay and interrupt check.
+pub fn vacuum_delay_point() {
+    // SAFETY: called on the backend thread during VACUUM.
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        pg_sys::vacuum_delay_point();
+        #[cfg(feature = "pg18")]
+        pg_sys::vacuum_delay_point(false);
+    }
+}
+
+/// One entry of a reloption parse table.
+pub fn relopt_field(
+    name: &'static std::ffi::CStr,
+    opttype: pg_sys::relopt_type::Type,
+    offset: usize,
+) -> pg_sys::relopt_parse_elt {
+    pg_sys::relopt_parse_elt {
+        optname: name.as_ptr(),
+        opttype,
+        offset: offset as i32,
+        // No option of ours needs to know whether it was given explicitly.
+        #[cfg(feature = "pg18")]
+        isset_offset: 0,
+    }
+}

@@ -16,7 +16,7 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 /// What `CREATE INDEX` asks for.
 fn request(index: pg_sys::Relation) -> Request {
     // SAFETY: `index` is an open index relation with at least one attribute.
-    let first_type = unsafe { (*(*index).rd_att).attrs.as_slice(1)[0].atttypid };
+    let first_type = unsafe { crate::compat::attribute(index, 0).atttypid };
     if first_type == pg_sys::VARBITOID {
         raise_with(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,

@@ -61,7 +61,7 @@ pub fn heap_vector_attribute(index: pg_sys::Relation, vector_column: usize) -> O
 /// The vector column's type modifier: its dimensions, or -1 without any.
 pub fn vector_typmod(index: pg_sys::Relation, vector_column: usize) -> i32 {
     // SAFETY: the vector column is one of the index's attributes.
-    unsafe { (*(*index).rd_att).attrs.as_slice(vector_column + 1)[vector_column].atttypmod }
+    unsafe { crate::compat::attribute(index, vector_column).atttypmod }
 }
 
 /// Return type and argument types of a function, from its pg_proc row.

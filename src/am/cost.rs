@@ -38,6 +38,13 @@ pub unsafe extern "C-unwind" fn amcostestimate(
             *selectivity = 0.0;
             *correlation = 0.0;
             *pages = 0.0;
+            // PostgreSQL 18 ranks paths by how many disabled nodes they hold before their cost:
+            // a sequential scan disabled by enable_seqscan = off would lose to an infinite cost.
+            // More than one, as pgvector gives, so that a plan with the index never wins.
+            #[cfg(feature = "pg18")]
+            {
+                (*path).path.disabled_nodes = 2;
+            }
             return;
         }
         let index_info = (*path).indexinfo;

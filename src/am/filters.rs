@@ -41,7 +41,9 @@ impl FilterColumns {
         // rd_indcollation one collation per key column.
         let (key_columns, attrs, collations) = unsafe {
             let keys = (*(*index).rd_index).indnkeyatts as usize;
-            let attrs = (*(*index).rd_att).attrs.as_slice(keys).to_vec();
+            let attrs: Vec<pg_sys::FormData_pg_attribute> = (0..keys)
+                .map(|i| *crate::compat::attribute(index, i))
+                .collect();
             let collations = std::slice::from_raw_parts((*index).rd_indcollation, keys).to_vec();
             (keys, attrs, collations)
         };

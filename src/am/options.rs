@@ -6,7 +6,7 @@
 use pgivf_core::index::build::Spill;
 use pgivf_core::quant::{QuantizerKind, Rerank};
 use pgrx::pg_sys;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// pgvector's default, used when `lists` is not given and the table is empty (nothing to size by).
@@ -173,11 +173,7 @@ pub unsafe extern "C-unwind" fn amoptions(
     reloptions: pg_sys::Datum,
     validate: bool,
 ) -> *mut pg_sys::bytea {
-    let field = |name: &'static CStr, opttype, offset: usize| pg_sys::relopt_parse_elt {
-        optname: name.as_ptr(),
-        opttype,
-        offset: offset as i32,
-    };
+    let field = crate::compat::relopt_field;
     let table = [
         field(
             c"lists",

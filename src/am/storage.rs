@@ -237,8 +237,7 @@ impl PageStore for PgStore<'_> {
     }
 
     fn vacuum_delay(&self) {
-        // SAFETY: VACUUM's cost-based delay and interrupt check, on the backend thread.
-        unsafe { pg_sys::vacuum_delay_point() }
+        crate::compat::vacuum_delay_point()
     }
 
     fn hint(&self, block: u32) -> Option<Hint<'_>> {
