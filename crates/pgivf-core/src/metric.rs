@@ -106,6 +106,16 @@ impl Metric {
         }
     }
 
+    /// An ordering key as a distance on one scale for rows and centroids alike: the Euclidean
+    /// distance for L2 (whose key is its square), the key itself for the inner-product metrics.
+    #[inline]
+    pub fn key_distance(self, key: f32) -> f32 {
+        match self {
+            Metric::L2 => key.max(0.0).sqrt(),
+            Metric::InnerProduct | Metric::Cosine => key,
+        }
+    }
+
     /// The largest ordering key of a row whose distance by the operator (`<->` the square root of
     /// the key, `<#>` the key itself, `<=>` one plus it) is at most `radius`, for a query of
     /// `query_norm` and rows of norms up to `max_norm`. The index's f32 key and the operator's

@@ -31,8 +31,9 @@ use super::layout;
 use super::loaded::LoadedIndex;
 
 /// `ivfflat.iterative_scan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Iterative {
+    #[default]
     Off,
     /// Further lists when the first ones run out of rows; rows of a later batch may be nearer
     /// than rows already handed out.
@@ -90,8 +91,10 @@ impl RowSource for NoRows {
 /// Which lists a search reads, in what order, and how many at most.
 #[derive(Debug, Default)]
 pub struct ScanPlan {
-    /// Lists to probe, nearest centroid first.
+    pub iterative: Iterative,
+    /// Lists to probe, nearest centroid first, and each one's centroid's ordering key.
     pub lists: Vec<u32>,
+    pub centroid_keys: Vec<f32>,
     /// Most lists the search may read.
     pub max_probes: usize,
     /// Lists per batch.
@@ -191,6 +194,8 @@ impl ScanPlan {
         max_probes = max_probes.min(order.len().max(by_bound.as_ref().map_or(0, Vec::len)));
         order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         Ok(ScanPlan {
+            iterative: settings.iterative,
+            centroid_keys: order.iter().map(|&(key, _)| key).collect(),
             lists: order.into_iter().map(|(_, list)| list).collect(),
             max_probes,
             probes,
@@ -284,6 +289,11 @@ impl Demand {
 /// Rows whose vectors a re-rank prefetches ahead of it.
 const RERANK_PREFETCH: usize = 4;
 
+/// Rows a relaxed-order search hands out as an ordinary one would (its first `probes` lists'
+/// nearest); their neighbourhood measures how far the probed lists reach (see
+/// `Search::widen_relaxed`). The recall users tune `probes` for is recall@10.
+const CALIBRATION_ROWS: usize = 10;
+
 /// A search in progress: [`start`](Self::start) it, then take rows with [`next`](Self::next).
 pub struct Search {
     metric: Metric,
@@ -318,6 +328,10 @@ pub struct Search {
     /// Rows re-ranked, and rows handed out.
     reranked: u64,
     returned: usize,
+    /// Relaxed order: the distance of the `CALIBRATION_ROWS`-th row handed out, and how far beyond
+    /// it the first batch's lists reached (see `widen_relaxed`).
+    reach: Option<f32>,
+    last_distance: f32,
 }
 
 /// What a search did, for `SET client_min_messages = debug1`.
@@ -353,6 +367,8 @@ impl Search {
             head_ahead: None,
             reranked: 0,
             returned: 0,
+            reach: None,
+            last_distance: 0.0,
         }
     }
 
@@ -432,6 +448,8 @@ impl Search {
         self.reranked = 0;
         self.seen.clear();
         self.head_ahead = None;
+        self.reach = None;
+        self.last_distance = 0.0;
         self.prepared = index.quantizer.as_deref().map(|quantizer| {
             let mut prepared = quantizer.new_query();
             if let Some(query) = &self.query {
@@ -460,8 +478,12 @@ impl Search {
             if self.plan.by_bound.is_some() && self.unsettled() {
                 continue;
             }
-            if let Some((_, payload)) = self.candidates.pop_nearest() {
+            if self.widen_relaxed(store, index)? {
+                continue;
+            }
+            if let Some((key, payload)) = self.candidates.pop_nearest() {
                 self.returned += 1;
+                self.last_distance = self.metric.key_distance(key);
                 return Ok(Some(Tid::from_u64(payload)));
             }
             if !self.probe_next_batch(store, index)? {
@@ -542,6 +564,60 @@ impl Search {
             }
         }
         self.probe_list(store, index, list, following).map(Some)
+    }
+
+    /// Relaxed order: reads the next lists, nearest centroid first, while the row to hand out lies
+    /// farther out than the lists read so far reach; true when it read one.
+    ///
+    /// The first `probes` lists are what an ordinary search reads for its nearest rows, and their
+    /// reach is how far the farthest of their centroids lies beyond the `CALIBRATION_ROWS`-th row
+    /// handed out. A WHERE clause the index cannot apply (an iterative scan's reason to be) makes
+    /// the executor take many more rows, farther out: each of them is handed out only once every
+    /// list whose centroid lies within its distance plus that reach has been read, so that its
+    /// neighbourhood is searched as thoroughly as the nearest rows' was. Without this, the first
+    /// lists' rows filled the LIMIT while nearer matching rows waited in lists never read.
+    fn widen_relaxed<S: PageStore>(
+        &mut self,
+        store: &S,
+        index: &LoadedIndex,
+    ) -> Result<bool, FormatError> {
+        if self.plan.iterative != Iterative::RelaxedOrder
+            || self.filter.is_some()
+            || self.plan.threshold.is_some()
+            || self.returned < CALIBRATION_ROWS
+            || self.probed_count >= self.plan.max_probes
+        {
+            return Ok(false);
+        }
+        let metric = self.metric;
+        let reach = *self.reach.get_or_insert_with(|| {
+            let batch_edge = self.plan.probes.min(self.plan.centroid_keys.len()).max(1) - 1;
+            let edge = self
+                .plan
+                .centroid_keys
+                .get(batch_edge)
+                .copied()
+                .unwrap_or(0.0);
+            (metric.key_distance(edge) - self.last_distance).max(0.0)
+        });
+        let Some((key, _)) = self.candidates.peek_nearest() else {
+            return Ok(false);
+        };
+        let within = metric.key_distance(key) + reach;
+        while self.next_list < self.plan.lists.len() {
+            let list = self.plan.lists[self.next_list];
+            if self.probed[list as usize] {
+                self.next_list += 1;
+                continue;
+            }
+            if metric.key_distance(self.plan.centroid_keys[self.next_list]) > within {
+                return Ok(false);
+            }
+            self.next_list += 1;
+            self.visit_list(store, index, list, None)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Strict order: the smallest lower bound among the lists not read yet (within the budget).
