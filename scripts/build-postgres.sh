@@ -14,7 +14,7 @@ cassert=0
 [[ "${2:-}" == --cassert ]] && cassert=1
 prefix="${PGIVF_PG_PREFIX:-/opt/pgivf-postgres}/$major"
 stamp="$prefix/.pgivf-build"
-want="major=$major cassert=$cassert"
+want="major=$major cassert=$cassert icu=1"
 if [[ -x "$prefix/bin/pg_config" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     echo "$prefix/bin/pg_config"
     exit 0
