@@ -82,24 +82,19 @@ pg_function!(vector_combine, pg_finfo_vector_combine, |fcinfo| {
             state_values(arg_datum(fcinfo, 1), "vector_combine"),
         )
     };
-    let (dims_a, dims_b) = (a.len() - 1, b.len() - 1);
-    let mut next = vec![a[0] + b[0]];
-    match (dims_a, dims_b) {
-        (0, 0) => {}
-        (0, _) => {
-            binary::check_dimensions(dims_b).or_raise();
-            next.extend_from_slice(&b[1..]);
-        }
-        (_, 0) => {
-            binary::check_dimensions(dims_a).or_raise();
-            next.extend_from_slice(&a[1..]);
-        }
-        _ => {
-            binary::check_dimensions(dims_a).or_raise();
-            binary::check_typmod(dims_a as i32, dims_b).or_raise();
-            next.extend(a[1..].iter().zip(&b[1..]).map(|(x, y)| checked_sum(*x, *y)));
-        }
-    }
+    // As pgvector does: a state that counted no rows gives way to the other whatever its length,
+    // and the state kept must have at least one dimension (so two empty states are an error).
+    let next: Vec<f64> = if a[0] == 0.0 || b[0] == 0.0 {
+        let kept = if a[0] == 0.0 { b } else { a };
+        binary::check_dimensions(kept.len() - 1).or_raise();
+        kept.to_vec()
+    } else {
+        binary::check_dimensions(a.len() - 1).or_raise();
+        binary::check_typmod((a.len() - 1) as i32, b.len() - 1).or_raise();
+        std::iter::once(a[0] + b[0])
+            .chain(a[1..].iter().zip(&b[1..]).map(|(x, y)| checked_sum(*x, *y)))
+            .collect()
+    };
     state_array(&next)
 });
 

@@ -63,7 +63,8 @@ SELECT vector_avg(array_agg(n)) FROM generate_series(1, 16002) n;
 SELECT vector_accum('{0}', '[1,2,3]'), vector_accum('{1,1,2,3}', '[1,2,3]');
 SELECT vector_accum('{0,0,0,0}', '[1,2]');
 SELECT vector_accum('{NULL}', '[1,2,3]');
-SELECT vector_combine('{1,2}', '{3,4}'), vector_combine('{0}', '{2,4}'), vector_combine('{2,4}', '{0}'), vector_combine('{0}', '{0}');
+SELECT vector_combine('{1,2}', '{3,4}'), vector_combine('{0}', '{2,4}'), vector_combine('{2,4}', '{0}');
+SELECT vector_combine('{0}', '{0}');
 SELECT vector_combine('{1,2}', '{3,4,5}');
 SELECT vector_combine('{}', '{0}');
 -- avg runs in parallel through its combine function
