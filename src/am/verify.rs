@@ -15,8 +15,10 @@ use super::catalog;
 use super::filters::FilterColumns;
 use super::heap::{tid_of, RowReader};
 use super::storage::PgStore;
-use crate::error::{raise_corruption, raise_with};
+use crate::error::{raise_corruption, raise_format, raise_with};
+use pgivf_core::index::layout::read_meta;
 use pgivf_core::index::verify::{self, Corruption};
+use pgivf_core::page::FormatError;
 use pgivf_core::page::Tid;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::HashSet;
@@ -207,6 +209,10 @@ fn verify(index_oid: pg_sys::Oid, heapallindexed: bool) -> String {
     } as pg_sys::LOCKMODE;
     let (heap, index, name) =
         open_ivfflat(index_oid, table_lock, Privilege::Owner, "ivfflat_verify");
+    // An index of a later format is not damage: it is refused as every other operation refuses it.
+    if let Err(error @ FormatError::UnsupportedVersion(_)) = read_meta(&PgStore::new(index)) {
+        raise_format(&name, error);
+    }
     // A damaged meta page is reported as the check's finding, before loading the index reads it.
     verify::check_meta(&PgStore::new(index)).unwrap_or_else(|e| raise_corruption(&name, e));
     let cached = cache::get(index);

@@ -772,6 +772,10 @@ def corrupt(path, kind):
         where += f'; special area of page {middle} zeroed'
     elif kind == 'bad_magic':           # (c) a bad magic number on the meta page
         struct.pack_into('<I', buf, HEADER, 0xDEADBEEF)
+    elif kind == 'format_1':            # the meta page as 0.1.0 to 0.3.0 wrote it: not damage, must be read
+        struct.pack_into('<I', buf, HEADER + 4, 1)
+    elif kind == 'newer_format':        # the meta page of a later pgivf's format (version + 1)
+        struct.pack_into('<I', buf, HEADER + 4, struct.unpack_from('<I', buf, HEADER + 4)[0] + 1)
     elif kind == 'dir_past_end':        # (d) a directory entry pointing past the end
         struct.pack_into('<I', buf, dir_offset(lst), nblocks + 1000)
         where += f'; head of list {lst} set to {nblocks + 1000} (the index has {nblocks} pages)'

@@ -48,7 +48,15 @@ pub const INVALID_BLOCK: u32 = u32::MAX;
 /// Identifies our pages in the last two bytes, like pg_filedump expects (pgvector's is 0xFF84).
 pub const PAGE_ID: u16 = 0xFF85;
 pub const MAGIC: u32 = 0x5049_5646; // "PIVF"
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this pgivf writes. Version 1 is 0.1.0's entries `{heap TID, flags, f32[dim]}`; 0.2.0
+/// and 0.3.0 added list radii, filter hashes in entries, quantized lists and spilling behind meta
+/// page fields that 0.1.0 leaves zero, but still wrote 1, so a 0.1.0 binary would read their
+/// entries as its own. Version 2 is that layout, written from 0.4.0 on: every binary before it
+/// refuses it. Any later change of a page's or an entry's layout raises it again.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this pgivf reads (version 1 indexes are read by the meta page's fields, as
+/// 0.3.0 did).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of an entry's header: heap block, heap offset, flags.
 pub const ENTRY_HEADER_SIZE: usize = 8;
 const FLAG_DEAD: u16 = 1;
@@ -74,7 +82,7 @@ pub const SUMMARIES_PER_PAGE: usize = DATA_CAPACITY / SUMMARY_BYTES;
 pub enum FormatError {
     #[error("ivfflat index is not valid: bad magic number {0:#x}")]
     BadMagic(u32),
-    #[error("ivfflat index has format version {0}, this pgivf reads version {FORMAT_VERSION}; REINDEX it")]
+    #[error("ivfflat index has format version {0}, this pgivf reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}; REINDEX it")]
     UnsupportedVersion(u32),
     #[error("ivfflat index page is corrupted: {0}")]
     Corrupted(&'static str),
@@ -368,7 +376,7 @@ impl Meta {
             return Err(FormatError::BadMagic(magic));
         }
         let version = get_u32(d, VERSION);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let flags = get_u32(d, FLAGS);
@@ -1499,9 +1507,17 @@ mod tests {
         let mut bad = page.clone();
         data_mut(&mut bad)[0] ^= 1;
         assert!(matches!(Meta::read(&bad), Err(FormatError::BadMagic(_))));
-        let mut bad = page.clone();
-        put_u32(data_mut(&mut bad), 4, 7);
-        assert_eq!(Meta::read(&bad), Err(FormatError::UnsupportedVersion(7)));
+        // What this binary writes, and what 0.1.0 to 0.3.0 wrote, are read; a later format and
+        // version 0 are refused, not read as damage.
+        assert_eq!(get_u32(data(&page), 4), FORMAT_VERSION);
+        let mut version_1 = page.clone();
+        put_u32(data_mut(&mut version_1), 4, 1);
+        assert_eq!(Meta::read(&version_1).unwrap(), meta);
+        for version in [0, FORMAT_VERSION + 1, 7] {
+            let mut bad = page.clone();
+            put_u32(data_mut(&mut bad), 4, version);
+            assert_eq!(Meta::read(&bad), Err(FormatError::UnsupportedVersion(version)));
+        }
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 12, 5000);
         assert!(matches!(Meta::read(&bad), Err(FormatError::Corrupted(_))));
@@ -1514,8 +1530,9 @@ mod tests {
                 "offset {at} = {value}"
             );
         }
-        // A meta page from before filter columns (56 bytes, zeros after) reads as none.
+        // A meta page of 0.1.0 (version 1, 56 bytes, zeros after) reads as no filter columns.
         let mut old = page.clone();
+        put_u32(data_mut(&mut old), 4, 1);
         data_mut(&mut old)[56..72].fill(0);
         put_u32(data_mut(&mut old), 20, 0);
         let read = Meta::read(&old).unwrap();
