@@ -4,6 +4,7 @@
 //! them. Syntax errors quote the whole input literal, as pgvector's `vector_in` does.
 
 use pgivf_core::index::build::BuildError;
+use pgivf_core::index::search::SearchError;
 use pgivf_core::index::verify::Corruption;
 use pgivf_core::kmeans::KMeansError;
 use pgivf_core::page::FormatError;
@@ -110,6 +111,23 @@ impl<T> OrCorrupt<T> for Result<T, FormatError> {
     }
 }
 
+impl<T> OrCorrupt<T> for Result<T, SearchError> {
+    fn or_corrupt(self, index: pg_sys::Relation) -> T {
+        self.unwrap_or_else(|e| match e {
+            SearchError::Format(format) => raise_format(&relation_name(index), format),
+            // PostgreSQL's own words for a failed allocation, so that it reads like one.
+            SearchError::OutOfMemory { bytes } => raise_with(
+                PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+                "out of memory".into(),
+                Some(&format!(
+                    "Failed to grow the buffers of a scan of ivfflat index \"{}\" beyond {bytes} bytes.",
+                    relation_name(index)
+                )),
+            ),
+        })
+    }
+}
+
 /// `quantizer = 'sq8' or 'rabitq'`: every quantizer there is, for hints.
 fn quantizer_choices() -> String {
     pgivf_core::quant::QUANTIZERS
@@ -127,6 +145,13 @@ pub fn raise_build(index: pg_sys::Relation, error: BuildError) -> ! {
         BuildError::NoDimensions | BuildError::OneDimension => {
             (ERRCODE_INVALID_PARAMETER_VALUE, None)
         }
+        BuildError::TooManyDimensionsForVectorsInIndex => (
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Some(format!(
+                "Lists that keep only the codes, WITH (quantizer = 'rabitq', rerank = 'heap'), take up to {} dimensions.",
+                pgivf_core::VECTOR_MAX_DIM
+            )),
+        ),
         BuildError::TooManyDimensions
         | BuildError::NotEnoughMemory { .. }
         | BuildError::KMeans(KMeansError::TooLarge { .. }) => {

@@ -4,7 +4,9 @@
 
 use super::heap::{self, RowReader};
 use super::storage::PgStore;
-use super::{catalog, options, FilterColumns, PHASE_ASSIGN, PHASE_KMEANS, PHASE_LOAD};
+use super::{
+    catalog, options, phase_on_threads, FilterColumns, PHASE_ASSIGN, PHASE_KMEANS, PHASE_LOAD,
+};
 use crate::error::{raise_build, raise_with, OrCorrupt};
 use pgivf_core::index::build::{self, BuildProgress, Builder, Request};
 use pgivf_core::index::layout::{self, Shape};
@@ -72,8 +74,10 @@ fn progress(param: u32, value: i64) {
     unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) }
 }
 
-/// Build progress for pg_stat_progress_create_index.
-struct Progress;
+/// Build progress for pg_stat_progress_create_index; `threads` assign the rows.
+struct Progress {
+    threads: usize,
+}
 
 impl BuildProgress for Progress {
     fn rows_done(&mut self, rows: u64) {
@@ -81,7 +85,12 @@ impl BuildProgress for Progress {
     }
 
     fn writing(&mut self, writing: bool) {
-        let phase = if writing { PHASE_LOAD } else { PHASE_ASSIGN };
+        // Pages are written by the backend alone.
+        let phase = if writing {
+            PHASE_LOAD
+        } else {
+            phase_on_threads(PHASE_ASSIGN, self.threads)
+        };
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, phase);
     }
 }
@@ -144,6 +153,7 @@ struct AssignState<'a> {
     store: &'a PgStore<'a>,
     builder: Builder<'a>,
     reader: RowReader,
+    threads: usize,
 }
 
 #[pgrx::pg_guard]
@@ -168,9 +178,11 @@ unsafe extern "C-unwind" fn assign_callback(
         store,
         builder,
         reader,
+        threads,
     } = state;
+    let mut progress = Progress { threads: *threads };
     builder
-        .add_row(*store, &mut Progress, tid, &reader.vector, &reader.hashes)
+        .add_row(*store, &mut progress, tid, &reader.vector, &reader.hashes)
         .or_corrupt(*index);
 }
 
@@ -195,11 +207,16 @@ pub unsafe extern "C-unwind" fn ambuild(
         pgrx::debug1!("using {} parallel workers", pool.current_num_threads());
     }
     let vector_column = catalog::vector_column(index);
-    let target = build::sample_target(
+    let memory = maintenance_work_mem_bytes();
+    let wanted = build::sample_target(
         shape.lists,
         heap::table_blocks(heap) as usize * MAX_HEAP_TUPLES_PER_PAGE,
     );
-    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_KMEANS);
+    let target = build::samples_within(&shape, wanted, memory);
+    progress(
+        pg_sys::PROGRESS_CREATEIDX_SUBPHASE,
+        phase_on_threads(PHASE_KMEANS, pool.current_num_threads()),
+    );
     let started = std::time::Instant::now();
     let samples = heap::sample_rows(
         heap,
@@ -212,14 +229,39 @@ pub unsafe extern "C-unwind" fn ambuild(
     );
     let sample_count = samples.len() / shape.dimensions;
     let sampled = started.elapsed();
-    let memory = maintenance_work_mem_bytes();
+    // Said only when the smaller sample is what trains the lists (else training refuses it).
+    if target < wanted
+        && sample_count >= target
+        && build::training_memory(&shape, sample_count) <= memory
+    {
+        pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!("ivfflat index sampled {sample_count} rows for k-means instead of up to {wanted}"),
+            "ambuild",
+        )
+        .set_detail(format!(
+            "maintenance_work_mem ({} MB) holds {} rows of {} dimensions for {} lists; fewer samples train the lists a little less well.",
+            memory / (1024 * 1024),
+            target,
+            shape.dimensions,
+            shape.lists
+        ))
+        .set_hint(format!(
+            "Raise maintenance_work_mem to {} MB to sample up to {wanted}.",
+            build::training_memory(&shape, wanted).div_ceil(1024 * 1024)
+        ))
+        .report(PgLogLevel::NOTICE);
+    }
     let (centroids, quantizer) =
         build::train(&shape, &samples, &pool, memory, &mut kmeans_progress)
             .unwrap_or_else(|e| raise_build(index, e));
     drop(samples);
     let clustered = started.elapsed();
 
-    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ASSIGN);
+    progress(
+        pg_sys::PROGRESS_CREATEIDX_SUBPHASE,
+        phase_on_threads(PHASE_ASSIGN, pool.current_num_threads()),
+    );
     // SAFETY: heap's pg_class row is loaded.
     let estimated_rows = unsafe { (*(*heap).rd_rel).reltuples }.max(0.0) as i64;
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimated_rows);
@@ -238,6 +280,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         store: &store,
         builder,
         reader: RowReader::new(shape.metric, vector_column, FilterColumns::of(index)),
+        threads: pool.current_num_threads(),
     };
     // SAFETY: the callback matches IndexBuildCallback and `state` outlives the scan.
     let heap_tuples = unsafe {
@@ -255,7 +298,12 @@ pub unsafe extern "C-unwind" fn ambuild(
     let assigned = started.elapsed();
     let built = state
         .builder
-        .finish(&store, &mut Progress)
+        .finish(
+            &store,
+            &mut Progress {
+                threads: pool.current_num_threads(),
+            },
+        )
         .or_corrupt(index);
     // The phase times users and benchmarks ask about (SET client_min_messages = debug1 shows them).
     pgrx::debug1!(

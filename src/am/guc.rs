@@ -24,6 +24,9 @@ pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(super::options::
 /// re-ranked with exact distances.
 pub static RERANK_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(DEFAULT_RERANK_FACTOR);
 pub const DEFAULT_RERANK_FACTOR: f64 = 3.0;
+/// pgivf's addition (pgvector's HNSW has one of the name): the memory an iterative scan's buffers
+/// may take before it stops reading further lists, as a multiple of work_mem.
+pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(2.0);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -61,6 +64,16 @@ pub fn init() {
         &RERANK_FACTOR,
         0.0,
         100.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ivfflat.scan_mem_multiplier",
+        c"Sets the multiple of work_mem an iterative scan may use",
+        c"An iterative scan (ivfflat.iterative_scan) reads no further lists once its candidates and re-rank queue take more than work_mem times this; the first ivfflat.probes lists are always read.",
+        &SCAN_MEM_MULTIPLIER,
+        1.0,
+        1000.0,
         GucContext::Userset,
         GucFlags::default(),
     );

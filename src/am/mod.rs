@@ -34,6 +34,16 @@ use pgrx::pg_sys;
 pub const PHASE_KMEANS: i64 = 2;
 pub const PHASE_ASSIGN: i64 = 3;
 pub const PHASE_LOAD: i64 = 4;
+/// A phase run on more than one thread is shown with their number: phase + this × (threads - 1).
+const PHASE_THREADS_STEP: i64 = 100;
+/// Most threads a phase name mentions (a build never has more than the machine's cores).
+const MOST_THREADS_NAMED: i64 = 64;
+
+/// The sub-phase number of `phase` run on `threads` threads.
+pub fn phase_on_threads(phase: i64, threads: usize) -> i64 {
+    let threads = (threads as i64).clamp(1, MOST_THREADS_NAMED);
+    phase + PHASE_THREADS_STEP * (threads - 1)
+}
 
 pub fn init() {
     guc::init();
@@ -43,14 +53,29 @@ pub fn init() {
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
-    let name: &'static std::ffi::CStr = match phase {
-        1 => c"initializing",
+    let threads = phase / PHASE_THREADS_STEP + 1;
+    let name: &'static std::ffi::CStr = match phase % PHASE_THREADS_STEP {
+        1 if threads == 1 => c"initializing",
         PHASE_KMEANS => c"performing k-means",
         PHASE_ASSIGN => c"assigning tuples",
         PHASE_LOAD => c"loading tuples",
         _ => return std::ptr::null_mut(),
     };
-    name.as_ptr().cast_mut()
+    if threads == 1 {
+        return name.as_ptr().cast_mut();
+    }
+    if threads > MOST_THREADS_NAMED {
+        return std::ptr::null_mut();
+    }
+    // pgvector's names, and with parallel threads how many: "performing k-means on 3 threads".
+    let named = format!("{} on {threads} threads", name.to_string_lossy());
+    // SAFETY: palloc'd in the caller's memory context, as the progress view reads it.
+    unsafe {
+        let out = pgrx::pg_sys::palloc(named.len() + 1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(named.as_ptr(), out, named.len());
+        *out.add(named.len()) = 0;
+        out.cast()
+    }
 }
 
 pg_function!(ivfflathandler, pg_finfo_ivfflathandler, |_fcinfo| {

@@ -3,7 +3,9 @@
 //! search, and its rows handed to the executor.
 
 use super::cache::{self, IndexCache};
-use super::guc::{IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES, RERANK_FACTOR};
+use super::guc::{
+    IterativeScan, ITERATIVE_SCAN, MAX_PROBES, PROBES, RERANK_FACTOR, SCAN_MEM_MULTIPLIER,
+};
 use super::heap::{item_pointer, HeapFetch};
 use crate::error::{raise_with, OrCorrupt};
 use pgivf_core::index::search::{
@@ -185,7 +187,15 @@ fn settings(index: pg_sys::Relation) -> Settings {
         rerank_factor: RERANK_FACTOR.get(),
         index_rows,
         expected_rows: DEMAND.with(|d| d.get().unwrap_or_default().expected()),
+        memory_limit: scan_memory_limit(),
     }
+}
+
+/// work_mem × ivfflat.scan_mem_multiplier, in bytes.
+fn scan_memory_limit() -> usize {
+    // SAFETY: a GUC variable, read on the backend's thread.
+    let work_mem_kb = unsafe { pg_sys::work_mem }.max(64) as f64;
+    (work_mem_kb * 1024.0 * SCAN_MEM_MULTIPLIER.get()).min(usize::MAX as f64 / 2.0) as usize
 }
 
 impl ScanState {
@@ -307,6 +317,25 @@ pub unsafe extern "C-unwind" fn amgettuple(
             scan.xs_recheckorderby = false;
             true
         }
-        None => false,
+        None => {
+            let stats = search.stats();
+            if stats.stopped_at_memory_limit {
+                // Fewer rows than the lists allowed would give: say why, once, where it happens.
+                pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                    "ivfflat index scan stopped reading lists at its memory limit",
+                    "amgettuple",
+                )
+                .set_detail(format!(
+                    "Its buffers took {} kB after {} lists, more than work_mem × ivfflat.scan_mem_multiplier ({} kB).",
+                    stats.memory_bytes / 1024,
+                    stats.lists_probed,
+                    scan_memory_limit() / 1024
+                ))
+                .set_hint("Raise work_mem or ivfflat.scan_mem_multiplier for iterative scans to read further.")
+                .report(pgrx::PgLogLevel::NOTICE);
+            }
+            false
+        }
     }
 }

@@ -194,9 +194,14 @@ impl PageStore for PgStore<'_> {
     fn extend(&self) -> Result<Locked, FormatError> {
         // SAFETY: the relation-extension lock serialises extenders (PostgreSQL 15's rule for
         // P_NEW); the new buffer is locked before the extension lock is released, so no one else
-        // can touch it first.
+        // can touch it first. An index created in this transaction (CREATE INDEX, REINDEX) is
+        // seen by no other backend, so its build extends it without the lock, as PostgreSQL's
+        // RELATION_IS_LOCAL lets its own access methods do.
         unsafe {
-            pg_sys::LockRelationForExtension(self.index, pg_sys::ExclusiveLock as i32);
+            let local = (*self.index).rd_islocaltemp || (*self.index).rd_createSubid != 0; // InvalidSubTransactionId
+            if !local {
+                pg_sys::LockRelationForExtension(self.index, pg_sys::ExclusiveLock as i32);
+            }
             let buffer = pg_sys::ReadBufferExtended(
                 self.index,
                 self.fork_number(),
@@ -205,7 +210,9 @@ impl PageStore for PgStore<'_> {
                 std::ptr::null_mut(),
             );
             pg_sys::LockBuffer(buffer, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-            pg_sys::UnlockRelationForExtension(self.index, pg_sys::ExclusiveLock as i32);
+            if !local {
+                pg_sys::UnlockRelationForExtension(self.index, pg_sys::ExclusiveLock as i32);
+            }
             Ok(Locked { buffer })
         }
     }

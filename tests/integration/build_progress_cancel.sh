@@ -26,6 +26,10 @@ echo "figure: build of 80,000 x 128 with 400 lists took $build_seconds s"
 phases=$(sql $P -c "SELECT string_agg(DISTINCT phase, ',' ORDER BY phase) FROM seen WHERE phase LIKE 'building index:%'")
 echo "phases seen: $phases"
 [[ "$phases" == *"performing k-means"* || "$phases" == *"assigning tuples"* ]] || fail "no ivfflat build phase seen in pg_stat_progress_create_index"
+# With a parallel worker allowed (and two cores), the threads' work says how many share it.
+if (($(nproc) >= 2)); then
+    [[ "$phases" == *" on 2 threads"* ]] || fail "no phase says it runs on 2 threads: $phases"
+fi
 check "assigning tuples reports its total" t "$(sql $P -c "SELECT coalesce(bool_or(tuples_total > 0), false) FROM seen WHERE phase LIKE '%assigning tuples%'" )"
 
 # Cancel: a build far longer than the timeout stops promptly with the standard error.

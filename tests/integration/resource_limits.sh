@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Resource limits hold, and long work stops when asked:
-#   1. a build whose k-means would not fit in maintenance_work_mem fails early (after sampling, before
-#      k-means) with "memory required is N MB, maintenance_work_mem is M MB" (54000), and N MB is
-#      indeed enough;
+#   1. a build whose k-means cannot fit even ten samples per list in maintenance_work_mem fails
+#      once it has sampled them, before k-means, with "memory required is N MB, maintenance_work_mem is M MB" (54000), and
+#      N MB is indeed enough (with a NOTICE that it sampled fewer rows than pgvector's 50 per list);
+#      a build whose entries exceed maintenance_work_mem writes them as it goes, and the backend's
+#      private memory grows by no more than maintenance_work_mem and 4 MB;
 #   2. statement_timeout stops long index scans (200,000 rows x 128 dimensions, lists = 50, probes = 50,
 #      an iterative scan whose WHERE clause rejects every row) within a second, and so does
 #      pg_cancel_backend from another session;
 #   3. pg_cancel_backend stops CREATE INDEX within a second in each build phase;
-#   4. 10,000 rescans of an index scan (a LATERAL join) use no more memory than 1,000.
+#   4. 10,000 rescans of an index scan (a LATERAL join) use no more memory than 1,000;
+#   5. an iterative scan stops reading lists at work_mem × ivfflat.scan_mem_multiplier, and a scan
+#      that cannot get memory (RLIMIT_DATA) ends in a clean out-of-memory ERROR.
 # Prints the figures (times, memory) along the way.
 source "$(dirname "$0")/lib.sh"
 problems=()
@@ -45,37 +49,55 @@ run_build() {
     BUILD_OUT=$(sql $P -v VERBOSITY=verbose "$@" -c "CREATE INDEX big_v ON big USING ivfflat (v vector_l2_ops) WITH (lists = $LISTS)" 2>&1) || BUILD_OK=0
     BUILD_SECONDS=$(seconds "$t0" "$(now)")
 }
-LISTS=50
+# lists = 1000 needs at least 10 samples per list: 1 MB cannot hold them, and the error says how much
+# can, once the sample shows the table has that many rows (an empty table needs none).
+LISTS=1000
 run_build -c "SET maintenance_work_mem = '1MB'"
-echo "lists = 50, maintenance_work_mem = 1MB: $BUILD_SECONDS s: $(grep ERROR <<<"$BUILD_OUT")"
-((BUILD_OK == 0)) || fail "the build with maintenance_work_mem = 1MB succeeded"
+echo "lists = 1000, maintenance_work_mem = 1MB: $BUILD_SECONDS s: $(grep ERROR <<<"$BUILD_OUT")"
+((BUILD_OK == 0)) || fail "the build with lists = 1000 and maintenance_work_mem = 1MB succeeded"
 [[ "$BUILD_OUT" =~ ERROR:\ \ 54000:\ memory\ required\ is\ ([0-9]+)\ MB,\ maintenance_work_mem\ is\ 1\ MB ]] ||
     fail "unexpected error: $BUILD_OUT"
 required=${BASH_REMATCH[1]}
 early_seconds=$BUILD_SECONDS
-
-LISTS=1000
-run_build -c "SET maintenance_work_mem = '8MB'"
-echo "lists = 1000, maintenance_work_mem = 8MB: $BUILD_SECONDS s: $(grep ERROR <<<"$BUILD_OUT")"
-((BUILD_OK == 0)) || fail "the build with lists = 1000 and maintenance_work_mem = 8MB succeeded"
-[[ "$BUILD_OUT" =~ ERROR:\ \ 54000:\ memory\ required\ is\ [0-9]+\ MB,\ maintenance_work_mem\ is\ 8\ MB ]] ||
-    problem "unexpected error for lists = 1000: $BUILD_OUT"
-below "$BUILD_SECONDS" 2 || problem "the build with lists = 1000 took $BUILD_SECONDS s to fail"
-
-LISTS=50
+below "$early_seconds" 2 || problem "the failing build took $early_seconds s"
 if ((required > 1)); then
     run_build -c "SET maintenance_work_mem = '$((required - 1))MB'"
-    echo "lists = 50, maintenance_work_mem = $((required - 1))MB: $BUILD_SECONDS s: $(grep ERROR <<<"$BUILD_OUT")"
     ((BUILD_OK == 0)) || problem "the build succeeded with $((required - 1)) MB although it said it needs $required MB"
 fi
+# The figure from the message is enough: the build samples what fits (fewer than pgvector's 50 per
+# list) and says so.
 run_build -c "SET maintenance_work_mem = '${required}MB'"
 ((BUILD_OK == 1)) || fail "the build failed with the $required MB it said it needs: $BUILD_OUT"
-echo "lists = 50, maintenance_work_mem = ${required}MB (the figure from the message): built in $BUILD_SECONDS s"
-echo "figure: memory check: fails after $early_seconds s, the whole build takes $BUILD_SECONDS s"
-below "$early_seconds" 2 || problem "the failing build took $early_seconds s"
+[[ "$BUILD_OUT" =~ NOTICE:\ \ 00000:\ ivfflat\ index\ sampled\ ([0-9]+)\ rows\ for\ k-means\ instead\ of\ up\ to\ 50000 ]] ||
+    fail "no NOTICE of the smaller sample: $BUILD_OUT"
+echo "lists = 1000, maintenance_work_mem = ${required}MB (the figure from the message): built in $BUILD_SECONDS s with ${BASH_REMATCH[1]} samples"
+echo "figure: memory check: fails after $early_seconds s, before k-means; the build with the memory it names takes $BUILD_SECONDS s"
 below "$early_seconds" "$(awk "BEGIN { print $BUILD_SECONDS / 2 }")" ||
     problem "the failing build ($early_seconds s) did not stop well before a whole build ($BUILD_SECONDS s)"
-sql $P -c "SELECT ivfflat_verify('big_v')" >/dev/null
+sql $P -c "DROP INDEX big_v"
+
+# lists = 50 at 16 MB: the 10,000 samples fit, the 200,000 entries (104 MB) do not, and are written
+# as the budget fills. The backend's private memory (RssAnon, sampled every 10 ms) grows by no more
+# than maintenance_work_mem and 4 MB for everything else (the rows being read, PostgreSQL's own).
+LISTS=50
+sql $P -c "SELECT pg_backend_pid()" -c "SET maintenance_work_mem = '16MB'" \
+    -c "CREATE INDEX big_v ON big USING ivfflat (v vector_l2_ops) WITH (lists = $LISTS)" >"$WORK/build16.out" 2>&1 &
+builder=$!
+pid=""
+for _ in $(seq 1 100); do pid=$(head -1 "$WORK/build16.out" 2>/dev/null); [[ -n "$pid" ]] && break; sleep 0.01; done
+anon() { awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2>/dev/null; }
+before=$(anon)
+peak=$before
+while kill -0 $builder 2>/dev/null; do
+    now_kb=$(anon)
+    [[ -n "$now_kb" ]] && ((now_kb > peak)) && peak=$now_kb
+    sleep 0.01
+done
+wait $builder || fail "the build with maintenance_work_mem = 16MB failed: $(cat "$WORK/build16.out")"
+grown_mb=$(((peak - before) / 1024))
+echo "figure: a build of 200,000 x 128 (104 MB of entries) at maintenance_work_mem = 16MB grew the backend's private memory by $grown_mb MB"
+((grown_mb <= 16 + 4)) || problem "the build grew the backend by $grown_mb MB with maintenance_work_mem = 16MB"
+sql $P -c "SELECT ivfflat_verify('big_v', true)" | grep -q "ivfflat index OK" || fail "big_v does not verify"
 
 # ---------------------------------------------------------------------------------------------------
 # 2. statement_timeout and pg_cancel_backend on long index scans
@@ -143,11 +165,12 @@ DECLARE
 BEGIN
     FOR i IN 1..6000 LOOP
         PERFORM pg_stat_clear_snapshot();
-        SELECT pid INTO p FROM pg_stat_progress_create_index WHERE phase = target;
+        -- A phase run on more than one thread says how many: 'performing k-means on 2 threads'.
+        SELECT pid INTO p FROM pg_stat_progress_create_index WHERE phase = target OR phase LIKE target || ' on % threads';
         IF p IS NOT NULL THEN
             PERFORM pg_sleep(delay);
             PERFORM pg_stat_clear_snapshot();
-            IF EXISTS (SELECT FROM pg_stat_progress_create_index WHERE pid = p AND phase = target) THEN
+            IF EXISTS (SELECT FROM pg_stat_progress_create_index WHERE pid = p AND (phase = target OR phase LIKE target || ' on % threads')) THEN
                 PERFORM pg_cancel_backend(p);
                 RETURN extract(epoch FROM clock_timestamp());
             END IF;
@@ -232,6 +255,53 @@ echo "btree control, same nested loop: VmHWM ${c[3]} -> ${c[10]} kB ($((c[10] - 
 ((hwm_growth < 5 * 1024)) || problem "VmHWM grew by $hwm_growth kB from 1,000 to 10,000 rescans"
 ((anon_growth < 5 * 1024)) || problem "RssAnon grew by $anon_growth kB from 1,000 to 10,000 rescans"
 ((ctx_growth < 1024 * 1024)) || problem "memory contexts grew by $ctx_growth bytes from 1,000 to 10,000 rescans"
+
+# ---------------------------------------------------------------------------------------------------
+# 5. A scan's memory: an iterative scan stops reading lists once its buffers pass work_mem ×
+# ivfflat.scan_mem_multiplier (and says so); a scan whose buffers the system cannot give ends in a
+# clean "out of memory" ERROR (53200), not a process abort that restarts every session. The
+# quantized lists of a spilling index hold two codes a row: a scan of every list queues 400,000.
+sql $P -c "DROP INDEX IF EXISTS big_v" -c "SET maintenance_work_mem = '256MB'" \
+    -c "CREATE INDEX big_q ON big USING ivfflat (v vector_l2_ops) WITH (lists = 50, quantizer = 'rabitq')"
+ITERATIVE=(-c "SET jit = off" -c "SET enable_seqscan = off" -c "SET ivfflat.probes = 1" -c "SET ivfflat.max_probes = 50"
+    -c "SET ivfflat.iterative_scan = relaxed_order" -c "SET client_min_messages = debug1")
+# Every row is rejected by the WHERE clause: the scan reads list after list, up to max_probes.
+lists_read() {
+    sql $P "${ITERATIVE[@]}" -c "SET work_mem = '$1'" -c "$FULL_SCAN" 2>&1 | tee "$WORK/iterative-$1.out" |
+        sed -n 's/.*ivfflat scan: \([0-9]*\) lists probed.*/\1/p'
+}
+read_64mb=$(lists_read 64MB)
+read_1mb=$(lists_read 1MB)
+echo "figure: an iterative scan rejecting every row read $read_64mb lists at work_mem = 64MB, $read_1mb at 1MB"
+check "lists read by the iterative scan at work_mem = 64MB" 50 "$read_64mb"
+[[ -n "$read_1mb" ]] && ((read_1mb > 1 && read_1mb < 50)) || problem "at work_mem = 1MB the iterative scan read ${read_1mb:-no} lists"
+grep -q "NOTICE:  ivfflat index scan stopped reading lists at its memory limit" "$WORK/iterative-1MB.out" ||
+    problem "no NOTICE of the memory limit: $(cat "$WORK/iterative-1MB.out")"
+grep -q "stopped reading lists" "$WORK/iterative-64MB.out" && problem "a NOTICE of the memory limit at work_mem = 64MB"
+taken_kb=$(sed -n 's/^DETAIL:  Its buffers took \([0-9]*\) kB.*/\1/p' "$WORK/iterative-1MB.out")
+# work_mem × the default multiplier (2 MB) and what the list that crossed it added.
+((${taken_kb:-99999} <= 8 * 1024)) || problem "the iterative scan's buffers took ${taken_kb:-?} kB at work_mem = 1MB"
+
+# The same cluster with 16 MB of private data per process (RLIMIT_DATA; a backend needs about 4):
+# malloc fails as it does under vm.overcommit_memory = 2 when memory runs out.
+stop_cluster "$DIR_main"
+runuser -u postgres -- bash -c "ulimit -d 16384 && exec env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE '$PG_BIN/pg_ctl' -D '$DIR_main/data' -l '$DIR_main/server.log' -w -t 120 start" >/dev/null
+limited() {
+    psql -X -q -At -h 127.0.0.1 -p $P -U postgres -v VERBOSITY=verbose "${ITERATIVE[@]}" -c "SET client_min_messages = notice" "$@" -c "SELECT 'alive'" 2>&1
+}
+out=$(limited -c "SELECT count(*) FROM (SELECT id FROM big ORDER BY v <-> (SELECT v FROM base WHERE id = 1) LIMIT 10) s")
+check "an ordinary scan within 16 MB" "$(printf '10\nalive')" "$out"
+for case in "every list at once|SET ivfflat.probes = 50" "an iterative scan with work_mem = 1GB|SET work_mem = '1GB'"; do
+    label=${case%%|*}
+    out=$(limited -c "SET ivfflat.scan_mem_multiplier = 1000" -c "${case#*|}" -c "$FULL_SCAN")
+    echo "16 MB of private data, $label: $(grep ERROR <<<"$out")"
+    [[ "$out" == *"ERROR:  53200: out of memory"* && "$out" == *'DETAIL:  Failed to grow the buffers of a scan of ivfflat index "big_q"'* ]] ||
+        problem "$label within 16 MB: no clean out-of-memory error: $out"
+    [[ "$out" == *alive ]] || problem "$label within 16 MB: the session did not go on: $out"
+done
+assert_no_crash "$DIR_main" || problem "the server log shows a crash after the scans within 16 MB"
+stop_cluster "$DIR_main"
+restart "$DIR_main"
 
 assert_no_crash "$DIR_main" || problem "the server log shows a crash"
 if ((${#problems[@]})); then

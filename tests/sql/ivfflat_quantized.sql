@@ -169,3 +169,27 @@ END $$;
 SELECT count(*) > 0 AS session_fine FROM (SELECT id FROM items ORDER BY embedding <#> (SELECT embedding FROM queries LIMIT 1) LIMIT 5) s;
 DROP TABLE items, queries, results;
 DROP FUNCTION check_index;
+-- Past 2,000 dimensions: lists of codes alone (rerank = 'heap') take up to 16,000 dimensions and
+-- answer exactly at probes = lists; lists that keep the vectors say what to use instead, and the
+-- plain index keeps pgvector's error.
+CREATE TABLE wide (id int PRIMARY KEY, embedding vector(3072));
+INSERT INTO wide SELECT i, array(SELECT sin(i * 0.37 + j * 0.011 * (1 + i % 5)) FROM generate_series(1, 3072) j)::vector
+FROM generate_series(1, 300) i;
+CREATE INDEX ON wide USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4);
+CREATE INDEX ON wide USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4, quantizer = 'rabitq');
+CREATE INDEX wide_codes ON wide USING ivfflat (embedding vector_cosine_ops) WITH (lists = 4, quantizer = 'rabitq', rerank = 'heap');
+SELECT ivfflat_verify('wide_codes', true);
+SET ivfflat.probes = 4;
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM wide ORDER BY embedding <=> (SELECT embedding FROM wide WHERE id = 5) LIMIT 10;
+CREATE TEMP TABLE wide_index AS SELECT q, array_agg(id ORDER BY n) AS ids FROM generate_series(1, 300, 37) q,
+    LATERAL (SELECT id, row_number() OVER () AS n FROM (SELECT id FROM wide ORDER BY embedding <=> (SELECT embedding FROM wide WHERE id = q) LIMIT 10) s) t
+    GROUP BY q;
+RESET enable_seqscan;
+SET enable_indexscan = off;
+SELECT bool_and(e.ids = i.ids) AS codes_exact_at_all_lists
+FROM wide_index i, LATERAL (SELECT array_agg(id ORDER BY n) AS ids FROM (SELECT id, row_number() OVER () AS n FROM
+    (SELECT id FROM wide ORDER BY embedding <=> (SELECT embedding FROM wide WHERE id = i.q), id LIMIT 10) s) t) e;
+RESET enable_indexscan;
+RESET ivfflat.probes;
+DROP TABLE wide;

@@ -208,7 +208,6 @@ fn levels(c: &mut Criterion) {
 fn rabitq_pages(c: &mut Criterion) {
     use pgivf_core::page::{EntryFormat, Location, Origin, Tid};
     use pgivf_core::quant::queue::RerankQueue;
-    use pgivf_core::quant::Quantizer;
     let mut group = c.benchmark_group("rabitq_pages");
     group
         .warm_up_time(Duration::from_millis(500))
@@ -221,11 +220,7 @@ fn rabitq_pages(c: &mut Criterion) {
         (384, vec![("l3", query_rows), ("memory", 2_000_000)]),
         (1536, vec![("l3", query_rows)]),
     ] {
-        let quantizer = Quantizer::Rabitq(pgivf_core::quant::Rabitq::new(
-            dim,
-            pgivf_core::page::Metric::Cosine,
-            1,
-        ));
+        let quantizer = pgivf_core::quant::Rabitq::new(dim, pgivf_core::metric::Metric::Cosine, 1);
         let format = EntryFormat {
             dim,
             filters: 0,
@@ -262,8 +257,8 @@ fn rabitq_pages(c: &mut Criterion) {
                 entries.extend_from_slice(&page);
             }
         }
-        let mut prepared = quantizer.new_query();
-        quantizer.prepare(&rows[..dim], &centroid, &mut prepared);
+        let mut prepared = pgivf_core::quant::RabitqQuery::default();
+        quantizer.prepare_list(&rows[..dim], &centroid, &mut prepared);
         for (name, total_rows) in sizes {
             let pages: Vec<u8> = entries
                 .chunks_exact(per_page * format.stride())
@@ -373,11 +368,7 @@ fn rabitq_encode(c: &mut Criterion) {
         let mut rows = embedding_like(1024, dim, 5);
         normalize_rows(&mut rows, dim);
         let centroids = embedding_like(16, dim, 6);
-        let quantizer = Quantizer::Rabitq(pgivf_core::quant::Rabitq::new(
-            dim,
-            pgivf_core::page::Metric::Cosine,
-            1,
-        ));
+        let quantizer = pgivf_core::quant::Rabitq::new(dim, pgivf_core::metric::Metric::Cosine, 1);
         let (mut scratch, mut code) = (Vec::new(), vec![0u8; quantizer.code_bytes()]);
         group.throughput(Throughput::Elements(1024));
         group.bench_function(BenchmarkId::new("encode", dim), |bench| {

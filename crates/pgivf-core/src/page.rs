@@ -417,8 +417,8 @@ impl Meta {
         let lists_ok = (1..=MAX_LISTS).contains(&meta.lists);
         let pages_ok = meta.centroid_pages as u64
             == div_ceil_u64(
-                meta.lists as u64,
-                centroids_per_page(meta.dimensions as usize) as u64,
+                meta.lists as u64 * meta.dimensions.max(1) as u64,
+                centroid_floats_per_page(meta.dimensions as usize) as u64,
             )
             && meta.directory_pages as u64
                 == div_ceil_u64(meta.chains() as u64, DIRECTORY_ENTRIES_PER_PAGE as u64)
@@ -451,13 +451,7 @@ impl Meta {
                 .quantizer_start
                 .checked_add(meta.quantizer_pages)
                 .is_some();
-        if !dims_ok
-            || !filters_ok
-            || !lists_ok
-            || !pages_ok
-            || !blocks_ok
-            || centroids_per_page(meta.dimensions as usize) == 0
-        {
+        if !dims_ok || !filters_ok || !lists_ok || !pages_ok || !blocks_ok {
             return Err(FormatError::Corrupted("meta page fields are inconsistent"));
         }
         Ok(meta)
@@ -557,14 +551,27 @@ pub fn read_quantizer_page(page: &[u8], out: &mut Vec<f32>) -> Result<(), Format
     Ok(())
 }
 
-/// Whole centroids that fit on one centroid page.
-pub fn centroids_per_page(dim: usize) -> usize {
-    DATA_CAPACITY / (4 * dim.max(1))
+/// Centroid values on one centroid page. The centroids are one stream of floats over the
+/// centroid pages: whole centroids on each page when one fits (up to 2,038 dimensions, as 0.1.0
+/// wrote them), else full pages, a centroid going on over the next.
+pub fn centroid_floats_per_page(dim: usize) -> usize {
+    let dim = dim.max(1);
+    match DATA_CAPACITY / (4 * dim) {
+        0 => DATA_CAPACITY / 4,
+        whole => whole * dim,
+    }
 }
 
-/// Writes centroids `[first, first + count)` of `all` (row-major, `dim` wide) onto a centroid page.
-pub fn write_centroids(page: &mut [u8], all: &[f32], dim: usize, first: usize, count: usize) {
-    let values = &all[first * dim..(first + count) * dim];
+/// Centroid pages of `lists` centroids of `dim` dimensions.
+pub fn centroid_pages(lists: usize, dim: usize) -> usize {
+    (lists * dim.max(1)).div_ceil(centroid_floats_per_page(dim))
+}
+
+/// Writes centroid page `page_number` of `all` (the centroids, row-major, `dim` wide).
+pub fn write_centroids(page: &mut [u8], all: &[f32], dim: usize, page_number: usize) {
+    let per_page = centroid_floats_per_page(dim);
+    let first = (page_number * per_page).min(all.len());
+    let values = &all[first..(first + per_page).min(all.len())];
     put_floats(&mut data_mut(page)[..values.len() * 4], values);
     set_used(page, values.len() * 4);
 }
@@ -1486,12 +1493,12 @@ mod tests {
             metric: Metric::Cosine,
             build_id: 0xdead_beef_1234,
             centroid_start: 1,
-            centroid_pages: 100usize.div_ceil(centroids_per_page(384)) as u32,
-            directory_start: 1 + 100usize.div_ceil(centroids_per_page(384)) as u32,
+            centroid_pages: centroid_pages(100, 384) as u32,
+            directory_start: 1 + centroid_pages(100, 384) as u32,
             directory_pages: 1,
             rows_at_build: 62956,
             filter_columns: 2,
-            summary_start: 3 + 100usize.div_ceil(centroids_per_page(384)) as u32,
+            summary_start: 3 + centroid_pages(100, 384) as u32,
             summary_pages: 4,
             radii: true,
             max_norm: 1.5,
@@ -1516,7 +1523,10 @@ mod tests {
         for version in [0, FORMAT_VERSION + 1, 7] {
             let mut bad = page.clone();
             put_u32(data_mut(&mut bad), 4, version);
-            assert_eq!(Meta::read(&bad), Err(FormatError::UnsupportedVersion(version)));
+            assert_eq!(
+                Meta::read(&bad),
+                Err(FormatError::UnsupportedVersion(version))
+            );
         }
         let mut bad = page.clone();
         put_u32(data_mut(&mut bad), 12, 5000);
@@ -1620,16 +1630,20 @@ mod tests {
 
     #[test]
     fn centroids_and_directory_round_trip() {
-        let dim = 384;
-        let all: Vec<f32> = (0..10 * dim).map(|i| i as f32).collect();
-        let per_page = centroids_per_page(dim);
-        let mut out = Vec::new();
-        for first in (0..10).step_by(per_page) {
-            let mut page = new_page(PageKind::Centroids, 0);
-            write_centroids(&mut page, &all, dim, first, per_page.min(10 - first));
-            read_centroids(&page, &mut out).unwrap();
+        // Whole centroids per page up to 2,038 dimensions; beyond, centroids span pages.
+        for (dim, pages) in [(384, 2), (2038, 10), (2039, 11), (3072, 16), (16000, 79)] {
+            let all: Vec<f32> = (0..10 * dim).map(|i| i as f32).collect();
+            assert_eq!(centroid_pages(10, dim), pages, "{dim}");
+            let mut out = Vec::new();
+            for number in 0..pages {
+                let mut page = new_page(PageKind::Centroids, 0);
+                write_centroids(&mut page, &all, dim, number);
+                read_centroids(&page, &mut out).unwrap();
+            }
+            assert_eq!(out, all, "{dim}");
         }
-        assert_eq!(out, all);
+        // 0.1.0's layout: five whole 384-d centroids on a page, so ten take two pages.
+        assert_eq!(centroid_floats_per_page(384), 5 * 384);
 
         let mut page = new_page(PageKind::Directory, 0);
         let entry = DirectoryEntry {

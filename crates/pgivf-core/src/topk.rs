@@ -93,6 +93,22 @@ impl Candidates {
         self.pool.capacity() + self.ready.capacity() + self.late.capacity()
     }
 
+    /// Bytes the buffers take.
+    pub fn memory_bytes(&self) -> usize {
+        self.capacity() * std::mem::size_of::<u128>()
+    }
+
+    /// Makes room for `n` more pushes without growing (so that a failed allocation is an error
+    /// here, not a process abort in `push`).
+    pub fn try_reserve(&mut self, n: usize) -> Result<(), std::collections::TryReserveError> {
+        self.pool.try_reserve(n)?;
+        // Only entries nearer than the last chunk split off go to `late`.
+        if self.boundary.is_some() {
+            self.late.try_reserve(n)?;
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.pool.len() + self.ready.len() + self.late.len()
     }
@@ -143,8 +159,9 @@ impl Candidates {
             return;
         }
         let chunk = (2 * self.last_chunk).max(FIRST_CHUNK);
-        // Once the chunk would cover half the pool, sorting it all is cheaper than selecting first.
-        if 2 * chunk >= self.pool.len() {
+        // Once the chunk would cover half the pool, sorting it all is cheaper than selecting first
+        // (and it needs no memory, should there be none for the chunk).
+        if 2 * chunk >= self.pool.len() || self.ready.try_reserve(chunk).is_err() {
             std::mem::swap(&mut self.ready, &mut self.pool);
         } else {
             let split = self.pool.len() - chunk;

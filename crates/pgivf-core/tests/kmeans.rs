@@ -44,10 +44,14 @@ fn no_worse_than_plain_lloyd_from_the_same_start() {
         let mut seeding = params(k, KMeansMetric::L2, seed);
         seeding.max_iterations = 0;
         let init = train(&data.samples, dim, &seeding, &pool(2), &mut no_progress()).unwrap();
+        let to_convergence = KMeansParams {
+            settled_share_inverse: 0,
+            ..params(k, KMeansMetric::L2, seed)
+        };
         let accelerated = train(
             &data.samples,
             dim,
-            &params(k, KMeansMetric::L2, seed),
+            &to_convergence,
             &pool(2),
             &mut no_progress(),
         )
@@ -524,4 +528,37 @@ fn far_from_the_origin_clusters_as_well() {
         let found = inertia(&shifted, &centroids, dim);
         assert!(found <= base * 1.001, "offset {offset}: {found} vs {base}");
     }
+}
+
+/// The default stops once fewer than 1% of the samples move in a pass: fewer passes than running
+/// until none moves, and an inertia within a hair of it.
+#[test]
+fn stops_when_the_clusters_have_settled() {
+    let dim = 32;
+    let data = blobs(60, 200, dim, 4.0, 21);
+    let run = |settled_share_inverse: usize| {
+        let mut passes = 0;
+        let params = KMeansParams {
+            settled_share_inverse,
+            ..params(60, KMeansMetric::L2, 3)
+        };
+        let centroids = train(&data.samples, dim, &params, &pool(2), &mut |stage| {
+            if let KMeansStage::Updating { iteration } = stage {
+                passes = iteration;
+            }
+            Ok(())
+        })
+        .unwrap();
+        (passes, inertia(&data.samples, &centroids, dim))
+    };
+    let (settled_passes, settled_inertia) = run(kmeans::DEFAULT_SETTLED_SHARE_INVERSE);
+    let (full_passes, full_inertia) = run(0);
+    assert!(
+        settled_passes < full_passes,
+        "{settled_passes} passes, {full_passes} to convergence"
+    );
+    assert!(
+        settled_inertia <= full_inertia * 1.01,
+        "inertia {settled_inertia} against {full_inertia}"
+    );
 }

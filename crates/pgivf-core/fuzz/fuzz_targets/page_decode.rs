@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pgivf_core::page::{
-    self, centroids_per_page, entry_spills, entry_starts, free_space, mark_dead, overwrite_entry,
+    self, centroid_pages, entry_spills, entry_starts, free_space, mark_dead, overwrite_entry,
     read_centroids, read_directory_entry, read_entry_header, read_special, read_summary, set_next,
     used, EntryFormat, EntryRef, Location, Meta, Origin, PageKind, StreamReader, Tid, BLOCK_SIZE,
     DATA_CAPACITY, DIRECTORY_ENTRIES_PER_PAGE,
@@ -100,7 +100,8 @@ fn check_page(page: &[u8], dims: &mut Vec<usize>) {
         let dim = meta.dimensions as usize;
         assert!((1..=pgivf_core::VECTOR_MAX_DIM).contains(&dim));
         assert!(meta.lists >= 1);
-        assert!(centroids_per_page(dim) >= 1);
+        // The centroid pages a meta page claims are those its lists and dimensions take.
+        assert_eq!(meta.centroid_pages as usize, centroid_pages(meta.lists as usize, dim));
         let format = meta.entry_format();
         let payload = if format.code_bytes > 0 { format.code_bytes } else { 4 * dim };
         assert!(format.stride() >= page::ENTRY_HEADER_SIZE + payload);

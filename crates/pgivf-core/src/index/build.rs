@@ -51,6 +51,9 @@ pub enum BuildError {
     NoDimensions,
     #[error("column cannot have more than {MAX_DIMENSIONS} dimensions for ivfflat index")]
     TooManyDimensions,
+    /// Past `MAX_DIMENSIONS` with a quantizer that keeps the vectors in the index as well.
+    #[error("column cannot have more than {MAX_DIMENSIONS} dimensions for ivfflat index with rerank = 'index'")]
+    TooManyDimensionsForVectorsInIndex,
     #[error("dimensions must be greater than one for this opclass")]
     OneDimension,
     #[error("rerank = 'heap' needs a quantizer")]
@@ -103,14 +106,21 @@ pub fn plan(
     build_id: u64,
 ) -> Result<Shape, BuildError> {
     let dimensions = request.dimensions.ok_or(BuildError::NoDimensions)?;
-    if dimensions > MAX_DIMENSIONS || dimensions > VECTOR_MAX_DIM {
-        return Err(BuildError::TooManyDimensions);
+    let quantized = !request.quantizer.is_none();
+    // Lists of codes alone (the vectors stay in the table) take any vector: a RaBitQ code of
+    // 16,000 dimensions is 2 kB. Vectors in the index are limited as in pgvector.
+    let codes_only = quantized && request.rerank == Rerank::Heap;
+    if dimensions > VECTOR_MAX_DIM || (dimensions > MAX_DIMENSIONS && !codes_only) {
+        return Err(if quantized && dimensions <= VECTOR_MAX_DIM {
+            BuildError::TooManyDimensionsForVectorsInIndex
+        } else {
+            BuildError::TooManyDimensions
+        });
     }
     if request.metric.needs_two_dimensions() && dimensions == 1 {
         return Err(BuildError::OneDimension);
     }
     let lists = request.lists.unwrap_or_else(size_lists);
-    let quantized = !request.quantizer.is_none();
     if !quantized && request.rerank == Rerank::Heap {
         return Err(BuildError::HeapWithoutQuantizer);
     }
@@ -156,6 +166,47 @@ pub fn sample_target(lists: usize, table_capacity: usize) -> usize {
     (lists * 50).max(10_000).min(table_capacity).max(1)
 }
 
+/// Fewest samples per list that k-means is given when `maintenance_work_mem` cannot hold the
+/// full sample: with less, the build fails and says how much memory it needs.
+pub const MIN_SAMPLES_PER_LIST: usize = 10;
+
+/// Bytes k-means needs for `samples` samples of `shape`, the samples themselves included.
+pub fn training_memory(shape: &Shape, samples: usize) -> usize {
+    let dim = shape.dimensions;
+    samples * dim * size_of::<f32>()
+        + if samples > 0 {
+            kmeans::memory_required(samples, dim, shape.lists)
+        } else {
+            0
+        }
+}
+
+/// How many of the `wanted` samples to take within `memory_limit`: all of them when they fit,
+/// else as many as fit, but at least [`MIN_SAMPLES_PER_LIST`] per list (the caller says in a
+/// NOTICE that it sampled less). When even those do not fit, [`train`] refuses them with the
+/// memory they need once the sample shows how many rows there are (an empty table, whose size
+/// the caller can only bound, needs none).
+pub fn samples_within(shape: &Shape, wanted: usize, memory_limit: usize) -> usize {
+    if training_memory(shape, wanted) <= memory_limit {
+        return wanted;
+    }
+    let least = wanted.min(shape.lists.saturating_mul(MIN_SAMPLES_PER_LIST));
+    if training_memory(shape, least) > memory_limit {
+        return least;
+    }
+    // The memory grows with the samples: the most that fit lie between `least` and `wanted`.
+    let (mut fits, mut too_many) = (least, wanted);
+    while too_many - fits > 1 {
+        let middle = fits + (too_many - fits) / 2;
+        if training_memory(shape, middle) <= memory_limit {
+            fits = middle;
+        } else {
+            too_many = middle;
+        }
+    }
+    fits
+}
+
 /// What [`train`] learns: the centroids (lists × dimensions) and the quantizer, if any.
 pub type Trained = (Vec<f32>, Option<Box<dyn Quantizer>>);
 
@@ -171,12 +222,7 @@ pub fn train(
 ) -> Result<Trained, BuildError> {
     let dim = shape.dimensions;
     let n = samples.len() / dim;
-    let required = n * dim * 4
-        + if n > 0 {
-            kmeans::memory_required(n, dim, shape.lists)
-        } else {
-            0
-        };
+    let required = training_memory(shape, n);
     if required > memory_limit {
         return Err(BuildError::NotEnoughMemory {
             required_mb: required.div_ceil(1024 * 1024),
@@ -251,7 +297,8 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     /// Writes the structure pages of an empty index and returns a builder for its rows.
-    /// `memory_budget` bounds the entries kept before they are written.
+    /// `memory_budget` bounds what the build holds (maintenance_work_mem): the entries kept before
+    /// they are written get what the centroids and a batch of rows leave of it.
     pub fn start<S: PageStore>(
         store: &S,
         shape: &Shape,
@@ -263,6 +310,13 @@ impl<'a> Builder<'a> {
         let meta = layout::write_structure(store, shape, centroids, quantizer)?;
         let dim = shape.dimensions;
         let lists = shape.lists;
+        let contexts = list_contexts(quantizer, centroids, dim, pool);
+        // A batch's rows, its codes (twice when spilling) and labels, the centroids and their
+        // quantizer contexts.
+        let code_bytes = quantizer.map_or(0, |q| q.code_bytes());
+        let held = ASSIGN_BATCH_ROWS * (dim * size_of::<f32>() + 2 * code_bytes + 16)
+            + size_of_val(centroids)
+            + contexts.as_ref().map_or(0, |c| size_of_val(c.as_slice()));
         Ok(Builder {
             meta,
             dim,
@@ -270,7 +324,7 @@ impl<'a> Builder<'a> {
             pool,
             quantizer,
             writer: ChainWriter::new(meta),
-            memory_budget,
+            memory_budget: memory_budget.saturating_sub(held),
             batch_rows: Vec::with_capacity(ASSIGN_BATCH_ROWS * dim),
             batch_tids: Vec::with_capacity(ASSIGN_BATCH_ROWS),
             batch_filters: Vec::with_capacity(ASSIGN_BATCH_ROWS * shape.filter_columns),
@@ -282,7 +336,7 @@ impl<'a> Builder<'a> {
             radii: vec![0.0; lists],
             max_norm: 0.0,
             rows: 0,
-            list_contexts: list_contexts(quantizer, centroids, dim, pool),
+            list_contexts: contexts,
             spiller: meta.spill.then(|| {
                 kmeans::Spiller::new(centroids, dim, shape.metric.kmeans(), kmeans::SPILL_LAMBDA)
             }),

@@ -29,12 +29,12 @@ const SLOT_SEARCH_PAGES: usize = 8;
 /// the chain's next page or, after its last, block `after` (the next list's first page, or
 /// `INVALID_BLOCK`). Scans are bound by memory and the CPU's own prefetcher does not follow a
 /// chain of buffers: `visit` prefetches those bytes, and never reads them.
-pub fn walk<S: PageStore>(
+pub fn walk<S: PageStore, E: From<FormatError>>(
     store: &S,
     head: u32,
     after: u32,
-    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), FormatError>,
-) -> Result<(), FormatError> {
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let mut walk = ChainWalk::new();
     let mut block = head;
     while block != INVALID_BLOCK {
@@ -369,15 +369,18 @@ impl ChainWriter {
         }
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes held by the entries waiting to be written (what their buffers take, which grow by
+    /// doubling: up to twice the entries).
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
     }
 
     /// Queues an encoded entry for chain `chain`.
     pub fn push(&mut self, chain: u32, entry: &[u8]) {
-        self.pending[chain as usize].extend_from_slice(entry);
-        self.pending_bytes += entry.len();
+        let pending = &mut self.pending[chain as usize];
+        let before = pending.capacity();
+        pending.extend_from_slice(entry);
+        self.pending_bytes += pending.capacity() - before;
     }
 
     /// Queues the vector of a row of list `list` in the list's vector chain; returns what its
@@ -427,39 +430,72 @@ impl ChainWriter {
                 pos += n;
                 *written += n;
             }
+            // New pages go four to a record, each written once with its link to the next
+            // already set: the page after a record is added before the record is made, so no
+            // page is logged a second time just to link it (Generic WAL would compare all of it
+            // to find that change).
+            let mut following = None;
             while pos < bytes.len() {
-                // The first entry starting on the new page comes after the rest of a split one.
-                let first_entry = ((stride - *written % stride) % stride) as u16;
-                let new = store.extend()?;
-                let image = Image::New {
-                    kind: PageKind::Entries,
-                    first_entry,
+                let pages_left = (bytes.len() - pos).div_ceil(DATA_CAPACITY);
+                // The chain's old tail is linked to its first new page in the same record.
+                let previous = match (*tail, &following) {
+                    (INVALID_BLOCK, _) | (_, Some(_)) => None,
+                    (block, None) => Some(block),
                 };
-                let n = if *tail == INVALID_BLOCK {
-                    store.log([(&new, image)], |[new_bytes]| {
-                        page::append_bytes(new_bytes, &bytes[pos..])
-                    })?
-                } else {
-                    let previous = store.lock(*tail)?;
-                    store.log(
-                        [(&new, image), (&previous, Image::Existing)],
-                        |[new_bytes, previous_bytes]| {
-                            page::set_next(previous_bytes, new.block());
-                            page::append_bytes(new_bytes, &bytes[pos..])
-                        },
-                    )?
-                };
-                if *head == INVALID_BLOCK {
-                    *head = new.block();
+                let batch = pages_left.min(4 - usize::from(previous.is_some()));
+                let mut pages = Vec::with_capacity(batch + 1);
+                pages.push(match following.take() {
+                    Some(page) => page,
+                    None => store.extend()?,
+                });
+                for _ in 1..batch {
+                    pages.push(store.extend()?);
                 }
-                *tail = new.block();
+                let after = if pages_left > batch {
+                    let page = store.extend()?;
+                    let block = page.block();
+                    following = Some(page);
+                    block
+                } else {
+                    INVALID_BLOCK
+                };
+                let blocks: Vec<u32> = pages.iter().map(|page| page.block()).collect();
+                let mut images: Vec<Image> = (0..batch)
+                    .map(|i| Image::New {
+                        kind: PageKind::Entries,
+                        // The first entry starting on a page comes after the rest of a split one.
+                        first_entry: ((stride - (*written + i * DATA_CAPACITY) % stride) % stride)
+                            as u16,
+                    })
+                    .collect();
+                if let Some(block) = previous {
+                    pages.push(store.lock(block)?);
+                    images.push(Image::Existing);
+                }
+                let data = &bytes[pos..];
+                let edit = |page_bytes: &mut [&mut [u8]]| -> Result<usize, FormatError> {
+                    let mut n = 0;
+                    for (i, page_bytes) in page_bytes.iter_mut().take(batch).enumerate() {
+                        page::set_next(page_bytes, blocks.get(i + 1).copied().unwrap_or(after));
+                        n += page::append_bytes(page_bytes, &data[n..])?;
+                    }
+                    if previous.is_some() {
+                        page::set_next(page_bytes[batch], blocks[0]);
+                    }
+                    Ok(n)
+                };
+                let n = log_pages(store, &pages, &images, edit)?;
+                if *head == INVALID_BLOCK {
+                    *head = blocks[0];
+                }
+                *tail = blocks[batch - 1];
                 if chain >= lists {
-                    self.vector_pages[chain - lists].push(new.block());
+                    self.vector_pages[chain - lists].extend_from_slice(&blocks);
                 }
                 pos += n;
                 *written += n;
             }
-            self.pending_bytes -= bytes.len();
+            self.pending_bytes -= bytes.capacity();
         }
         Ok(())
     }
@@ -470,5 +506,31 @@ impl ChainWriter {
             .iter()
             .map(|&(head, tail, _)| (head, tail))
             .collect()
+    }
+}
+/// [`PageStore::log`] for one to four pages given as slices.
+fn log_pages<'s, S: PageStore, R>(
+    store: &'s S,
+    pages: &[S::Page<'s>],
+    images: &[Image],
+    edit: impl FnOnce(&mut [&mut [u8]]) -> Result<R, FormatError>,
+) -> Result<R, FormatError> {
+    fn one<'s, S: PageStore, R, const N: usize>(
+        store: &'s S,
+        pages: &[S::Page<'s>],
+        images: &[Image],
+        edit: impl FnOnce(&mut [&mut [u8]]) -> Result<R, FormatError>,
+    ) -> Result<R, FormatError> {
+        store.log(
+            std::array::from_fn::<_, N, _>(|i| (&pages[i], images[i])),
+            |mut bytes| edit(&mut bytes),
+        )
+    }
+    match pages.len() {
+        1 => one::<S, R, 1>(store, pages, images, edit),
+        2 => one::<S, R, 2>(store, pages, images, edit),
+        3 => one::<S, R, 3>(store, pages, images, edit),
+        4 => one::<S, R, 4>(store, pages, images, edit),
+        n => unreachable!("{n} pages in one record"),
     }
 }

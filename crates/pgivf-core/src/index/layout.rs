@@ -5,8 +5,8 @@
 use crate::filter::{FilterQuery, Summary};
 use crate::metric::Metric;
 use crate::page::{
-    self, centroids_per_page, DirectoryEntry, FormatError, Meta, PageKind,
-    DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK, SUMMARIES_PER_PAGE,
+    self, DirectoryEntry, FormatError, Meta, PageKind, DIRECTORY_ENTRIES_PER_PAGE, INVALID_BLOCK,
+    SUMMARIES_PER_PAGE,
 };
 use crate::quant::{Loading, Quantizer, QuantizerKind, Rerank};
 use crate::store::{Image, LockedPage, PageStore};
@@ -44,8 +44,7 @@ pub fn write_structure<S: PageStore>(
     quantizer: Option<&dyn Quantizer>,
 ) -> Result<Meta, FormatError> {
     let dim = shape.dimensions;
-    let per_page = centroids_per_page(dim);
-    let centroid_pages = shape.lists.div_ceil(per_page);
+    let centroid_pages = page::centroid_pages(shape.lists, dim);
     let parameters = quantizer.map(|q| q.parameters()).unwrap_or_default();
     let quantizer_pages = page::parameter_pages(parameters.len());
     let summary_pages = if shape.filter_columns == 0 {
@@ -89,10 +88,9 @@ pub fn write_structure<S: PageStore>(
 
     let block = new_page(store, PageKind::Meta, |bytes| meta.write(bytes))?;
     assert_eq!(block, 0, "the meta page must be block 0 of a new index");
-    for first in (0..shape.lists).step_by(per_page) {
-        let count = per_page.min(shape.lists - first);
+    for number in 0..centroid_pages {
         new_page(store, PageKind::Centroids, |bytes| {
-            page::write_centroids(bytes, centroids, dim, first, count)
+            page::write_centroids(bytes, centroids, dim, number)
         })?;
     }
     for first in (0..chains).step_by(DIRECTORY_ENTRIES_PER_PAGE) {

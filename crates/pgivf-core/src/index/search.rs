@@ -14,8 +14,10 @@
 //! handed out once its exact distance is no greater than every bound still waiting: rows come out
 //! in exact order with exact distances, and only rows that may belong to the result are re-ranked.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, TryReserveError};
 use std::hash::BuildHasherDefault;
+
+use thiserror::Error;
 
 use crate::distance;
 use crate::filter::FilterQuery;
@@ -70,6 +72,27 @@ pub struct Settings {
     pub index_rows: f64,
     /// Rows the search is expected to hand out ([`Demand::expected`]).
     pub expected_rows: usize,
+    /// Bytes the search's buffers may take before it stops reading lists beyond its first
+    /// `probes` (`work_mem` × `ivfflat.scan_mem_multiplier`): an iterative scan then ends as if
+    /// it had reached `max_probes`.
+    pub memory_limit: usize,
+}
+
+/// Why a search failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Growing the search's buffers by `bytes` failed: the system had no memory for it. (An
+    /// allocation that fails inside a push would abort the process.)
+    #[error("out of memory")]
+    OutOfMemory { bytes: usize },
+}
+
+impl SearchError {
+    fn out_of_memory(bytes: usize) -> impl FnOnce(TryReserveError) -> SearchError {
+        move |_| SearchError::OutOfMemory { bytes }
+    }
 }
 
 /// Where a quantized row's full vector is when it is not in the index (`rerank = 'heap'`).
@@ -332,6 +355,9 @@ pub struct Search {
     /// it the first batch's lists reached (see `widen_relaxed`).
     reach: Option<f32>,
     last_distance: f32,
+    memory_limit: usize,
+    /// Whether the search stopped reading lists at `memory_limit`.
+    stopped_at_memory_limit: bool,
 }
 
 /// What a search did, for `SET client_min_messages = debug1`.
@@ -341,6 +367,10 @@ pub struct SearchStats {
     pub rows_estimated: u64,
     pub rows_reranked: u64,
     pub rows_returned: usize,
+    /// Bytes the search's buffers took at the end.
+    pub memory_bytes: usize,
+    /// Whether it read fewer lists than allowed because its buffers reached the memory limit.
+    pub stopped_at_memory_limit: bool,
 }
 
 impl Search {
@@ -369,6 +399,8 @@ impl Search {
             returned: 0,
             reach: None,
             last_distance: 0.0,
+            memory_limit: usize::MAX,
+            stopped_at_memory_limit: false,
         }
     }
 
@@ -397,7 +429,31 @@ impl Search {
             rows_estimated: self.queue.queued(),
             rows_reranked: self.reranked,
             rows_returned: self.returned,
+            memory_bytes: self.memory_bytes(),
+            stopped_at_memory_limit: self.stopped_at_memory_limit,
         }
+    }
+
+    /// Bytes the search's growing buffers take (candidates, re-rank queue, rows seen).
+    pub fn memory_bytes(&self) -> usize {
+        self.candidates.memory_bytes()
+            + self.queue.memory_bytes()
+            + self.seen.capacity() * (size_of::<u64>() + 1)
+            + self.probed.capacity()
+    }
+
+    /// Whether the search may read lists beyond its first batch: within `max_probes` and, once
+    /// its buffers reach the memory limit, no further.
+    fn may_read_more(&mut self) -> bool {
+        if self.probed_count >= self.plan.max_probes {
+            return false;
+        }
+        // The first `probes` lists are what the user asked for.
+        if self.probed_count >= self.plan.probes && self.memory_bytes() > self.memory_limit {
+            self.stopped_at_memory_limit = true;
+            return false;
+        }
+        true
     }
 
     /// Starts (or restarts) a search for `query` (as given, of the index's dimensions; None for
@@ -410,7 +466,7 @@ impl Search {
         radii: &[Radius],
         filter: Option<FilterQuery>,
         settings: &Settings,
-    ) -> Result<(), FormatError> {
+    ) -> Result<(), SearchError> {
         let meta = index.meta();
         self.metric = meta.metric;
         self.query = query.map(|q| meta.metric.prepare_query(q));
@@ -450,6 +506,8 @@ impl Search {
         self.head_ahead = None;
         self.reach = None;
         self.last_distance = 0.0;
+        self.memory_limit = settings.memory_limit;
+        self.stopped_at_memory_limit = false;
         self.prepared = index.quantizer.as_deref().map(|quantizer| {
             let mut prepared = quantizer.new_query();
             if let Some(query) = &self.query {
@@ -467,7 +525,7 @@ impl Search {
         store: &S,
         index: &LoadedIndex,
         rows: &mut impl RowSource,
-    ) -> Result<Option<Tid>, FormatError> {
+    ) -> Result<Option<Tid>, SearchError> {
         loop {
             if self.plan.by_bound.is_some() {
                 self.settle_order(store, index)?;
@@ -504,9 +562,9 @@ impl Search {
         &mut self,
         store: &S,
         index: &LoadedIndex,
-    ) -> Result<bool, FormatError> {
+    ) -> Result<bool, SearchError> {
         let plan_len = self.plan.lists.len();
-        if self.next_list >= plan_len || self.probed_count >= self.plan.max_probes {
+        if self.next_list >= plan_len || !self.may_read_more() {
             return Ok(false);
         }
         let probes = self.plan.probes;
@@ -519,7 +577,7 @@ impl Search {
         let mut collected = 0usize;
         while (probed < probes || (collected as f64) < wanted_candidates)
             && self.next_list < plan_len
-            && self.probed_count < self.plan.max_probes
+            && self.may_read_more()
         {
             let list = self.plan.lists[self.next_list];
             self.next_list += 1;
@@ -554,7 +612,7 @@ impl Search {
         index: &LoadedIndex,
         list: u32,
         following: Option<u32>,
-    ) -> Result<Option<usize>, FormatError> {
+    ) -> Result<Option<usize>, SearchError> {
         self.probed[list as usize] = true;
         self.probed_count += 1;
         if let Some(filter) = &self.filter {
@@ -580,12 +638,12 @@ impl Search {
         &mut self,
         store: &S,
         index: &LoadedIndex,
-    ) -> Result<bool, FormatError> {
+    ) -> Result<bool, SearchError> {
         if self.plan.iterative != Iterative::RelaxedOrder
             || self.filter.is_some()
             || self.plan.threshold.is_some()
             || self.returned < CALIBRATION_ROWS
-            || self.probed_count >= self.plan.max_probes
+            || !self.may_read_more()
         {
             return Ok(false);
         }
@@ -622,7 +680,7 @@ impl Search {
 
     /// Strict order: the smallest lower bound among the lists not read yet (within the budget).
     fn next_bound(&mut self) -> Option<f32> {
-        if self.probed_count >= self.plan.max_probes {
+        if !self.may_read_more() {
             return None;
         }
         let by_bound = self.plan.by_bound.as_ref()?;
@@ -641,7 +699,7 @@ impl Search {
         &mut self,
         store: &S,
         index: &LoadedIndex,
-    ) -> Result<(), FormatError> {
+    ) -> Result<(), SearchError> {
         while let Some(bound) = self.next_bound() {
             if self
                 .nearest_possible()
@@ -682,7 +740,7 @@ impl Search {
         store: &S,
         index: &LoadedIndex,
         rows: &mut impl RowSource,
-    ) -> Result<(), FormatError> {
+    ) -> Result<(), SearchError> {
         let threshold = self.plan.threshold.unwrap_or(f32::INFINITY);
         let spill = index.meta().spill;
         let dim = index.dimensions();
@@ -696,7 +754,20 @@ impl Search {
             {
                 return Ok(());
             }
+            self.queue
+                .try_reserve_for_pop()
+                .map_err(SearchError::out_of_memory(self.queue.memory_bytes()))?;
             let (_, [tid, location]) = self.queue.pop().expect("peeked");
+            self.candidates
+                .try_reserve(1)
+                .map_err(SearchError::out_of_memory(self.candidates.memory_bytes()))?;
+            if spill {
+                self.seen
+                    .try_reserve(1)
+                    .map_err(SearchError::out_of_memory(
+                        self.seen.capacity() * size_of::<u64>(),
+                    ))?;
+            }
             if spill && !self.seen.insert(tid) {
                 continue;
             }
@@ -733,7 +804,7 @@ impl Search {
         tid: Tid,
         location: Option<Location>,
         rows: &mut impl RowSource,
-    ) -> Result<Option<f32>, FormatError> {
+    ) -> Result<Option<f32>, SearchError> {
         store.check_interrupts();
         let Some(query) = self.query.as_deref() else {
             return Ok(None);
@@ -741,7 +812,7 @@ impl Search {
         let metric = self.metric;
         let kernels = distance::kernels();
         if let Some(location) = location {
-            return chain::with_located_vector(
+            return Ok(chain::with_located_vector(
                 store,
                 location,
                 dim,
@@ -749,7 +820,7 @@ impl Search {
                 |owner, dead, values| {
                     (!dead && owner == tid).then(|| metric.order_key(kernels, query, values))
                 },
-            );
+            )?);
         }
         let mut vector = std::mem::take(&mut self.vector);
         let stored = &mut self.stored;
@@ -769,7 +840,7 @@ impl Search {
         index: &LoadedIndex,
         list: u32,
         following: Option<u32>,
-    ) -> Result<usize, FormatError> {
+    ) -> Result<usize, SearchError> {
         store.check_interrupts();
         let meta = index.meta();
         let head = match self.head_ahead.take() {
@@ -805,7 +876,7 @@ impl Search {
         meta: &Meta,
         head: u32,
         after: u32,
-    ) -> Result<usize, FormatError> {
+    ) -> Result<usize, SearchError> {
         let format = meta.entry_format();
         let metric = meta.metric;
         let query = self.query.as_deref();
@@ -820,7 +891,18 @@ impl Search {
         let mut bad_tid = None;
         let reader = &mut self.reader;
         reader.reset();
+        let per_page = page::DATA_CAPACITY / format.stride() + 2;
         chain::walk(store, head, after, |bytes, ahead| {
+            // Room for the page's rows first: a push that has to grow and cannot would abort.
+            if prepared.is_some() {
+                queue
+                    .try_reserve(per_page)
+                    .map_err(SearchError::out_of_memory(queue.memory_bytes()))?;
+            } else {
+                candidates
+                    .try_reserve(per_page)
+                    .map_err(SearchError::out_of_memory(candidates.memory_bytes()))?;
+            }
             // Flat entries are read faster than a progressive prefetch would pace itself.
             distance::prefetch(ahead);
             reader.feed(bytes, format, |entry| {
@@ -854,10 +936,12 @@ impl Search {
             // Handing such a TID out would make the executor read (or, for block 0xFFFFFFFF,
             // PostgreSQL 15's P_NEW, even extend) the table.
             match bad_tid {
-                Some(tid) if tid.offset == 0 => {
-                    Err(FormatError::Corrupted("an entry has heap offset 0"))
-                }
-                Some(_) => Err(FormatError::Corrupted("an entry has an invalid heap TID")),
+                Some(tid) if tid.offset == 0 => Err(SearchError::Format(FormatError::Corrupted(
+                    "an entry has heap offset 0",
+                ))),
+                Some(_) => Err(SearchError::Format(FormatError::Corrupted(
+                    "an entry has an invalid heap TID",
+                ))),
                 None => Ok(()),
             }
         })?;
@@ -872,7 +956,7 @@ impl Search {
         meta: &Meta,
         head: u32,
         after: u32,
-    ) -> Result<usize, FormatError> {
+    ) -> Result<usize, SearchError> {
         let format = meta.entry_format();
         let threshold = self.plan.threshold.unwrap_or(f32::INFINITY);
         let prepared = self.prepared.as_deref().expect("a quantized search");
@@ -882,7 +966,11 @@ impl Search {
         let max_offset = page::MAX_HEAP_TUPLES_PER_PAGE as u16;
         let reader = &mut self.reader;
         reader.reset();
+        let per_page = page::DATA_CAPACITY / format.stride() + 2;
         chain::walk(store, head, after, |bytes, ahead| {
+            queue
+                .try_reserve(per_page)
+                .map_err(SearchError::out_of_memory(queue.memory_bytes()))?;
             let mut bad_tid = false;
             let mut ahead = Some(ahead);
             reader.feed_raw(bytes, format, |entries| {
@@ -899,7 +987,9 @@ impl Search {
                 bad_tid |= queued.bad_tid;
             })?;
             if bad_tid {
-                return Err(FormatError::Corrupted("an entry has an invalid heap TID"));
+                return Err(SearchError::Format(FormatError::Corrupted(
+                    "an entry has an invalid heap TID",
+                )));
             }
             Ok(())
         })?;

@@ -63,6 +63,8 @@ struct Options {
     rerank: Rerank,
     spill: Spill,
     filter_columns: usize,
+    /// What the builder may hold before writing.
+    memory_budget: usize,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             rerank: Rerank::Index,
             spill: Spill::Auto,
             filter_columns: 0,
+            memory_budget: 20_000,
         }
     }
 }
@@ -115,7 +118,7 @@ fn build_index(rows: &[Vec<f32>], options: &Options) -> (MemoryStore, LoadedInde
         &centroids,
         quantizer.as_deref(),
         &pool,
-        20_000,
+        options.memory_budget,
     )
     .unwrap();
     for (i, row) in rows.iter().enumerate() {
@@ -154,6 +157,7 @@ fn settings(probes: usize) -> Settings {
         rerank_factor: 3.0,
         index_rows: 0.0,
         expected_rows: 10,
+        memory_limit: usize::MAX,
     }
 }
 
@@ -225,6 +229,108 @@ fn all_kinds() -> Vec<Options> {
         }
     }
     kinds
+}
+
+/// Lists of codes alone take vectors past 2,000 dimensions (their centroids span pages), and are
+/// exact at probes = lists; lists that keep the vectors, or SQ8 codes of a byte a dimension, are
+/// refused with what to use instead.
+#[test]
+fn codes_only_lists_take_thousands_of_dimensions() {
+    let mut rng = StdRng::seed_from_u64(30);
+    for dim in [3072, 16000] {
+        let rows = clustered_rows(&mut rng, 120, dim);
+        let options = Options {
+            metric: Metric::Cosine,
+            lists: 4,
+            quantizer: rabitq::KIND,
+            rerank: Rerank::Heap,
+            memory_budget: 1 << 20,
+            ..Options::default()
+        };
+        let (store, index) = build_index(&rows, &options);
+        assert_eq!(index.meta().dimensions as usize, dim);
+        assert_eq!(
+            index.meta().centroid_pages as usize,
+            page::centroid_pages(4, dim)
+        );
+        let report = verify::verify(&store, &index).unwrap();
+        assert_eq!(report.live.len(), rows.len());
+        let query = &rows[7];
+        let settings = Settings {
+            rerank_factor: 10.0,
+            ..settings(4)
+        };
+        let found = search_all(&store, &index, &rows, query, &[], None, &settings);
+        let exact = exact_order(Metric::Cosine, &rows, query);
+        assert_eq!(found.len(), rows.len(), "{dim}");
+        for (got, (d, _)) in found.iter().zip(&exact).take(20) {
+            let got = operator_distance(Metric::Cosine, query, &rows[row_of(*got)]);
+            assert!((got - d).abs() <= 1e-5, "{dim}: {got} against {d}");
+        }
+    }
+    let request = |quantizer, rerank| Request {
+        dimensions: Some(3072),
+        metric: Metric::Cosine,
+        lists: Some(4),
+        filter_columns: 0,
+        quantizer,
+        rerank,
+        spill: Spill::Auto,
+        vector_is_column: true,
+    };
+    let plan = |request: Request| build::plan(&request, || unreachable!(), 1).map(|_| ());
+    assert_eq!(
+        plan(request(QuantizerKind::NONE, Rerank::Index)),
+        Err(build::BuildError::TooManyDimensions)
+    );
+    assert_eq!(
+        plan(request(rabitq::KIND, Rerank::Index)),
+        Err(build::BuildError::TooManyDimensionsForVectorsInIndex)
+    );
+    assert!(matches!(
+        plan(Request {
+            dimensions: Some(9000),
+            ..request(sq8::KIND, Rerank::Heap)
+        }),
+        Err(build::BuildError::EntryTooLarge { .. })
+    ));
+    assert_eq!(
+        plan(Request {
+            dimensions: Some(16001),
+            ..request(rabitq::KIND, Rerank::Heap)
+        }),
+        Err(build::BuildError::TooManyDimensions)
+    );
+}
+
+/// Lists of many pages, written at the end (new pages four to a record, linked as they are
+/// written) or in many small flushes (each continuing the chain's tail page): every row is in
+/// the index once and comes back.
+#[test]
+fn long_chains_are_whole_however_they_are_flushed() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let rows = clustered_rows(&mut rng, 3000, 61);
+    for memory_budget in [usize::MAX, 50_000, 9_000] {
+        for quantizer in [QuantizerKind::NONE, rabitq::KIND] {
+            let options = Options {
+                lists: 3,
+                quantizer,
+                memory_budget,
+                ..Options::default()
+            };
+            let (store, index) = build_index(&rows, &options);
+            let report = verify::verify(&store, &index).unwrap();
+            assert_eq!(report.live.len(), rows.len(), "budget {memory_budget}");
+            let found = search_all(&store, &index, &rows, &rows[5], &[], None, &settings(3));
+            let mut found: Vec<usize> = found.iter().map(|&t| row_of(t)).collect();
+            found.sort_unstable();
+            assert_eq!(
+                found,
+                (0..rows.len()).collect::<Vec<_>>(),
+                "budget {memory_budget}"
+            );
+        }
+    }
 }
 
 /// At probes = lists every kind of index hands out every row, in exact distance order.
@@ -355,6 +461,62 @@ fn strict_order_hands_out_rows_in_exact_order_across_batches() {
     }
 }
 
+/// An iterative search reads lists beyond its first `probes` only while its buffers are within the
+/// memory limit: it then ends as at `max_probes`, says so, and its buffers stay near the limit.
+#[test]
+fn iterative_searches_stop_reading_lists_at_the_memory_limit() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let rows = clustered_rows(&mut rng, 20_000, 8);
+    for quantizer in [QuantizerKind::NONE, rabitq::KIND] {
+        let (store, index) = build_index(
+            &rows,
+            &Options {
+                quantizer,
+                lists: 50,
+                ..Options::default()
+            },
+        );
+        for iterative in [Iterative::RelaxedOrder, Iterative::StrictOrder] {
+            let unlimited = Settings {
+                iterative,
+                max_probes: 50,
+                ..settings(2)
+            };
+            let query = &rows[17];
+            let all = search_all(&store, &index, &rows, query, &[], None, &unlimited);
+            assert_eq!(all.len(), rows.len(), "{quantizer:?} {iterative:?}");
+            let limit = 128 << 10;
+            let limited = Settings {
+                memory_limit: limit,
+                ..unlimited
+            };
+            let mut search = Search::new(SearchBuffers::default());
+            search
+                .start(&store, &index, Some(query), &[], None, &limited)
+                .unwrap();
+            let mut found = 0;
+            let mut table = Table(&rows);
+            let mut peak = 0;
+            while search.next(&store, &index, &mut table).unwrap().is_some() {
+                found += 1;
+                peak = peak.max(search.memory_bytes());
+            }
+            let stats = search.stats();
+            assert!(stats.stopped_at_memory_limit, "{quantizer:?} {iterative:?}");
+            assert!(
+                found < rows.len() && stats.lists_probed < 50 && stats.lists_probed >= 2,
+                "{quantizer:?} {iterative:?}: {found} rows, {stats:?}"
+            );
+            // Over the limit by at most what the list that crossed it added and the doubling of
+            // the buffers (the first `probes` lists are read whatever they take).
+            assert!(
+                peak <= 4 * limit,
+                "{quantizer:?} {iterative:?}: {peak} bytes"
+            );
+        }
+    }
+}
+
 /// Inserts fill lists past many pages (entries straddling pages), spilled indexes file rows
 /// twice, VACUUM frees slots that later inserts reuse without growing the index.
 #[test]
@@ -386,7 +548,7 @@ fn inserts_vacuum_and_reuse() {
 
         // Delete every other row, then insert as many again: the index must not grow.
         let meta = index.meta();
-        let deleted = vacuum::bulk_delete(&store, &meta, |t| row_of(t) % 2 == 0).unwrap();
+        let deleted = vacuum::bulk_delete(&store, &meta, |t| row_of(t).is_multiple_of(2)).unwrap();
         assert_eq!(deleted.removed_rows, (all.len() / 2) as f64);
         assert_eq!(deleted.live_rows, (all.len() / 2) as f64);
         assert!(!store.any_locked());
@@ -475,7 +637,8 @@ fn damaged_links_are_errors_not_deadlocks() {
 fn the_verifier_names_damage() {
     let mut rng = StdRng::seed_from_u64(6);
     let rows = clustered_rows(&mut rng, 300, 16);
-    let damage: Vec<(&str, Box<dyn Fn(&MemoryStore, &LoadedIndex)>)> = vec![
+    type Damage = Box<dyn Fn(&MemoryStore, &LoadedIndex)>;
+    let damage: Vec<(&str, Damage)> = vec![
         (
             "last page",
             Box::new(|store, index| {
@@ -689,4 +852,53 @@ fn structure_pages_are_where_the_meta_page_says() {
     }));
     assert_eq!(index.meta().max_norm, meta.max_norm * 2.0);
     let _ = NoRows;
+}
+
+/// maintenance_work_mem too small for pgvector's sample: as many samples as fit, down to ten per
+/// list; below that the error names the memory the smallest sample needs, which is then enough.
+#[test]
+fn samples_shrink_to_fit_the_memory_down_to_ten_per_list() {
+    let shape = build::plan(
+        &Request {
+            dimensions: Some(384),
+            metric: Metric::Cosine,
+            lists: Some(1000),
+            filter_columns: 0,
+            quantizer: QuantizerKind::NONE,
+            rerank: Rerank::Index,
+            spill: Spill::Auto,
+            vector_is_column: true,
+        },
+        || unreachable!(),
+        1,
+    )
+    .unwrap();
+    let wanted = 50_000;
+    let all = build::training_memory(&shape, wanted);
+    assert_eq!(build::samples_within(&shape, wanted, all), wanted);
+    let limit = 64 << 20;
+    assert!(
+        all > limit,
+        "pgvector's sample for 1000 lists of 384-d fits 64 MB"
+    );
+    let fits = build::samples_within(&shape, wanted, limit);
+    assert!((10_000..wanted).contains(&fits), "{fits}");
+    assert!(build::training_memory(&shape, fits) <= limit);
+    assert!(build::training_memory(&shape, fits + 1) > limit);
+    // Below ten a list, the sample stays at ten a list and training refuses it, saying what it needs.
+    let least = build::training_memory(&shape, 10_000);
+    assert_eq!(build::samples_within(&shape, wanted, least - 1), 10_000);
+    let samples = vec![0.5f32; 10_000 * 384];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    match build::train(&shape, &samples, &pool, least - 1, &mut |_| {}) {
+        Err(build::BuildError::NotEnoughMemory { required_mb, .. }) => {
+            assert_eq!(required_mb, least.div_ceil(1 << 20));
+            // The memory it names is enough for that sample.
+            assert!(build::training_memory(&shape, 10_000) <= required_mb << 20);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
 }

@@ -24,7 +24,8 @@ use rayon::prelude::*;
 
 use super::panels::{Panels, LANES, ROWS};
 use super::{
-    chunk_len, KMeansError, KMeansMetric, KMeansStage, Progress, WORK_PER_CHECKPOINT_PER_THREAD,
+    chunk_len, KMeansError, KMeansMetric, KMeansParams, KMeansStage, Progress,
+    WORK_PER_CHECKPOINT_PER_THREAD,
 };
 use crate::distance;
 
@@ -164,11 +165,16 @@ pub(super) fn run(
     samples: &[f32],
     dim: usize,
     centroids: &mut [f32],
-    metric: KMeansMetric,
-    max_iterations: usize,
+    params: &KMeansParams,
     pool: &rayon::ThreadPool,
     progress: &mut dyn Progress,
 ) -> Result<(), KMeansError> {
+    let KMeansParams {
+        metric,
+        max_iterations,
+        settled_share_inverse,
+        ..
+    } = *params;
     let n = samples.len() / dim;
     let k = centroids.len() / dim;
     let groups = Groups::new(k, dim);
@@ -269,6 +275,9 @@ pub(super) fn run(
         shifts.measure(centroids, &next, dim, &groups, pool);
         centroids.swap_with_slice(&mut next);
         progress.checkpoint(KMeansStage::Updating { iteration })?;
+        if settled_share_inverse > 0 && moved.saturating_mul(settled_share_inverse) < n {
+            break;
+        }
     }
     Ok(())
 }
@@ -855,12 +864,16 @@ mod tests {
             .build()
             .unwrap();
         let mut centroids = init.to_vec();
+        let params = KMeansParams {
+            max_iterations: 100,
+            settled_share_inverse: 0,
+            ..KMeansParams::new(init.len() / dim, metric)
+        };
         run(
             samples,
             dim,
             &mut centroids,
-            metric,
-            100,
+            &params,
             &pool,
             &mut |_| Ok(()),
         )

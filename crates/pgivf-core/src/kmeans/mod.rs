@@ -30,6 +30,14 @@ pub use spill::{centroid_norms, BetweenRows, Spiller, SPILL_LAMBDA};
 /// pgvector's iteration cap for IVFFlat k-means.
 pub const DEFAULT_MAX_ITERATIONS: usize = 500;
 
+/// Lloyd passes stop once fewer than one sample in this many changed cluster in a pass (after
+/// the centroids are updated for those moves). The last passes before full convergence each move
+/// a handful of samples by a hair and, in high dimensions where bounds prune little, still cost
+/// a good part of a full search each: on debian-minilm-384 (12,500 samples, 250 lists, one
+/// thread) passes 12 to 22 took 0.15 of 0.55 s, and the index's recall@10 at equal probes moved
+/// by less than 0.003. pgvector iterates until no sample moves.
+pub const DEFAULT_SETTLED_SHARE_INVERSE: usize = 100;
+
 /// Multiply-adds per thread between two progress checkpoints, counted as if no distance were
 /// skipped: about 4 ms for the blocked search with AVX2, 10-30 ms for k-means++ (bound by memory
 /// bandwidth) and around 50 ms for portable code. Bounds and k-means++'s triangle test only ever
@@ -70,16 +78,20 @@ pub struct KMeansParams {
     pub k: usize,
     /// Most Lloyd passes; 0 returns the seeding.
     pub max_iterations: usize,
+    /// Passes stop once fewer than one sample in this many changed cluster in a pass; 0 runs
+    /// until none moves (see [`DEFAULT_SETTLED_SHARE_INVERSE`]).
+    pub settled_share_inverse: usize,
     pub seed: u64,
     pub metric: KMeansMetric,
 }
 
 impl KMeansParams {
-    /// `DEFAULT_MAX_ITERATIONS` and seed 0.
+    /// `DEFAULT_MAX_ITERATIONS`, `DEFAULT_SETTLED_SHARE_INVERSE` and seed 0.
     pub fn new(k: usize, metric: KMeansMetric) -> Self {
         Self {
             k,
             max_iterations: DEFAULT_MAX_ITERATIONS,
+            settled_share_inverse: DEFAULT_SETTLED_SHARE_INVERSE,
             seed: 0,
             metric,
         }
@@ -165,15 +177,7 @@ pub fn train(
         progress,
     )?;
     if n > 0 {
-        lloyd::run(
-            samples,
-            dim,
-            &mut centroids,
-            params.metric,
-            params.max_iterations,
-            pool,
-            progress,
-        )?;
+        lloyd::run(samples, dim, &mut centroids, params, pool, progress)?;
     }
     if centroids.iter().all(|v| v.is_finite()) {
         Ok(centroids)

@@ -111,6 +111,30 @@ impl RerankQueue {
         self.queued
     }
 
+    /// Bytes the buffers take.
+    pub fn memory_bytes(&self) -> usize {
+        self.bounds.memory_bytes()
+            + self.rows.capacity() * size_of::<[u64; 2]>()
+            + self.upper.capacity() * size_of::<Bound>()
+            + self.overflow.capacity() * size_of::<f32>()
+            + (self.overflow_tids.capacity() + self.overflow_locations.capacity())
+                * size_of::<u64>()
+    }
+
+    /// Makes room for `n` more pushes without growing (so that a failed allocation is an error
+    /// here, not a process abort in `push`).
+    pub fn try_reserve(&mut self, n: usize) -> Result<(), std::collections::TryReserveError> {
+        self.bounds.try_reserve(n)?;
+        self.rows.try_reserve(n)?;
+        // Vector stores of a batch of lanes write whole lanes.
+        self.overflow.try_reserve(n + LANES)?;
+        self.overflow_tids.try_reserve(n + LANES)?;
+        self.overflow_locations.try_reserve(n + LANES)?;
+        self.upper
+            .try_reserve((self.expected_rows + 1).saturating_sub(self.upper.len()))?;
+        Ok(())
+    }
+
     /// Entries the buffers hold without growing.
     pub fn capacity(&self) -> usize {
         self.bounds.capacity() + self.rows.capacity() + self.overflow.capacity()
@@ -224,13 +248,27 @@ impl RerankQueue {
         }
     }
 
-    /// Sorts the overflow in when its smallest row comes before the sorted rows' next: only then
-    /// can the next row to pop be one of its rows.
-    fn admit_overflow(&mut self) {
+    /// Makes room for [`pop`](Self::pop) to sort the overflow in, when it will, without growing.
+    pub fn try_reserve_for_pop(&mut self) -> Result<(), std::collections::TryReserveError> {
+        if self.overflow_due() {
+            self.bounds.try_reserve(self.overflow.len())?;
+            self.rows.try_reserve(self.overflow.len())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the overflow's smallest row comes before the sorted rows' next: only then can the
+    /// next row to pop be one of its rows.
+    fn overflow_due(&mut self) -> bool {
         let Some(min) = self.overflow_min() else {
-            return;
+            return false;
         };
-        if self.bounds.peek_nearest().is_none_or(|(b, _)| min < b) {
+        self.bounds.peek_nearest().is_none_or(|(b, _)| min < b)
+    }
+
+    /// Sorts the overflow in when it is due.
+    fn admit_overflow(&mut self) {
+        if self.overflow_due() {
             for (i, &bound) in self.overflow.iter().enumerate() {
                 self.bounds.push(bound, self.rows.len() as u64);
                 self.rows
