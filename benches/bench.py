@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import struct
 import subprocess
 import sys
@@ -44,6 +45,13 @@ RERANKS = ("index", "heap")  # pgivf's index option rerank (quantized lists only
 SPILLS = {"spill": "on", "nospill": "off"}  # pgivf's index option spill; not given = 'auto'
 SYNTHETIC_ROWS = {128: 1_000_000, 768: 100_000, 1536: 50_000}
 ALL_DATASETS = ["debian", "synthetic-128", "synthetic-768", "synthetic-1536"]
+# pypi-minilm-384 (benches/pypi_data.py finds or builds it) and random subsets of its base rows, for
+# how builds, sizes and queries grow with the rows.
+PYPI_SUBSETS = {"pypi": None, "pypi-100k": 100_000, "pypi-300k": 300_000}
+PYPI_SUBSET_SEED = 20261207
+# --scale: each size with lists about rows / 1000 (pgvector's advice up to a million rows), and
+# lists 1000 on the whole set, where the build comparison is asked for.
+SCALE_LISTS = {"pypi-100k": 100, "pypi-300k": 300, "pypi": 1000}
 
 
 def log(message):
@@ -247,7 +255,42 @@ def load_dataset(name, quick, n_queries):
             f"(benches/bench.py synthetic(), seed {20261123 + dim})"
         )
         return Dataset(name, "l2", data["base"], data["queries"], data["gt"], source)
+    if name in PYPI_SUBSETS:
+        return load_pypi(name, quick, quick_rows)
     raise SystemExit(f"unknown dataset {name}")
+
+
+def load_pypi(name, quick, quick_rows):
+    sys.path.insert(0, str(BENCHES))
+    import pypi_data
+
+    wanted = quick_rows if quick else PYPI_SUBSETS[name]
+    prefix = pypi_data.find(wanted)
+    if prefix is None:
+        raise SystemExit(f"{pypi_data.PREFIX} not found: `python3 benches/pypi_data.py ensure` builds it (benches/run.sh does so itself)")
+    data = cached(
+        prefix.name,
+        lambda: {
+            "base": read_vecs(f"{prefix}.base.fvecs.gz", np.float32),
+            "queries": read_vecs(f"{prefix}.query.fvecs.gz", np.float32),
+            "gt": read_vecs(f"{prefix}.gt.ivecs.gz", np.int32),
+        },
+    )
+    rows = wanted
+    source = f"{prefix}.*"
+    if rows is None or rows == len(data["base"]):
+        if prefix.name != pypi_data.PREFIX:
+            source += f" (the generator's first {len(data['base']):,} rows in the summaries file's order; queries from all)"
+        return Dataset(name, "cosine", data["base"], data["queries"], data["gt"], source)
+
+    def make():
+        # A random subset, not the first rows: the base is in the summaries file's order (by name).
+        pick = np.sort(np.random.default_rng(PYPI_SUBSET_SEED).permutation(len(data["base"]))[:rows])
+        base = np.ascontiguousarray(data["base"][pick])
+        return {"base": base, "queries": np.asarray(data["queries"]), "gt": brute_force_knn(base, data["queries"], 100, "cosine")}
+
+    subset = cached(f"{prefix.name}-random-{rows}", make)
+    return Dataset(name, "cosine", subset["base"], subset["queries"], subset["gt"], source + f" (random {rows:,} of its rows, seed {PYPI_SUBSET_SEED})")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -583,7 +626,7 @@ def load_table(conn, ds):
     }
 
 
-def write_tests(conn, ds, args, copy_payloads):
+def write_tests(conn, ds, args, copy_payloads, stats_index=None):
     """Single-row autocommit INSERT throughput for insert_seconds, then COPY of copy_rows rows in
     binary and in text format; the rows are deleted (and vacuumed) afterwards."""
     out = {}
@@ -606,6 +649,13 @@ def write_tests(conn, ds, args, copy_payloads):
             for chunk in payload:
                 copy.write(chunk)
         out[f"copy_{fmt}_rows_per_s"] = args.copy_rows / (time.perf_counter() - t)
+        if fmt == "binary" and stats_index:
+            # What ivfflat_stats tells a DBA after a load into a trained index: rows since the
+            # build and how far they lie from their centroids against the build's rows.
+            row = conn.execute(
+                f"SELECT rows_inserted_since_build, build_mean_distance, insert_mean_distance, drift, recommendation FROM ivfflat_stats('{stats_index}')"
+            ).fetchone()
+            out["stats_after_copy"] = dict(zip(("rows_inserted_since_build", "build_mean_distance", "insert_mean_distance", "drift", "recommendation"), row))
         conn.execute(f"DELETE FROM items WHERE id >= {COPY_ID_BASE}")
     out["copy_rows"] = args.copy_rows
     t = time.perf_counter()
@@ -618,23 +668,38 @@ def write_tests(conn, ds, args, copy_payloads):
 def build_index(conn, ds, options, workers):
     """CREATE INDEX ... WITH (options); returns (seconds, index bytes, notices)."""
     notices = []
+    phases = {}
 
     def handler(diag):
-        notices.append(diag.message_primary)
+        message = diag.message_primary or ""
+        # pgivf says at DEBUG1 where its build's time went.
+        m = re.match(
+            r"ivfflat build: (\d+) samples in ([\d.]+) s, k-means ([\d.]+) s, reading and assigning (\d+) rows ([\d.]+) s, writing ([\d.]+) s",
+            message,
+        )
+        if m:
+            phases.update(
+                samples=int(m[1]), sampling_s=float(m[2]), kmeans_s=float(m[3]), assigning_s=float(m[5]), writing_s=float(m[6])
+            )
+        elif diag.severity_nonlocalized in ("NOTICE", "WARNING"):
+            notices.append(message)
 
     conn.add_notice_handler(handler)
     try:
         conn.execute("DROP INDEX IF EXISTS items_embedding_idx")
         conn.execute("SET maintenance_work_mem = '2GB'")
         conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+        conn.execute("SET client_min_messages = debug1")
         t = time.perf_counter()
         conn.execute(f"CREATE INDEX items_embedding_idx ON items USING ivfflat (embedding {ds.opclass}) WITH ({options})")
         seconds = time.perf_counter() - t
+        conn.execute("RESET client_min_messages")
         size = conn.execute("SELECT pg_relation_size('items_embedding_idx')").fetchone()[0]
     finally:
+        conn.execute("RESET client_min_messages")
         conn.execute("RESET max_parallel_maintenance_workers")
         conn.remove_notice_handler(handler)
-    return seconds, size, notices
+    return seconds, size, notices, phases
 
 
 def bench_extension(ext, base_dsn, admin, ds, args, qvecs, copy_payloads, result):
@@ -680,7 +745,7 @@ def bench_extension(ext, base_dsn, admin, ds, args, qvecs, copy_payloads, result
     log(f"  no vector index: INSERT {w['insert_rows_per_s']:,.0f} rows/s, COPY binary {w['copy_binary_rows_per_s']:,.0f} rows/s, text {w['copy_text_rows_per_s']:,.0f} rows/s")
 
     variants = args.variants if ext == "pgivf" else [None]
-    for lists in args.lists:
+    for lists in args.lists_by_dataset.get(ds.name, args.lists):
         for variant in variants:
             bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, variant)
     conn.close()
@@ -707,7 +772,7 @@ def bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, va
     if extra:
         ir["settings"] = extra
     try:
-        seconds, size, notices = build_index(conn, ds, options, 2)
+        seconds, size, notices, _ = build_index(conn, ds, options, 2)
     except psycopg.Error as e:
         log(f"  {label} lists {lists}: CREATE INDEX ... WITH ({options}) failed ({str(e).strip()}): skipped")
         er.setdefault("failed_indexes", []).append({**ir, "error": str(e).strip()})
@@ -717,8 +782,10 @@ def bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, va
     er["indexes"].append(ir)
     ir["build_parallel2_s"] = seconds
     log(f"  {label} lists {lists}: build with max_parallel_maintenance_workers = 2: {seconds:.2f} s (WITH ({options}))")
-    seconds, size, notices = build_index(conn, ds, options, 0)
+    seconds, size, notices, phases = build_index(conn, ds, options, 0)
     ir["build_s"] = seconds
+    if phases:
+        ir["build_phases"] = phases
     ir["index_bytes"] = size
     ir["index_mb"] = size / 1e6
     ir["build_notices"] = sorted(set(notices))
@@ -751,7 +818,7 @@ def bench_index(conn, dsn, ds, args, qvecs, copy_payloads, result, er, lists, va
         save_partial(result, args)
     ir["floor_us"] = {"before": floor_before["us"], "after": round_trip_floor(conn, ds, qvecs, args.min_pass_seconds)["us"]}
     log(f"  {label} lists {lists}: round trip floor {ir['floor_us']['before']:.0f} us a query before its passes, {ir['floor_us']['after']:.0f} after")
-    ir["writes"] = write_tests(conn, ds, args, copy_payloads)
+    ir["writes"] = write_tests(conn, ds, args, copy_payloads, "items_embedding_idx" if er["extension"] == "pgivf" else None)
     w = ir["writes"]
     log(
         f"  {label} lists {lists} indexed: INSERT {w['insert_rows_per_s']:,.0f} rows/s, COPY binary {w['copy_binary_rows_per_s']:,.0f} rows/s, "
@@ -1232,10 +1299,92 @@ def save_partial(result, args):
 # ------------------------------------------------------------------------------------------------
 
 
+def render_scale(out_dir, threshold=0.95):
+    """benches/results/pypi-scale-latest.md: per size and index, the serial and parallel build, the
+    index size, the probes reaching the recall and what a query costs there, from the sizes' latest
+    results."""
+    lines = [f"# How pgivf and pgvector grow with the rows (pypi-minilm-384, recall@10 ≥ {threshold})", ""]
+    lines.append(
+        "Each size is a random subset of pypi-minilm-384's rows (the whole set: 731,089), one run of `bash benches/run.sh --scale`; "
+        "the build is serial (`max_parallel_maintenance_workers = 0`) and with 2 workers; QPS is at the first probes value reaching "
+        "the recall: one client, two clients, and the backend's CPU per query (its own work, without the round trip)."
+    )
+    lines.append("")
+    lines.append(
+        "| rows | index | lists | build s | build s, 2 workers | build / pgvector | index MB | probes | recall@10 | QPS | QPS 2 clients | server us/query | server CPU pgvector / this | COPY 100k rows/s, indexed / none |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    machine = None
+    sources = []
+    for name in SCALE_LISTS:
+        path = out_dir / f"{name}-latest.json"
+        if not path.exists():
+            lines.append(f"| {name} | not measured yet | | | | | | | | | | | | |")
+            continue
+        result = json.loads(path.read_text())
+        machine = machine or result.get("machine", {})
+        rows = result["dataset"]["rows"]
+        sources.append(f"- {rows:,} rows: {result['dataset'].get('source', '?')}, measured {result['started']}")
+        vector = result["extensions"].get("vector")
+        vector_ir = vector["indexes"][0] if vector and vector["indexes"] else None
+        vector_point = first_at_recall(vector_ir, threshold) if vector_ir else None
+        for key, er in result["extensions"].items():
+            for ir in er["indexes"]:
+                pr = first_at_recall(ir, threshold)
+                build_ratio = ratio(ir["build_s"], vector_ir["build_s"]) if vector_ir and key != "vector" else ""
+                cpu_ratio = ""
+                if pr and vector_point and key != "vector" and pr.get("backend_cpu_us") and vector_point.get("backend_cpu_us"):
+                    cpu_ratio = ratio(vector_point["backend_cpu_us"], pr["backend_cpu_us"], 1)
+                w, none = ir.get("writes", {}), er.get("writes_no_vector_index", {})
+                copy = ratio(w.get("copy_binary_rows_per_s"), none.get("copy_binary_rows_per_s"))
+                point = (
+                    [str(pr["probes"]), f"{pr['recall@10']:.3f}", fmt_num(pr["qps"]), fmt_num(pr.get("qps_2_clients")), fmt_num(pr.get("backend_cpu_us"))]
+                    if pr
+                    else ["not reached", "", "", "", ""]
+                )
+                lines.append(
+                    f"| {rows:,} | {index_label(er, ir)} | {ir['lists']} | {ir['build_s']:.1f} | {ir['build_parallel2_s']:.1f} | {build_ratio} | "
+                    f"{ir['index_mb']:.0f} | " + " | ".join(point) + f" | {cpu_ratio} | {copy} |"
+                )
+    if sources:
+        lines += ["", "Data:"] + sources
+    phase_rows = []
+    for name in SCALE_LISTS:
+        path = out_dir / f"{name}-latest.json"
+        if not path.exists():
+            continue
+        result = json.loads(path.read_text())
+        for er in result["extensions"].values():
+            for ir in er["indexes"]:
+                ph = ir.get("build_phases")
+                if ph:
+                    phase_rows.append(
+                        f"| {result['dataset']['rows']:,} | {index_label(er, ir)} | {ir['build_s']:.2f} | {ph['samples']:,} | {ph['sampling_s']:.2f} | "
+                        f"{ph['kmeans_s']:.2f} | {ph['assigning_s']:.2f} | {ph['writing_s']:.2f} |"
+                    )
+    if phase_rows:
+        lines += ["", "Where pgivf's serial build goes (its DEBUG1 report; reading and assigning includes encoding the codes):", ""]
+        lines += ["| rows | index | build s | samples | sampling s | k-means s | reading and assigning s | writing s |", "|---|---|---|---|---|---|---|---|"]
+        lines += phase_rows
+    if machine:
+        lines += ["", f"Machine: {machine.get('cpu_model')}, {machine.get('cpus_usable')} cores usable."]
+    path = out_dir / "pypi-scale-latest.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def first_at_recall(ir, threshold):
+    """The per-probes record of the smallest probes value reaching the recall, or None."""
+    for pr in sorted(ir["probes"], key=lambda pr: pr["probes"]):
+        if pr["recall@10"] >= threshold:
+            return pr
+    return None
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--extension", default="pgivf", help="comma-separated: pgivf, vector (pgvector). Default pgivf")
-    p.add_argument("--dataset", default="debian", help="debian, synthetic-128, synthetic-768, synthetic-1536 or all (comma-separated). Default debian")
+    p.add_argument("--dataset", default="debian", help="debian, pypi (731,089 rows), pypi-100k, pypi-300k (random subsets), synthetic-128, synthetic-768, synthetic-1536 or all (the debian and synthetic sets; comma-separated). Default debian")
     p.add_argument("--lists", default="100,250", help="comma-separated lists values. Default 100,250")
     p.add_argument("--probes", default="1,2,4,8,16,32,64", help="comma-separated ivfflat.probes values. Default 1,2,4,8,16,32,64")
     p.add_argument(
@@ -1263,6 +1412,12 @@ def parse_args(argv):
     p.add_argument("--exact-queries", type=int, default=100, help="queries in the exact-scan measurement (bounded by --budget too)")
     p.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")
     p.add_argument("--report", metavar="JSON", help="only re-render the markdown and PNG of an existing result file")
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="the scale table: pypi-100k, pypi-300k and pypi (lists 100, 300, 1000), flat and RaBitQ lists and pgvector, "
+        "COPY of 100,000 rows into each; then benches/results/pypi-scale-latest.md from the three results",
+    )
     args = p.parse_args(argv)
     args.extensions = [e.strip() for e in args.extension.split(",") if e.strip()]
     for e in args.extensions:
@@ -1275,6 +1430,19 @@ def parse_args(argv):
     except ValueError as e:
         p.error(f"--quantizers: {e}")
     args.datasets = ALL_DATASETS if args.dataset == "all" else [d.strip() for d in args.dataset.split(",")]
+    args.lists_by_dataset = {}
+    if args.scale:
+        given = " ".join(argv)
+        args.datasets = list(SCALE_LISTS)
+        args.lists_by_dataset = {d: [lists] for d, lists in SCALE_LISTS.items()}
+        if "--extension" not in given:
+            args.extensions = ["pgivf", "vector"]
+        if "--quantizers" not in given:
+            args.variants = parse_variants("none,rabitq")
+        if "--copy-rows" not in given:
+            args.copy_rows = 100_000
+        if "--probes" not in given:
+            args.probes = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96]
     if args.quick:
         if "--queries" not in " ".join(argv):
             args.queries = 50
@@ -1291,6 +1459,13 @@ def run_dataset(name, args, admin, bandwidth, machine, build_info):
     import psycopg
 
     log(f"dataset {name}{' (quick)' if args.quick else ''}")
+    if args.scale and name in PYPI_SUBSETS and not args.quick:
+        sys.path.insert(0, str(BENCHES))
+        import pypi_data
+
+        if pypi_data.find(PYPI_SUBSETS[name]) is None:
+            log(f"  skipped: no pypi-minilm-384 set of {PYPI_SUBSETS[name] or 'all'} rows here (`python3 benches/pypi_data.py ensure` builds it)")
+            return
     ds = load_dataset(name, args.quick, args.queries)
     n_q = min(args.queries, len(ds.queries))
     if n_q < args.queries:
@@ -1360,6 +1535,9 @@ def main(argv):
     for name in args.datasets:
         run_dataset(name, args, admin, bandwidth, machine, build_info)
     admin.close()
+    if args.scale:
+        path = render_scale(out_dir)
+        print(path.read_text())
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ examples:
   bash benches/run.sh --dataset synthetic-768 --lists 316 --probes 1,4,16,64
   bash benches/run.sh --filtered --extension pgivf,vector      # filtered search, both extensions
   bash benches/run.sh --paired --rounds 9                      # pgivf rabitq against pgvector, paired
+  bash benches/run.sh --scale                                  # 100k, 300k, 731k rows of pypi-minilm-384
   make bench ARGS="--extension pgivf,vector --lists 100,250"
 
 EOF
@@ -96,6 +97,22 @@ if ((criterion)); then
         exec cargo bench -p pgivf-core --bench kernels -- "${args[@]}"
     fi
     exec cargo bench -p pgivf-core --bench kernels
+fi
+
+# The pypi sets are built once per machine, outside the repository (an hour or more on two cores):
+# say so, and show the progress, before any cluster starts.
+needs_pypi=0
+previous=""
+for arg in ${args[@]+"${args[@]}"}; do
+    case "$arg" in
+        --scale | --dataset=*pypi*) needs_pypi=1 ;;
+        *pypi*) [[ "$previous" == --dataset ]] && needs_pypi=1 ;;
+    esac
+    previous=$arg
+done
+if ((needs_pypi)); then
+    # PGIVF_PYPI_ROWS=300000: a set of that many rows will do (built so when none is found).
+    python3 "$ROOT/benches/pypi_data.py" ensure ${PGIVF_PYPI_ROWS:+--rows "$PGIVF_PYPI_ROWS"} >/dev/null
 fi
 
 ensure_venv
