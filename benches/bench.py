@@ -1328,7 +1328,7 @@ def render_scale(out_dir, threshold=0.95):
     results."""
     lines = [f"# How pgivf and pgvector grow with the rows (pypi-minilm-384, recall@10 ≥ {threshold})", ""]
     lines.append(
-        "Each size is a random subset of pypi-minilm-384's rows (the whole set: 731,089), one run of `bash benches/run.sh --scale`; "
+        "Each size is a subset of pypi-minilm-384 (731,089 rows in all; which rows: under Data), one run of `bash benches/run.sh --scale` per size; "
         "the build is serial (`max_parallel_maintenance_workers = 0`) and with 2 workers; QPS is at the first probes value reaching "
         "the recall: one client, two clients, and the backend's CPU per query (its own work, without the round trip)."
     )
@@ -1342,7 +1342,8 @@ def render_scale(out_dir, threshold=0.95):
     for name in SCALE_LISTS:
         path = out_dir / f"{name}-latest.json"
         if not path.exists():
-            lines.append(f"| {name} | not measured yet | | | | | | | | | | | | |")
+            rows = PYPI_SUBSETS[name]
+            lines.append(f"| {f'{rows:,}' if rows else 'all 731,089'} | not measured: no set of these rows on the machine of the last run | | | | | | | | | | | | |")
             continue
         result = json.loads(path.read_text())
         machine = machine or result.get("machine", {})
