@@ -70,7 +70,7 @@ class Side:
         bench.load_table(self.conn, ds)
 
     def build(self, ds, options):
-        seconds, size, _ = bench.build_index(self.conn, ds, options, 0)
+        seconds, size, _, _ = bench.build_index(self.conn, ds, options, 0)
         log(f"  {self.display} WITH ({options}): build {seconds:.2f} s, {size / 2**20:.1f} MB")
         return {"options": options, "build_s": seconds, "index_mb": size / 2**20}
 
