@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import pypi_data  # beside this file; standard library only
+
 try:
     import numpy as np
 except ImportError:  # --help works without the venv; everything else needs it
@@ -277,9 +279,6 @@ def load_dataset(name, quick, n_queries):
 
 
 def load_pypi(name, quick, quick_rows):
-    sys.path.insert(0, str(BENCHES))
-    import pypi_data
-
     wanted = quick_rows if quick else PYPI_SUBSETS[name]
     prefix = pypi_data.find(wanted)
     if prefix is None:
@@ -1339,6 +1338,7 @@ def render_scale(out_dir, threshold=0.95):
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     machine = None
     sources = []
+    phase_rows = []
     for name in SCALE_LISTS:
         path = out_dir / f"{name}-latest.json"
         if not path.exists():
@@ -1348,6 +1348,13 @@ def render_scale(out_dir, threshold=0.95):
         result = json.loads(path.read_text())
         machine = machine or result.get("machine", {})
         rows = result["dataset"]["rows"]
+        phase_rows += [
+            f"| {rows:,} | {index_label(er, ir)} | {ir['build_s']:.2f} | {ph['samples']:,} | {ph['sampling_s']:.2f} | "
+            f"{ph['kmeans_s']:.2f} | {ph['assigning_s']:.2f} | {ph['writing_s']:.2f} |"
+            for er in result["extensions"].values()
+            for ir in er["indexes"]
+            if (ph := ir.get("build_phases"))
+        ]
         sources.append(f"- {rows:,} rows: {result['dataset'].get('source', '?')}, measured {result['started']}")
         vector = result["extensions"].get("vector")
         vector_ir = vector["indexes"][0] if vector and vector["indexes"] else None
@@ -1372,20 +1379,6 @@ def render_scale(out_dir, threshold=0.95):
                 )
     if sources:
         lines += ["", "Data:"] + sources
-    phase_rows = []
-    for name in SCALE_LISTS:
-        path = out_dir / f"{name}-latest.json"
-        if not path.exists():
-            continue
-        result = json.loads(path.read_text())
-        for er in result["extensions"].values():
-            for ir in er["indexes"]:
-                ph = ir.get("build_phases")
-                if ph:
-                    phase_rows.append(
-                        f"| {result['dataset']['rows']:,} | {index_label(er, ir)} | {ir['build_s']:.2f} | {ph['samples']:,} | {ph['sampling_s']:.2f} | "
-                        f"{ph['kmeans_s']:.2f} | {ph['assigning_s']:.2f} | {ph['writing_s']:.2f} |"
-                    )
     if phase_rows:
         lines += ["", "Where pgivf's serial build goes (its DEBUG1 report; reading and assigning includes encoding the codes):", ""]
         lines += ["| rows | index | build s | samples | sampling s | k-means s | reading and assigning s | writing s |", "|---|---|---|---|---|---|---|---|"]
@@ -1484,9 +1477,6 @@ def run_dataset(name, args, admin, bandwidth, machine, build_info):
 
     log(f"dataset {name}{' (quick)' if args.quick else ''}")
     if args.scale and name in PYPI_SUBSETS and not args.quick:
-        sys.path.insert(0, str(BENCHES))
-        import pypi_data
-
         if pypi_data.find(PYPI_SUBSETS[name]) is None:
             log(f"  skipped: no pypi-minilm-384 set of {PYPI_SUBSETS[name] or 'all'} rows here (`python3 benches/pypi_data.py ensure` builds it)")
             return

@@ -33,17 +33,13 @@ fn floats(path: &str) -> (Vec<f32>, usize) {
     let (rows, dim) = read_vecs(path);
     let mut out = Vec::with_capacity(rows.len() * dim);
     for row in rows {
-        let v: Vec<f32> = row
+        let mut v: Vec<f32> = row
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
-        let norm = v
-            .iter()
-            .map(|x| x * x)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
-        out.extend(v.iter().map(|x| x / norm));
+        // Cosine: rows as the index stores them (a zero row stays zero).
+        pgivf_core::metric::normalize(&mut v);
+        out.extend_from_slice(&v);
     }
     (out, dim)
 }

@@ -754,10 +754,11 @@ impl Search {
             {
                 return Ok(());
             }
-            self.queue
-                .try_reserve_for_pop()
-                .map_err(SearchError::out_of_memory(self.queue.memory_bytes()))?;
-            let (_, [tid, location]) = self.queue.pop().expect("peeked");
+            let (_, [tid, location]) = self
+                .queue
+                .try_pop()
+                .map_err(SearchError::out_of_memory(self.queue.memory_bytes()))?
+                .expect("peeked");
             self.candidates
                 .try_reserve(1)
                 .map_err(SearchError::out_of_memory(self.candidates.memory_bytes()))?;

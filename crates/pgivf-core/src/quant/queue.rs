@@ -248,15 +248,6 @@ impl RerankQueue {
         }
     }
 
-    /// Makes room for [`pop`](Self::pop) to sort the overflow in, when it will, without growing.
-    pub fn try_reserve_for_pop(&mut self) -> Result<(), std::collections::TryReserveError> {
-        if self.overflow_due() {
-            self.bounds.try_reserve(self.overflow.len())?;
-            self.rows.try_reserve(self.overflow.len())?;
-        }
-        Ok(())
-    }
-
     /// Whether the overflow's smallest row comes before the sorted rows' next: only then can the
     /// next row to pop be one of its rows.
     fn overflow_due(&mut self) -> bool {
@@ -266,9 +257,12 @@ impl RerankQueue {
         self.bounds.peek_nearest().is_none_or(|(b, _)| min < b)
     }
 
-    /// Sorts the overflow in when it is due.
-    fn admit_overflow(&mut self) {
+    /// Sorts the overflow in when it is due; the room for it is reserved first, so that no
+    /// memory is a returned error rather than a process abort.
+    fn admit_overflow(&mut self) -> Result<(), std::collections::TryReserveError> {
         if self.overflow_due() {
+            self.bounds.try_reserve(self.overflow.len())?;
+            self.rows.try_reserve(self.overflow.len())?;
             for (i, &bound) in self.overflow.iter().enumerate() {
                 self.bounds.push(bound, self.rows.len() as u64);
                 self.rows
@@ -276,6 +270,7 @@ impl RerankQueue {
             }
             self.clear_overflow();
         }
+        Ok(())
     }
 
     /// The smallest lower bound waiting, without sorting the overflow into the queue: deciding
@@ -296,10 +291,20 @@ impl RerankQueue {
     }
 
     /// Removes and returns the row with the smallest lower bound.
+    #[cfg(test)]
     pub fn pop(&mut self) -> Option<(f32, [u64; 2])> {
-        self.admit_overflow();
-        let (bound, slot) = self.bounds.pop_nearest()?;
-        Some((bound, self.rows[slot as usize]))
+        self.try_pop().expect("memory to sort the waiting rows in")
+    }
+
+    /// [`pop`](Self::pop), with a failure to grow the sorted rows as an error.
+    pub fn try_pop(
+        &mut self,
+    ) -> Result<Option<(f32, [u64; 2])>, std::collections::TryReserveError> {
+        self.admit_overflow()?;
+        Ok(self
+            .bounds
+            .pop_nearest()
+            .map(|(bound, slot)| (bound, self.rows[slot as usize])))
     }
 }
 
